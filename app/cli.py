@@ -1,0 +1,203 @@
+"""The `ohmlens` command line: thin wrappers over `pipelines`.
+
+Exit codes: 0 ok, 1 some inputs failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table as RichTable
+
+from app.settings import Settings
+
+app = typer.Typer(
+    name="ohmlens",
+    help="Read electronics documentation: datasheets, schematics and damaged drawings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True, soft_wrap=True)
+settings = Settings()
+
+
+class DocFormat(str, Enum):
+    json = "json"
+    md = "md"
+    html = "html"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    """Print a one-line error and exit."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _main(
+    workspace: Annotated[Path, typer.Option(help="Workspace folder (database, crops, caches).")] = settings.workspace,
+) -> None:
+    settings.workspace = workspace
+
+
+@app.command()
+def parse(
+    files: Annotated[list[Path], typer.Argument(help="PDF files to parse.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("."),
+    format: Annotated[DocFormat, typer.Option("--format", "-f", help="Output format.")] = DocFormat.json,
+    pages: Annotated[str | None, typer.Option(help="Pages to parse, e.g. 1-20 or 3,5,7-9.")] = None,
+    password: Annotated[str | None, typer.Option(help="Password of an encrypted PDF.")] = None,
+    store: Annotated[bool, typer.Option(help="Also store the result in the workspace (for ask/chat).")] = True,
+) -> None:
+    """Parse PDFs into structured documents: writes OUT/STEM.json (or .md/.html) per input.
+
+    Example: ohmlens parse datasheet.pdf --out out/ --format md --pages 1-20
+    """
+    from pipelines.batch import write_outputs
+    from pipelines.ingest import PdfError, parse_pdf
+    from pipelines.store import Workspace
+
+    failed = 0
+    for path in files:
+        try:
+            with Progress(
+                TextColumn(f"{path.name}"), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+            ) as bar:
+                task = bar.add_task("pages", total=None)
+                doc = parse_pdf(
+                    path,
+                    pages=pages,
+                    password=password,
+                    crops_dir=out / f"{path.stem}_files",
+                    progress=lambda done, total, task=task: bar.update(task, completed=done, total=total),
+                )
+            written = write_outputs(doc, out, Path(path.stem), (format.value,))
+            if store and not pages:
+                Workspace(settings.workspace).add(doc)
+        except PdfError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            failed += 1
+            continue
+        n_tables = len(doc.tables())
+        n_links = sum(1 for lk in doc.links if lk.kind == "xref" and lk.target)
+        console.print(
+            f"[green]ok[/] {path.name}: {doc.page_count} pages, {len(doc.blocks)} blocks, {n_tables} tables, "
+            f"{n_links} links → {written[0]}",
+            highlight=False,
+        )
+        for problem in doc.problems:
+            console.print(f"  [yellow]warning:[/] {problem}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def batch(
+    folder: Annotated[Path, typer.Argument(help="Folder of PDFs (searched recursively).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
+    workers: Annotated[int, typer.Option(help="Parallel worker processes.")] = 1,
+    resume: Annotated[bool, typer.Option(help="Skip files finished by an earlier run.")] = False,
+    format: Annotated[str, typer.Option("--format", "-f", help="Comma-separated formats: json,md,html.")] = "json,md",
+    password: Annotated[str | None, typer.Option(help="Password for encrypted PDFs.")] = None,
+) -> None:
+    """Parse every PDF in a folder with a progress bar; a bad file is reported and skipped.
+
+    Example: ohmlens batch manuals/ --out out/ --workers 2 --resume
+    """
+    from pipelines.batch import BatchError, FileResult, find_inputs, run_batch
+
+    formats = tuple(f.strip() for f in format.split(",") if f.strip())
+    try:
+        find_inputs(folder)
+    except BatchError as exc:
+        _fail(str(exc), 2)
+    progress = Progress(
+        TextColumn("[bold]batch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    task = progress.add_task("files", total=None)
+
+    def on_start(todo: int, skipped: int) -> None:
+        progress.update(task, total=todo)
+        if skipped:
+            progress.console.print(f"resuming: {skipped} files already done")
+
+    def on_result(r: FileResult) -> None:
+        mark = "[green]ok[/]" if r.status == "ok" else "[red]failed[/]"
+        detail = f"{r.pages} pages, {r.seconds:.2f}s" if r.status == "ok" else r.error
+        progress.console.print(f"{mark} {r.file}: {detail}", highlight=False)
+        progress.advance(task)
+
+    try:
+        with progress:
+            results = run_batch(
+                folder,
+                out,
+                formats=formats,
+                workers=workers,
+                resume=resume,
+                password=password,
+                on_start=on_start,
+                on_result=on_result,
+            )
+    except BatchError as exc:
+        _fail(str(exc), 2)
+    summary = RichTable(title="batch summary")
+    for col in ("status", "files", "pages", "seconds"):
+        summary.add_column(col)
+    for status in ("ok", "skipped", "failed"):
+        rs = [r for r in results if r.status == status]
+        summary.add_row(status, str(len(rs)), str(sum(r.pages for r in rs)), f"{sum(r.seconds for r in rs):.1f}")
+    console.print(summary)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        console.print(f"{len(failed)} files failed; see {out / 'failures.log'}", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it local.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 7860,
+) -> None:
+    """Start the web UI (Document, Schematic, Repair and Chat tabs).
+
+    Example: ohmlens serve --port 7860
+    """
+    from app.ui import build_ui
+
+    build_ui(settings).queue().launch(server_name=host, server_port=port, show_error=True)
+
+
+@app.command()
+def samples(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("samples/generated"),
+    pages: Annotated[int, typer.Option(help="Pages of the synthetic datasheet.")] = 120,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Generate the synthetic datasheet (with ground truth) used by benchmarks.
+
+    Example: ohmlens samples --pages 120 --out samples/generated
+    """
+    from samples.make_datasheet import make_datasheet
+
+    path = make_datasheet(out, pages=pages, seed=seed)
+    console.print(f"[green]ok[/] wrote {path}", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,617 @@
+"""PDF ingest: one pass over the pages, then document-level stages.
+
+Each page is read once (`get_text("dict")`, cheap vector-drawing summary, image placements) and turned
+into blocks in reading order; expensive steps (table finding, OCR, crop rendering) run only where the
+page shows evidence for them. Pages stream one at a time, so memory does not grow with page count
+beyond the text itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymupdf
+
+from pipelines.document import Block, Document, OutlineEntry, write_atomic
+
+MAX_PAGES = 5000  # refuse larger PDFs: bounded work per upload
+MAX_RENDER_PIXELS = 20_000_000  # cap for any page or crop we rasterise
+CROP_DPI = 144
+OCR_DPI = 150
+MAX_FILE_BYTES = 2 * 1024**3
+
+Stage = Callable[[Document], Document]
+Progress = Callable[[int, int], None]
+
+CAPTION_RE = re.compile(
+    r"^\s*(Table|Tab\.|Figure|Fig\.?|Scheme|Chart|Diagram|Listing)\s*[A-Z]?\d+([.\-–]\d+)*[a-z]?\s*[.:\-–—|]?(\s|$)",
+    re.IGNORECASE,
+)
+NUMBERED_HEADING_RE = re.compile(r"^(\d+(\.\d+){0,5}|[A-Z](\.\d+){1,4}|Appendix\s+[A-Z])\.?\s+\S")
+BULLET_RE = re.compile(r"^\s*([•◦▪▫●○■□►▸‣⁃∙·\-–*]|\(?[0-9]{1,2}[.)]|\(?[a-z][.)])\s+")
+MATH_FONT_RE = re.compile(r"CMMI|CMSY|CMEX|Math|Symbol|STIX|Cambria\s*Math", re.IGNORECASE)
+MONO_FONT_RE = re.compile(r"Mono|Courier|Consol|Menlo|Code|Typewriter|CMTT", re.IGNORECASE)
+MATH_CHARS = set("=+−×÷∑∫√≤≥≈∞∂∆αβγδεθλμπσωΩ^_")
+
+
+class PdfError(ValueError):
+    """A PDF that cannot be parsed, with a one-line reason."""
+
+
+@dataclass
+class _Style:
+    size: float
+    bold: bool
+    mono: bool
+    math: float  # share of characters in math fonts or math symbols
+    n_lines: int
+
+
+@dataclass
+class ParseOptions:
+    """What to parse and where to put side outputs."""
+
+    pages: list[int] | None = None  # 1-based pages to parse; None = all
+    password: str | None = None
+    crops_dir: Path | None = None  # where figure crops go; None = no crops
+    ocr: bool = True
+    tables: bool = True
+
+
+def parse_page_range(spec: str, page_count: int) -> list[int]:
+    """Turn "1-20,25" into sorted 1-based page numbers within the document.
+
+    Raises:
+        PdfError: malformed spec or no page of it inside the document.
+    """
+    pages: set[int] = set()
+    for part in spec.replace(" ", "").split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise PdfError(f"bad page range {spec!r}: use e.g. 1-20 or 3,5,7-9")
+        lo = int(m.group(1))
+        hi = int(m.group(2) or lo)
+        if lo < 1 or hi < lo:
+            raise PdfError(f"bad page range {spec!r}: pages start at 1 and ranges go upwards")
+        pages.update(range(lo, min(hi, page_count) + 1))
+    if not pages:
+        raise PdfError(f"page range {spec!r} is outside the document ({page_count} pages)")
+    return sorted(pages)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def open_pdf(path: Path, password: str | None = None) -> pymupdf.Document:
+    """Open a PDF, refusing what is not one with a clear reason.
+
+    Raises:
+        PdfError: missing, not a PDF, corrupt, encrypted without the right password, empty, too long.
+    """
+    if not path.is_file():
+        raise PdfError(f"{path.name}: no such file")
+    size = path.stat().st_size
+    if size == 0:
+        raise PdfError(f"{path.name}: file is empty")
+    if size > MAX_FILE_BYTES:
+        raise PdfError(f"{path.name}: file is larger than {MAX_FILE_BYTES >> 30} GiB")
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if b"%PDF-" not in head:
+        raise PdfError(f"{path.name}: not a PDF (no %PDF header)")
+    try:
+        doc = pymupdf.open(path, filetype="pdf")
+    except Exception as exc:  # MuPDF raises several types for broken files
+        raise PdfError(f"{path.name}: corrupt or truncated PDF ({exc})") from exc
+    if doc.needs_pass:
+        if not password:
+            raise PdfError(f"{path.name}: PDF is encrypted; give its password with --password")
+        if not doc.authenticate(password):
+            raise PdfError(f"{path.name}: wrong password for encrypted PDF")
+    if doc.page_count == 0:
+        raise PdfError(f"{path.name}: PDF has no pages")
+    if doc.page_count > MAX_PAGES:
+        raise PdfError(f"{path.name}: {doc.page_count} pages exceeds the limit of {MAX_PAGES}")
+    return doc
+
+
+def _span_is_bold(span: dict) -> bool:
+    return bool(span["flags"] & 16) or "bold" in span["font"].lower() or "black" in span["font"].lower()
+
+
+def _segments(text_block: dict) -> Iterable[tuple[str, tuple[float, float, float, float], _Style]]:
+    """Split a PyMuPDF text block where style changes or a caption / list item begins."""
+    lines = []
+    for line in text_block["lines"]:
+        spans = [s for s in line["spans"] if s["text"].strip()]
+        if not spans:
+            continue
+        text = "".join(s["text"] for s in line["spans"]).strip()
+        chars = sum(len(s["text"].strip()) for s in spans) or 1
+        size = max(spans, key=lambda s: len(s["text"].strip()))["size"]
+        bold = sum(len(s["text"].strip()) for s in spans if _span_is_bold(s)) / chars > 0.9
+        mono = sum(len(s["text"].strip()) for s in spans if MONO_FONT_RE.search(s["font"]) or s["flags"] & 8) / chars
+        math = sum(len(s["text"].strip()) for s in spans if MATH_FONT_RE.search(s["font"])) + sum(
+            ch in MATH_CHARS for ch in text
+        )
+        lines.append((text, line["bbox"], round(size * 2) / 2, bold, mono > 0.6, math / chars))
+    current: list = []
+
+    def flush() -> Iterable[tuple[str, tuple[float, float, float, float], _Style]]:
+        if not current:
+            return
+        text = ""
+        for t, *_ in current:
+            if text.endswith("-") and t[:1].islower():
+                text = text[:-1] + t  # re-join a hyphenated word
+            else:
+                text = f"{text} {t}" if text else t
+        x0 = min(c[1][0] for c in current)
+        y0 = min(c[1][1] for c in current)
+        x1 = max(c[1][2] for c in current)
+        y1 = max(c[1][3] for c in current)
+        style = _Style(
+            size=statistics.median(c[2] for c in current),
+            bold=all(c[3] for c in current),
+            mono=all(c[4] for c in current),
+            math=sum(c[5] for c in current) / len(current),
+            n_lines=len(current),
+        )
+        yield text.strip(), (x0, y0, x1, y1), style
+
+    for ln in lines:
+        if current:
+            prev = current[-1]
+            in_caption = CAPTION_RE.match(current[0][0]) is not None  # captions mix bold labels and plain text
+            starts_new = (
+                (not in_caption and (abs(ln[2] - prev[2]) >= 1.0 or ln[3] != prev[3] or ln[4] != prev[4]))
+                or CAPTION_RE.match(ln[0])
+                or BULLET_RE.match(ln[0])
+                or ln[1][1] - prev[1][3] > max(ln[2], 6) * 0.9  # a vertical gap: new paragraph
+            )
+            if starts_new:
+                yield from flush()
+                current = []
+        current.append(ln)
+    yield from flush()
+
+
+def _is_lone_prefix(text: str) -> bool:
+    """A bullet glyph or a bare caption label ("Table 1.") that belongs to the text beside it."""
+    return (BULLET_RE.match(text + " ") is not None and len(text) <= 3) or (
+        CAPTION_RE.match(text) is not None and len(text) <= 14
+    )
+
+
+def _attach_prefixes(segments: list[tuple[str, tuple, _Style]]) -> list[tuple[str, tuple, _Style]]:
+    """Join bullets and caption labels that PyMuPDF put in blocks of their own to the text on their line."""
+    bullets = [s for s in segments if _is_lone_prefix(s[0])]
+    if not bullets:
+        return segments
+    out = [s for s in segments if s not in bullets]
+    for glyph, gbox, _ in bullets:
+        best = None
+        for i, (_, box, _) in enumerate(out):
+            same_line = abs(box[1] - gbox[1]) < max(4.0, (gbox[3] - gbox[1]) * 0.6)
+            if same_line and box[2] > gbox[2] and box[0] < gbox[2] + 40 and (best is None or box[0] < out[best][1][0]):
+                best = i
+        if best is None:
+            out.append((glyph, gbox, _Style(0, False, False, 0, 1)))
+            continue
+        text, box, style = out[best]
+        merged = (min(box[0], gbox[0]), min(box[1], gbox[1]), max(box[2], gbox[2]), max(box[3], gbox[3]))
+        out[best] = (f"{glyph} {text}", merged, style)
+    return out
+
+
+def _reading_order(items: list[tuple[tuple[float, float, float, float], object]], width: float) -> list:
+    """Order items by bands of full-width content; within a band, left column before right column."""
+    mid = width / 2
+    margin = 0.08 * width  # a column block may cross the middle a little when margins are uneven
+    spanning = [i for i in items if i[0][0] < mid - margin and i[0][2] > mid + margin]
+    columns = [i for i in items if i not in spanning]
+    left = [i for i in columns if (i[0][0] + i[0][2]) / 2 < mid]
+    right = [i for i in columns if (i[0][0] + i[0][2]) / 2 >= mid]
+    if not left or not right:
+        return sorted(items, key=lambda i: (round(i[0][1]), i[0][0]))
+    ordered: list = []
+    rest = sorted(columns, key=lambda i: i[0][1])
+    for sp in sorted(spanning, key=lambda i: i[0][1]):
+        band = [i for i in rest if i[0][1] < sp[0][1]]
+        rest = [i for i in rest if i[0][1] >= sp[0][1]]
+        ordered += [i for i in band if (i[0][0] + i[0][2]) / 2 < mid] + [
+            i for i in band if (i[0][0] + i[0][2]) / 2 >= mid
+        ]
+        ordered.append(sp)
+    ordered += [i for i in rest if (i[0][0] + i[0][2]) / 2 < mid] + [i for i in rest if (i[0][0] + i[0][2]) / 2 >= mid]
+    return ordered
+
+
+def _inside(inner: tuple, outer: tuple, slack: float = 2.0) -> bool:
+    return (
+        inner[0] >= outer[0] - slack
+        and inner[1] >= outer[1] - slack
+        and inner[2] <= outer[2] + slack
+        and inner[3] <= outer[3] + slack
+    )
+
+
+def _center_inside(inner: tuple, outer: tuple) -> bool:
+    cx, cy = (inner[0] + inner[2]) / 2, (inner[1] + inner[3]) / 2
+    return outer[0] <= cx <= outer[2] and outer[1] <= cy <= outer[3]
+
+
+def _overlap_ratio(a: tuple, b: tuple) -> float:
+    """Intersection area over the smaller box's area."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / small if small > 0 else 0.0
+
+
+def _dpi_for(rect: pymupdf.Rect, dpi: int) -> int:
+    """Lower the dpi so the rendered area stays under the pixel cap."""
+    pixels = rect.width * rect.height * (dpi / 72) ** 2
+    if pixels <= MAX_RENDER_PIXELS:
+        return dpi
+    return max(18, int(dpi * (MAX_RENDER_PIXELS / pixels) ** 0.5))
+
+
+_OCR_ENGINE = None
+
+
+def _ocr_engine():
+    global _OCR_ENGINE
+    if _OCR_ENGINE is None:
+        from rapidocr import RapidOCR
+
+        _OCR_ENGINE = RapidOCR(params={"Global.log_level": "error"})
+    return _OCR_ENGINE
+
+
+def ocr_page(page: pymupdf.Page) -> list[tuple[str, tuple[float, float, float, float]]]:
+    """OCR a page image: (line text, bbox in points) pairs in top-down order."""
+    import numpy as np
+
+    dpi = _dpi_for(page.rect, OCR_DPI)
+    pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csRGB)
+    img = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, 3)
+    result = _ocr_engine()(img)
+    if result.boxes is None or result.txts is None:
+        return []
+    scale = 72 / dpi
+    lines = []
+    for box, text in zip(result.boxes, result.txts):
+        xs = [p[0] * scale for p in box]
+        ys = [p[1] * scale for p in box]
+        lines.append((text, (min(xs), min(ys), max(xs), max(ys))))
+    return sorted(lines, key=lambda t: (round(t[1][1] / 4), t[1][0]))
+
+
+def _ocr_blocks(lines: list[tuple[str, tuple[float, float, float, float]]]) -> list[tuple[str, tuple, _Style]]:
+    """Group OCR lines into paragraphs by vertical gaps and left alignment."""
+    out: list[tuple[str, tuple, _Style]] = []
+    group: list = []
+    for text, box in lines:
+        h = box[3] - box[1]
+        if group:
+            last = group[-1][1]
+            if (
+                box[1] - last[3] > 0.8 * h
+                or abs(box[0] - group[0][1][0]) > 3 * h
+                or abs(h - (last[3] - last[1])) > 0.3 * h
+            ):
+                out.append(_merge_ocr(group))
+                group = []
+        group.append((text, box))
+    if group:
+        out.append(_merge_ocr(group))
+    return out
+
+
+def _merge_ocr(group: list) -> tuple[str, tuple, _Style]:
+    box = (
+        min(b[0] for _, b in group),
+        min(b[1] for _, b in group),
+        max(b[2] for _, b in group),
+        max(b[3] for _, b in group),
+    )
+    size = statistics.median((b[3] - b[1]) * 0.8 for _, b in group)
+    return " ".join(t for t, _ in group), box, _Style(round(size * 2) / 2, False, False, 0.0, len(group))
+
+
+def _figure_regions(page: pymupdf.Page, tables: list[Block]) -> list[tuple[tuple, str]]:
+    """Clusters of raster images and vector drawings worth reporting as figures: (bbox, "raster"|"vector")."""
+    page_area = page.rect.width * page.rect.height
+    rasters = []
+    for info in page.get_image_info():
+        r = pymupdf.Rect(info["bbox"]) & page.rect
+        if not r.is_empty and r.get_area() < 0.9 * page_area:
+            rasters.append(tuple(r))
+    paths = [d for d in page.get_cdrawings() if _area(d["rect"]) < 0.5 * page_area]
+    drawings = [tuple(d["rect"]) for d in paths]
+    weights = [1] * len(rasters) + [len(d["items"]) for d in paths]  # count path segments, not paths
+    if not rasters and sum(weights) < 4:
+        return []
+    kept: list[tuple[tuple, str]] = []
+    for box, count in _cluster_rects(rasters + drawings, page.rect, weights):
+        has_raster = any(_inside(r, box) for r in rasters)
+        if box[2] - box[0] < 40 or box[3] - box[1] < 30 or (count < 4 and not has_raster):
+            continue
+        if any(_overlap_ratio(box, t.bbox) > 0.5 for t in tables):
+            continue  # table rulings or a table's shading
+        kept.append((box, "raster" if has_raster else "vector"))
+    return kept
+
+
+def _area(rect: tuple) -> float:
+    return max(0.0, rect[2] - rect[0]) * max(0.0, rect[3] - rect[1])
+
+
+def _cluster_rects(
+    rects: list[tuple], page_rect: pymupdf.Rect, weights: list[int], tolerance: float = 3.0
+) -> list[tuple[tuple, int]]:
+    """Group drawing rectangles that lie within `tolerance` points of each other: (bbox, summed weight).
+
+    Rasterises the rectangles onto a 1-point grid and labels connected regions, which stays linear in
+    the number of items where pairwise merging would be quadratic on dense schematics.
+    """
+    import cv2
+    import numpy as np
+
+    w, h = int(page_rect.width) + 1, int(page_rect.height) + 1
+    grid = np.zeros((h, w), dtype=np.uint8)
+    t = int(tolerance)
+    for x0, y0, x1, y1 in rects:
+        grid[max(0, int(y0) - t) : min(h, int(y1) + t + 1), max(0, int(x0) - t) : min(w, int(x1) + t + 1)] = 1
+    n, labels = cv2.connectedComponents(grid, connectivity=8)
+    counts = [0] * n
+    boxes: list[list[float]] = [[1e9, 1e9, -1e9, -1e9] for _ in range(n)]
+    for (x0, y0, x1, y1), weight in zip(rects, weights):
+        lab = labels[min(h - 1, max(0, int((y0 + y1) / 2))), min(w - 1, max(0, int((x0 + x1) / 2)))]
+        b = boxes[lab]
+        b[0], b[1], b[2], b[3] = min(b[0], x0), min(b[1], y0), max(b[2], x1), max(b[3], y1)
+        counts[lab] += weight
+    return [(tuple(boxes[i]), counts[i]) for i in range(1, n) if counts[i]]
+
+
+COMPONENT_REF_RE = re.compile(r"\b(R|C|L|Q|D|U|IC|VR|SW|J|T|X|Y|LED|VCC|VDD|GND)\d*\b")
+
+
+def _looks_like_schematic(page: pymupdf.Page, box: tuple, inner_text: str) -> bool:
+    """A vector cluster made of many straight segments with component references around it."""
+    refs = COMPONENT_REF_RE.findall(inner_text)
+    if len(refs) < 2:
+        return False
+    segments = 0
+    for d in page.get_cdrawings():
+        if _inside(tuple(d["rect"]), box):
+            segments += sum(1 for it in d["items"] if it[0] == "l")
+    return segments >= 8
+
+
+def parse_page(
+    page: pymupdf.Page,
+    number: int,
+    doc_id: str,
+    options: ParseOptions,
+    styles: dict[int, _Style],
+) -> list[Block]:
+    """Blocks of one page in reading order, with ids `p{number}-b{i}`."""
+    width = page.rect.width
+    text = page.get_text("dict", flags=pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES, sort=True)
+    segments = [seg for tb in text["blocks"] if tb["type"] == 0 for seg in _segments(tb) if seg[0]]
+    segments = _attach_prefixes(segments)
+    ocr = False
+    if not segments and options.ocr:
+        covered = sum((pymupdf.Rect(i["bbox"]) & page.rect).get_area() for i in page.get_image_info()) / max(
+            page.rect.get_area(), 1
+        )
+        if covered > 0.3 or page.get_cdrawings():
+            segments = _ocr_blocks(ocr_page(page))
+            ocr = bool(segments)
+
+    tables: list[Block] = []
+    if options.tables and not ocr:
+        from pipelines.tables import extract_tables
+
+        tables = extract_tables(page, number, text)
+    figures = [] if ocr else _figure_regions(page, tables)
+
+    items: list[tuple[tuple, Block]] = []
+    for t in tables:
+        items.append((t.bbox, t))
+    for i, (box, src) in enumerate(figures):
+        inner = [s for s in segments if _inside(s[1], box, slack=4)]
+        inner_text = " ".join(s[0] for s in inner)
+        kind = "schematic" if src == "vector" and _looks_like_schematic(page, box, inner_text) else "figure"
+        fig = Block(id="", kind=kind, page=number, bbox=box, text=inner_text)
+        if options.crops_dir is not None:
+            rect = pymupdf.Rect(box)
+            pix = page.get_pixmap(clip=rect, dpi=_dpi_for(rect, CROP_DPI))
+            name = f"{doc_id[:12]}-p{number}-f{i + 1}.png"
+            write_atomic(options.crops_dir / name, pix.tobytes("png"))
+            fig.image = name
+        items.append((box, fig))
+    taken = [t.bbox for t in tables] + [f[0] for f in figures]
+    for seg_text, box, style in segments:
+        if any(_center_inside(box, t) for t in taken) and not CAPTION_RE.match(seg_text):
+            continue  # text that belongs to a table or figure
+        block = Block(id="", kind="paragraph", page=number, bbox=tuple(box), text=seg_text, ocr=ocr)
+        styles[id(block)] = style
+        items.append((block.bbox, block))
+
+    ordered = [blk for _, blk in _reading_order(items, width)]
+    for i, blk in enumerate(ordered, start=1):
+        blk.id = f"p{number}-b{i}"
+    return ordered
+
+
+def _normalise_running(text: str) -> str:
+    return re.sub(r"\d+", "#", text.lower()).strip()
+
+
+def mark_running_text(doc: Document, styles: dict[int, _Style]) -> Document:
+    """Mark blocks repeated in the top/bottom margin of many pages (or bare page numbers) as headers/footers."""
+    n_pages = max(1, len({b.page for b in doc.blocks}))
+    candidates: Counter[tuple[str, str]] = Counter()
+    for b in doc.blocks:
+        height = doc.page_sizes[b.page - 1][1]
+        zone = "top" if b.bbox[3] < 0.1 * height else "bottom" if b.bbox[1] > 0.9 * height else None
+        if zone and b.kind == "paragraph":
+            candidates[(zone, _normalise_running(b.text))] += 1
+    threshold = max(2, int(0.3 * n_pages)) if n_pages > 2 else 2
+    for b in doc.blocks:
+        if b.kind != "paragraph":
+            continue
+        height = doc.page_sizes[b.page - 1][1]
+        zone = "top" if b.bbox[3] < 0.1 * height else "bottom" if b.bbox[1] > 0.9 * height else None
+        if zone is None:
+            continue
+        norm = _normalise_running(b.text)
+        bare_number = re.fullmatch(r"(page\s*)?#(\s*(of|/)\s*#)?|-\s*#\s*-", norm) is not None
+        if candidates[(zone, norm)] >= threshold or bare_number:
+            b.kind = "page_header" if zone == "top" else "page_footer"
+    return doc
+
+
+def classify_blocks(doc: Document, styles: dict[int, _Style], toc: list) -> Document:
+    """Headings (font evidence + numbering + the PDF outline), captions, lists, code and formulas."""
+    sizes: Counter[float] = Counter()
+    for b in doc.blocks:
+        st = styles.get(id(b))
+        if st and b.kind == "paragraph":
+            sizes[st.size] += len(b.text)
+    body = sizes.most_common(1)[0][0] if sizes else 10.0
+    toc_titles = {_norm_title(t[1]): t[0] for t in toc}
+
+    heading_sizes: set[float] = set()
+    for b in doc.blocks:
+        st = styles.get(id(b))
+        if b.kind != "paragraph" or st is None:
+            continue
+        text = b.text
+        if CAPTION_RE.match(text):
+            b.kind = "caption"
+        elif st.mono:
+            b.kind = "code"
+        elif st.math > 0.3 and len(text) < 200:
+            b.kind = "formula"
+        elif _is_heading(text, st, body) or _norm_title(text) in toc_titles:
+            b.kind = "heading"
+            heading_sizes.add(st.size)
+        elif BULLET_RE.match(text):
+            b.kind = "list_item"
+    ranked = sorted(heading_sizes, reverse=True)
+    for b in doc.blocks:
+        if b.kind != "heading":
+            continue
+        st = styles[id(b)]
+        m = NUMBERED_HEADING_RE.match(b.text)
+        if _norm_title(b.text) in toc_titles:
+            b.level = toc_titles[_norm_title(b.text)]
+        elif m and m.group(1)[0].isdigit():
+            b.level = m.group(1).count(".") + 1
+        else:
+            b.level = min(ranked.index(st.size) + 1, 6)
+    doc.outline = [
+        OutlineEntry(title=b.text, level=b.level or 1, page=b.page, block=b.id)
+        for b in doc.blocks
+        if b.kind == "heading"
+    ]
+    return doc
+
+
+def _norm_title(text: str) -> str:
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def _is_heading(text: str, st: _Style, body: float) -> bool:
+    if len(text) > 120 or st.n_lines > 3 or text.endswith((".", ",", ";")) and not NUMBERED_HEADING_RE.match(text):
+        return False
+    if not any(ch.isalpha() for ch in text):
+        return False
+    if st.size >= body * 1.15:
+        return True
+    return st.bold and (NUMBERED_HEADING_RE.match(text) is not None or (len(text) < 60 and st.n_lines == 1))
+
+
+def default_stages() -> list[Stage]:
+    """Document-level stages run after the page pass, in order."""
+    from pipelines.links import link_document
+    from pipelines.tables import merge_split_tables
+
+    return [merge_split_tables, link_document]
+
+
+def parse_pdf(
+    path: str | Path,
+    *,
+    pages: str | list[int] | None = None,
+    password: str | None = None,
+    crops_dir: Path | None = None,
+    progress: Progress | None = None,
+    stages: list[Stage] | None = None,
+) -> Document:
+    """Parse a PDF into a linked `Document`.
+
+    Args:
+        path: the PDF file.
+        pages: a range spec ("1-20,25") or page numbers; default all pages.
+        password: for encrypted PDFs.
+        crops_dir: folder for figure crop PNGs; none are rendered when omitted.
+        progress: called with (pages done, pages total) after each page.
+        stages: document-level stages; default `default_stages()`.
+
+    Raises:
+        PdfError: the file cannot be read as a PDF.
+    """
+    path = Path(path)
+    pdf = open_pdf(path, password)
+    try:
+        page_numbers = (
+            parse_page_range(pages, pdf.page_count)
+            if isinstance(pages, str)
+            else pages or list(range(1, pdf.page_count + 1))
+        )
+        doc = Document(id=file_sha256(path), source=path.name)
+        doc.page_sizes = [(pdf[i].rect.width, pdf[i].rect.height) for i in range(pdf.page_count)]
+        doc.metadata = {k: v for k, v in (pdf.metadata or {}).items() if v}
+        doc.metadata["pages_parsed"] = page_numbers if len(page_numbers) < pdf.page_count else "all"
+        options = ParseOptions(pages=page_numbers, password=password, crops_dir=crops_dir)
+        styles: dict[int, _Style] = {}
+        ocr_pages = []
+        for done, number in enumerate(page_numbers, start=1):
+            try:
+                page = pdf.load_page(number - 1)
+                blocks = parse_page(page, number, doc.id, options, styles)
+                doc.blocks += blocks
+                if any(b.ocr for b in blocks):
+                    ocr_pages.append(number)
+            except Exception as exc:  # one broken page never fails the document
+                doc.problems.append(f"page {number}: {type(exc).__name__}: {exc}")
+            if progress:
+                progress(done, len(page_numbers))
+        doc.metadata["ocr_pages"] = ocr_pages
+        toc = pdf.get_toc(simple=True)
+    finally:
+        pdf.close()
+    mark_running_text(doc, styles)
+    classify_blocks(doc, styles, toc)
+    for stage in default_stages() if stages is None else stages:
+        try:
+            doc = stage(doc)
+        except Exception as exc:
+            doc.problems.append(f"stage {getattr(stage, '__name__', stage)}: {type(exc).__name__}: {exc}")
+    return doc
