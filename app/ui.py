@@ -63,7 +63,10 @@ def build_document_tab(workspace: Workspace) -> None:
         with gr.Column(scale=1):
             outline = gr.Markdown(label="Outline", elem_id="doc-outline")
         with gr.Column(scale=2):
-            page_no = gr.Slider(1, 1, value=1, step=1, label="Page", elem_id="doc-page")
+            with gr.Row():
+                prev_btn = gr.Button("◀ previous", size="sm", elem_id="doc-prev")
+                page_no = gr.Number(value=1, precision=0, minimum=1, label="Page", elem_id="doc-page")
+                next_btn = gr.Button("next ▶", size="sm", elem_id="doc-next")
             page_img = gr.Image(label="Page", type="pil", elem_id="doc-page-image")
     with gr.Tab("Tables"):
         table_pick = gr.Dropdown(label="Table", choices=[], elem_id="doc-table-pick")
@@ -97,7 +100,7 @@ def build_document_tab(workspace: Workspace) -> None:
             _summary(doc),
             files,
             _outline_markdown(doc),
-            gr.Slider(1, doc.page_count, value=1, step=1),
+            gr.Number(value=1, maximum=doc.page_count),
             _page(doc.id, 1),
             gr.Dropdown(choices=tables, value=first_table),
             _table(doc.id, first_table),
@@ -121,19 +124,27 @@ def build_document_tab(workspace: Workspace) -> None:
     def jump_to_link(doc_id: str | None, evt: gr.SelectData):
         doc = workspace.get(doc_id) if doc_id else None
         if doc is None:
-            return gr.Slider(), None
-        rows = _link_rows(doc)
-        row = rows[evt.index[0]]
+            return gr.Number(), None
+        row = _link_rows(doc)[evt.index[0]]
         if not row[5]:
-            return gr.Slider(), _page(doc_id, row[0])
-        return gr.Slider(value=row[4]), _page(doc_id, row[4], {row[5]})
+            return row[0], _page(doc_id, row[0])
+        return row[4], _page(doc_id, row[4], {row[5]})
+
+    def step(doc_id: str | None, page: float, delta: int):
+        if not doc_id:
+            return 1, None
+        count = workspace.get(doc_id).page_count
+        page = int(min(max((page or 1) + delta, 1), count))
+        return page, _page(doc_id, page)
 
     parse_btn.click(
         do_parse,
         inputs=[upload],
         outputs=[doc_state, summary, downloads, outline, page_no, page_img, table_pick, table_grid, gallery, links],
     )
-    page_no.release(lambda d, p: _page(d, p), inputs=[doc_state, page_no], outputs=[page_img])
+    page_no.submit(lambda d, p: step(d, p, 0), inputs=[doc_state, page_no], outputs=[page_no, page_img])
+    prev_btn.click(lambda d, p: step(d, p, -1), inputs=[doc_state, page_no], outputs=[page_no, page_img])
+    next_btn.click(lambda d, p: step(d, p, 1), inputs=[doc_state, page_no], outputs=[page_no, page_img])
     table_pick.change(_table, inputs=[doc_state, table_pick], outputs=[table_grid])
     links.select(jump_to_link, inputs=[doc_state], outputs=[page_no, page_img])
 

@@ -115,3 +115,70 @@ def bad_inputs(tmp_path: Path, text_pdf: Path) -> dict[str, Path]:
     zero = tmp_path / "zero.pdf"
     zero.write_bytes(b"")
     return {"png": png, "truncated": truncated, "encrypted": encrypted, "no_pages": empty_pages, "zero": zero}
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ui_url(tmp_path_factory: pytest.TempPathFactory):
+    """Start `ohmlens serve` on a free local port with a fresh workspace; yield its URL."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    workspace = tmp_path_factory.mktemp("ui-workspace")
+    log = open(workspace / "server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "--workspace", str(workspace), "serve", "--port", str(port)],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"ohmlens serve exited: {(workspace / 'server.log').read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("ohmlens serve did not answer within 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture
+def browser_page(ui_url: str):
+    """A Playwright page in Debian's headless Chromium, opened on the UI; skips when either is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium not installed (/usr/bin/chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(ui_url)
+        yield page
+        browser.close()
+
+
+ARTIFACTS = REPO / "test-artifacts"  # screenshots from browser tests (ignored by git)
