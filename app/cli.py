@@ -195,6 +195,150 @@ def samples(
     console.print(f"[green]ok[/] wrote {path}", highlight=False)
 
 
+class SchematicFormat(str, Enum):
+    spice = "spice"
+    json = "json"
+    kicad = "kicad"
+
+
+@app.command()
+def schematic(
+    source: Annotated[str, typer.Argument(help="An image, or a PDF with an optional page: drawing.pdf:3.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("."),
+    format: Annotated[SchematicFormat, typer.Option("--format", "-f", help="Netlist format.")] = SchematicFormat.spice,
+    repair: Annotated[str, typer.Option(help="Repair damage first: auto or off.")] = "off",
+) -> None:
+    """Read a schematic into components, values and nets: writes STEM.cir/.json/.net and STEM.overlay.png.
+
+    Example: ohmlens schematic amplifier.png --out out/ --format spice
+    """
+    from pipelines.schematic import schematic_command
+
+    if repair not in ("auto", "off"):
+        _fail("--repair must be auto or off", 2)
+    try:
+        written = schematic_command(source, out, format.value, repair=repair)
+    except ValueError as exc:
+        _fail(str(exc))
+    for path in written:
+        console.print(f"[green]wrote[/] {path}", highlight=False)
+
+
+@app.command("repair")
+def repair_cmd(
+    image: Annotated[str, typer.Argument(help="A scanned or damaged drawing (PNG/JPEG).")],
+    mask: Annotated[
+        str | None, typer.Option(help="Damage mask image (white = damaged); found automatically if omitted.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (default STEM.repaired.png).")] = None,
+    show_mask: Annotated[bool, typer.Option(help="Also write the damage mask used.")] = False,
+) -> None:
+    """Find the damage in a drawing, fill it in and write the repaired image.
+
+    Example: ohmlens repair scan.png --out fixed.png --show-mask
+    """
+    from pipelines.repair import repair_command
+
+    try:
+        written = repair_command(image, mask, out, show_mask)
+    except ValueError as exc:
+        _fail(str(exc))
+    for path in written:
+        console.print(f"[green]wrote[/] {path}", highlight=False)
+
+
+@app.command()
+def ask(
+    doc: Annotated[str, typer.Argument(help="A PDF, or a stored document (id, id prefix or file name).")],
+    question: Annotated[str, typer.Argument(help="The question.")],
+    history: Annotated[
+        list[str] | None, typer.Option(help="An earlier question of the conversation (repeatable).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print {answer, found, citations} as JSON.")] = False,
+) -> None:
+    """Answer a question about a document, with page citations.
+
+    Example: ohmlens ask datasheet.pdf "What is the maximum supply voltage?" --history "What is VCC?"
+    """
+    import json
+
+    from pipelines.qa import ask_command
+    from pipelines.store import Workspace
+
+    try:
+        answer = ask_command(doc, question, history or [], Workspace(settings.workspace))
+    except ValueError as exc:
+        _fail(str(exc))
+    if json_out:
+        typer.echo(json.dumps(answer.to_json(), ensure_ascii=False))
+        return
+    typer.echo(answer.answer)
+    for c in answer.citations:
+        typer.echo(f"  [p. {c.page}, {c.block_id}] {c.text}")
+
+
+@app.command()
+def chat(
+    doc: Annotated[str, typer.Argument(help="A PDF, or a stored document (id, id prefix or file name).")],
+) -> None:
+    """Ask questions about a document interactively; follow-ups keep the conversation's context.
+
+    Example: ohmlens chat datasheet.pdf
+    """
+    from pipelines.qa import ChatSession
+    from pipelines.store import Workspace
+
+    try:
+        session = ChatSession(doc, Workspace(settings.workspace))
+    except ValueError as exc:
+        _fail(str(exc))
+    console.print("Ask a question (empty line or Ctrl-D to quit).")
+    while True:
+        try:
+            question = console.input("[bold]> [/]").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not question:
+            break
+        try:
+            answer = session.ask(question)
+        except ValueError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            continue
+        typer.echo(answer.answer)
+        for c in answer.citations:
+            typer.echo(f"  [p. {c.page}, {c.block_id}] {c.text}")
+
+
+train_app = typer.Typer(help="Train the project's models (arguments pass through to each trainer; see --help).")
+app.add_typer(train_app, name="train")
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _run_trainer(module: str, args: list[str]) -> None:
+    from importlib import import_module
+
+    raise typer.Exit(import_module(module).main(args) or 0)
+
+
+@train_app.command("lm", context_settings=_PASS_THROUGH)
+def train_lm(ctx: typer.Context) -> None:
+    """The language backbone (lm/train.py)."""
+    _run_trainer("lm.train", ctx.args)
+
+
+@train_app.command("detector", context_settings=_PASS_THROUGH)
+def train_detector(ctx: typer.Context) -> None:
+    """The schematic symbol detector (vision/train_detector.py)."""
+    _run_trainer("vision.train_detector", ctx.args)
+
+
+@train_app.command("inpaint", context_settings=_PASS_THROUGH)
+def train_inpaint(ctx: typer.Context) -> None:
+    """The damage-mask net and the inpainter (vision/train_inpaint.py)."""
+    _run_trainer("vision.train_inpaint", ctx.args)
+
+
 def main() -> None:
     app()
 

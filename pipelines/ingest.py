@@ -14,6 +14,7 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pymupdf
@@ -607,11 +608,12 @@ def parse_pdf(
         toc = pdf.get_toc(simple=True)
     finally:
         pdf.close()
-    mark_running_text(doc, styles)
-    classify_blocks(doc, styles, toc)
-    for stage in default_stages() if stages is None else stages:
+    # Layout stages need the fonts seen during the page pass; later stages read the document alone.
+    layout: list[Stage] = [partial(mark_running_text, styles=styles), partial(classify_blocks, styles=styles, toc=toc)]
+    for stage in layout + (default_stages() if stages is None else stages):
         try:
             doc = stage(doc)
         except Exception as exc:
-            doc.problems.append(f"stage {getattr(stage, '__name__', stage)}: {type(exc).__name__}: {exc}")
+            name = getattr(stage, "__name__", None) or getattr(getattr(stage, "func", None), "__name__", "stage")
+            doc.problems.append(f"stage {name}: {type(exc).__name__}: {exc}")
     return doc
