@@ -1,0 +1,259 @@
+"""Multi-head Latent Attention (MLA) with decoupled, YaRN-scaled rotary embeddings.
+
+Notation (DeepSeek-V2/V3 papers): ``C`` = kv_lora_rank, ``R`` = qk_rope_head_dim, ``dn`` = qk_nope_head_dim,
+``dv`` = v_head_dim, ``H`` heads. Each token is cached as ``C + R`` numbers per layer: the normalised joint KV
+latent ``c_kv`` and the RoPE key ``k_pe`` shared by all heads.
+
+Two ways to attend:
+
+* expanded (prefill, training): ``kv_b_proj`` turns latents into per-head keys/values and
+  ``scaled_dot_product_attention`` does the rest;
+* absorbed (decode): ``W_UK`` is folded into the query so scores are taken against the latent cache directly, the
+  weighted latent sum is taken once, and ``W_UV`` is applied afterwards. Nothing per-head is ever materialised for
+  cached tokens.
+
+The rotary dimensions use the interleaved-pair layout of the released checkpoints: ``(x0, x1), (x2, x3), ...`` are
+rotated by one frequency each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lm.config import LMConfig, yarn_get_mscale
+from lm.layers import Float32Module, RMSNorm
+
+# Pad V up to the query/key width so PyTorch's flash kernel (equal head dims only) can run MLA prefill on CUDA.
+PAD_V_FOR_FLASH = True
+
+
+# ---------------------------------------------------------------------- rotary embedding
+def yarn_inv_freq(config: LMConfig) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies [R/2] and the cos/sin attention factor, as ``transformers``' YaRN for DeepSeek."""
+    dim = config.qk_rope_head_dim
+    base = config.rope_theta
+    pos_freqs = base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    if config.rope_scaling is None:
+        return 1.0 / pos_freqs, 1.0
+    rs = config.rope_scaling
+    original = int(rs.get("original_max_position_embeddings", config.max_position_embeddings))
+    factor = rs.get("factor") or config.max_position_embeddings / original
+    factor = float(factor)
+    mscale, mscale_all_dim = rs.get("mscale"), rs.get("mscale_all_dim")
+    attention_factor = rs.get("attention_factor")
+    if attention_factor is None:
+        if mscale and mscale_all_dim:
+            attention_factor = yarn_get_mscale(factor, float(mscale)) / yarn_get_mscale(factor, float(mscale_all_dim))
+        else:
+            attention_factor = yarn_get_mscale(factor)
+    beta_fast = rs.get("beta_fast") or 32
+    beta_slow = rs.get("beta_slow") or 1
+
+    def correction_dim(rotations: float) -> float:
+        return (dim * math.log(original / (rotations * 2 * math.pi))) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if rs.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001  # avoid a zero-width ramp
+    ramp = torch.clamp((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low), 0, 1)
+    extrapolation = 1 - ramp  # 1 = keep the original frequency (high-frequency dims)
+    inv_freq = (1.0 / (factor * pos_freqs)) * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation
+    return inv_freq, float(attention_factor)
+
+
+class RotaryEmbedding(Float32Module):
+    """Precomputed cos/sin tables [max_position_embeddings, R/2] (float32, attention factor folded in)."""
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        inv_freq, attention_factor = yarn_inv_freq(config)
+        t = torch.arange(config.max_position_embeddings, dtype=torch.float32)
+        freqs = torch.outer(t, inv_freq.to(t.device))
+        self.register_buffer("cos", freqs.cos() * attention_factor, persistent=False)
+        self.register_buffer("sin", freqs.sin() * attention_factor, persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # positions: [B, S] long -> cos, sin: [B, S, 1, R/2] (the 1 broadcasts over heads)
+        return self.cos[positions].unsqueeze(2), self.sin[positions].unsqueeze(2)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleave: bool = True) -> torch.Tensor:
+    """Rotate ``x`` [B, S, H, R] by position; pairs are adjacent (interleaved) or split in halves."""
+    xf = x.float()
+    if interleave:
+        x1, x2 = xf[..., 0::2], xf[..., 1::2]
+        out = torch.stack((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).flatten(-2)
+    else:
+        half = x.shape[-1] // 2
+        x1, x2 = xf[..., :half], xf[..., half:]
+        out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    return out.to(x.dtype)
+
+
+# ---------------------------------------------------------------------- attention metadata
+@dataclass
+class AttentionMeta:
+    """What every layer of one forward pass needs to know about the batch (built once per forward).
+
+    Attributes:
+        start: [B] long, tokens already in the cache per row (None without a cache).
+        write_index: [B, S] long, cache slot of each new token (None without a cache).
+        kv_len: number of cache slots attended (>= every row's length after this step).
+        past: host-side upper bound of ``start`` (0 means no cached tokens: plain causal attention).
+        absorb: use the absorbed (latent-space) attention.
+        mask: bool [B, S, T] True where query s may attend slot t (None for plain causal).
+    """
+
+    start: torch.Tensor | None = None
+    write_index: torch.Tensor | None = None
+    kv_len: int = 0
+    past: int = 0
+    absorb: bool = False
+    mask: torch.Tensor | None = None
+
+
+def build_meta(
+    start: torch.Tensor | None, seq_len: int, kv_len: int, past: int, absorb: bool, device: torch.device
+) -> AttentionMeta:
+    """Attention metadata for ``seq_len`` new tokens written after ``start`` tokens of each cached row."""
+    if start is None:
+        return AttentionMeta()
+    offsets = torch.arange(seq_len, device=device)
+    write_index = start[:, None] + offsets  # [B, S]
+    mask = None
+    if past > 0 or absorb:
+        slots = torch.arange(kv_len, device=device)
+        mask = slots[None, None, :] <= write_index[:, :, None]  # [B, S, T]: causal w.r.t. each row's own length
+    return AttentionMeta(start, write_index, kv_len, past, absorb, mask)
+
+
+# ---------------------------------------------------------------------- MLA
+class MLA(nn.Module):
+    """Multi-head Latent Attention of one decoder layer (Hugging Face ``DeepseekV3Attention`` parameter names)."""
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        self.n_heads = config.num_attention_heads
+        self.q_lora_rank = config.q_lora_rank
+        self.kv_lora_rank = config.kv_lora_rank
+        self.nope_dim = config.qk_nope_head_dim
+        self.rope_dim = config.qk_rope_head_dim
+        self.qk_dim = config.qk_head_dim
+        self.v_dim = config.v_head_dim
+        self.interleave = config.rope_interleave
+        self.softmax_scale = config.softmax_scale()
+        self.dropout = config.attention_dropout
+        d, h, bias = config.hidden_size, self.n_heads, config.attention_bias
+        if self.q_lora_rank is None:
+            self.q_proj = nn.Linear(d, h * self.qk_dim, bias=False)
+        else:
+            self.q_a_proj = nn.Linear(d, self.q_lora_rank, bias=bias)
+            self.q_a_layernorm = RMSNorm(self.q_lora_rank)
+            self.q_b_proj = nn.Linear(self.q_lora_rank, h * self.qk_dim, bias=False)
+        self.kv_a_proj_with_mqa = nn.Linear(d, self.kv_lora_rank + self.rope_dim, bias=bias)
+        self.kv_a_layernorm = RMSNorm(self.kv_lora_rank)
+        self.kv_b_proj = nn.Linear(self.kv_lora_rank, h * (self.nope_dim + self.v_dim), bias=False)
+        self.o_proj = nn.Linear(h * self.v_dim, d, bias=bias)
+
+    def _query(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, S, D] -> q: [B, S, H, dn + R]
+        if self.q_lora_rank is None:
+            q = self.q_proj(x)
+        else:
+            q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
+        return q.unflatten(-1, (self.n_heads, self.qk_dim))
+
+    def _latent(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # x: [B, S, D] -> [B, S, C + R]: normalised latent ++ rotated shared RoPE key (exactly what is cached)
+        kv = self.kv_a_proj_with_mqa(x)
+        c_kv, k_pe = kv.split([self.kv_lora_rank, self.rope_dim], dim=-1)
+        k_pe = apply_rope(k_pe.unsqueeze(2), cos, sin, self.interleave).squeeze(2)
+        return torch.cat((self.kv_a_layernorm(c_kv), k_pe), dim=-1)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        meta: AttentionMeta,
+        kv_cache: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Attend ``x`` [B, S, D] (new tokens) over the cache and itself; returns [B, S, D].
+
+        Args:
+            x: hidden states of the new tokens.
+            cos: rotary table rows of the new tokens' positions, [B, S, 1, R/2].
+            sin: same shape as ``cos``.
+            meta: batch-wide attention metadata (see :class:`AttentionMeta`).
+            kv_cache: this layer's latent cache [B, capacity, C + R], updated in place; None to attend only ``x``.
+        """
+        bsz, seqlen, _ = x.shape
+        q = self._query(x)
+        q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
+        q_pe = apply_rope(q_pe, cos, sin, self.interleave)  # [B, S, H, R]
+        latent = self._latent(x, cos, sin)  # [B, S, C + R]
+        if kv_cache is not None:
+            rows = torch.arange(bsz, device=x.device)[:, None]
+            kv_cache[rows, meta.write_index] = latent.to(kv_cache.dtype)
+            if meta.past > 0 or meta.absorb:
+                latent = kv_cache[:, : meta.kv_len]  # [B, T, C + R]
+        if meta.absorb:
+            out = self._absorbed(q_nope, q_pe, latent, meta.mask)
+        else:
+            out = self._expanded(q_nope, q_pe, latent, meta.mask)
+        return self.o_proj(out.flatten(2))  # [B, S, H * dv] -> [B, S, D]
+
+    def _expanded(
+        self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        # q_*: [B, S, H, *]; latent: [B, T, C + R]; mask: [B, S, T] or None (causal, T == S) -> [B, S, H, dv]
+        bsz, t = latent.shape[:2]
+        c_kv, k_pe = latent.split([self.kv_lora_rank, self.rope_dim], dim=-1)
+        kv = self.kv_b_proj(c_kv).view(bsz, t, self.n_heads, self.nope_dim + self.v_dim)
+        k_nope, v = kv.split([self.nope_dim, self.v_dim], dim=-1)
+        k = torch.cat((k_nope, k_pe[:, :, None, :].expand(-1, -1, self.n_heads, -1)), dim=-1)
+        q = torch.cat((q_nope, q_pe), dim=-1)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, *, d]
+        pad = PAD_V_FOR_FLASH and q.is_cuda and mask is None and self.v_dim < self.qk_dim
+        if pad:
+            v = F.pad(v, (0, self.qk_dim - self.v_dim))
+        out = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=None if mask is None else mask[:, None],
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=mask is None,
+            scale=self.softmax_scale,
+        )
+        if pad:
+            out = out[..., : self.v_dim]
+        return out.transpose(1, 2)
+
+    def _absorbed(
+        self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        # q_*: [B, S, H, *]; latent: [B, T, C + R] (the cache itself); mask: [B, S, T] -> [B, S, H, dv]
+        bsz, seqlen, h, _ = q_nope.shape
+        w = self.kv_b_proj.weight.view(h, self.nope_dim + self.v_dim, self.kv_lora_rank)
+        w_uk, w_uv = w[:, : self.nope_dim], w[:, self.nope_dim :]  # [H, dn, C], [H, dv, C]
+        # Fold W_UK into the query: q_lat[b, s, h] = q_nope[b, s, h] @ W_UK[h]  -> [H, B*S, C]
+        q_lat = torch.bmm(q_nope.permute(2, 0, 1, 3).reshape(h, bsz * seqlen, self.nope_dim), w_uk)
+        q_lat = q_lat.view(h, bsz, seqlen, self.kv_lora_rank).permute(1, 2, 0, 3)  # [B, S, H, C]
+        q_cat = torch.cat((q_lat, q_pe), dim=-1).reshape(bsz, seqlen * h, -1)  # [B, S*H, C + R]
+        scores = torch.bmm(q_cat, latent.transpose(1, 2)) * self.softmax_scale  # [B, S*H, T]
+        scores = scores.view(bsz, seqlen, h, -1).masked_fill(~mask[:, :, None, :], float("-inf"))
+        probs = scores.softmax(dim=-1, dtype=torch.float32).to(latent.dtype)
+        o_lat = torch.bmm(probs.view(bsz, seqlen * h, -1), latent[..., : self.kv_lora_rank])  # [B, S*H, C]
+        # Apply W_UV per head: [H, B*S, C] @ [H, C, dv] -> [H, B*S, dv]
+        o_lat = o_lat.view(bsz * seqlen, h, self.kv_lora_rank).transpose(0, 1)
+        out = torch.bmm(o_lat, w_uv.transpose(1, 2))
+        return out.view(h, bsz, seqlen, self.v_dim).permute(1, 2, 0, 3)

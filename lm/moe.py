@@ -1,0 +1,198 @@
+"""DeepSeekMoE: fine-grained routed experts plus always-on shared experts.
+
+Routing (``Gate``), in float32:
+  1. scores ``s`` = sigmoid (V3) or softmax (V2) of ``x @ W_gate^T``;
+  2. ``noaux_tc``: experts are *chosen* on ``s + e_score_correction_bias`` (the bias steers load, never weights);
+     groups are ranked by the sum of their two best biased scores, all but ``topk_group`` groups are masked with
+     -inf, then the top-k experts are taken; ``group_limited_greedy`` ranks groups by their best score; ``greedy``
+     ignores groups;
+  3. gate weights are the *unbiased* scores of the chosen experts, normalised to sum 1 if ``norm_topk_prob``, times
+     ``routed_scaling_factor``.
+
+Dispatch (``Experts``): the (token, expert) pairs are sorted by expert, each expert runs on its contiguous slice
+through one grouped GEMM for gate+up and one for down (``torch._grouped_mm``), and results are un-permuted and
+summed with the gate weights. A per-expert loop (``forward_loop``) is kept as the reference and the fallback.
+
+Training-time balancing: the gate counts how many tokens each expert received (``expert_load``); after each optimiser
+step :meth:`Gate.update_bias` moves the correction bias by ``gamma`` against the load imbalance (aux-loss-free
+balancing of DeepSeek-V3), and an optional small sequence-wise balance loss is computed when ``seq_aux`` is set.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lm.config import LMConfig
+from lm.layers import MLP, Float32Module
+
+_GROUPED_MM = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
+
+
+class Gate(Float32Module):
+    """Top-k router with group limiting and the auxiliary-loss-free correction bias."""
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        self.n_experts = config.n_routed_experts
+        self.top_k = config.num_experts_per_tok
+        self.n_group = config.n_group
+        self.topk_group = config.topk_group
+        self.scoring_func = config.scoring_func
+        self.topk_method = config.topk_method
+        self.norm_topk_prob = config.norm_topk_prob
+        self.route_scale = config.routed_scaling_factor
+        self.seq_aux_alpha = config.aux_loss_alpha if config.seq_aux else 0.0
+        # Router weights and bias stay float32 whatever the model dtype (Float32Module).
+        self.weight = nn.Parameter(torch.empty(self.n_experts, config.hidden_size, dtype=torch.float32))
+        self.register_buffer("e_score_correction_bias", torch.zeros(self.n_experts, dtype=torch.float32))
+        self.register_buffer("expert_load", torch.zeros(self.n_experts, dtype=torch.float32), persistent=False)
+        self.track_load = False
+        self.aux_loss: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor, batch_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Route ``x`` [N, D]; returns gate weights [N, K] (float32) and expert indices [N, K]."""
+        logits = F.linear(x.float(), self.weight)  # [N, E]
+        if self.scoring_func == "sigmoid":
+            scores = logits.sigmoid()
+        else:
+            scores = logits.softmax(dim=-1)
+        choice = scores + self.e_score_correction_bias if self.topk_method == "noaux_tc" else scores
+        if self.n_group > 1 and self.topk_method != "greedy":
+            grouped = choice.view(-1, self.n_group, self.n_experts // self.n_group)  # [N, G, E/G]
+            if self.topk_method == "noaux_tc":
+                group_scores = grouped.topk(2, dim=-1)[0].sum(dim=-1)
+            else:
+                group_scores = grouped.amax(dim=-1)
+            keep = group_scores.topk(self.topk_group, dim=-1)[1]  # [N, topk_group]
+            dropped = torch.ones_like(group_scores, dtype=torch.bool).scatter_(1, keep, False)
+            choice = grouped.masked_fill(dropped[..., None], float("-inf")).flatten(1)
+        indices = choice.topk(self.top_k, dim=-1)[1]  # [N, K]
+        weights = scores.gather(1, indices)
+        if self.norm_topk_prob and self.top_k > 1:
+            weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
+        weights = weights * self.route_scale
+        if self.training and self.track_load:
+            self.expert_load.scatter_add_(0, indices.flatten(), torch.ones_like(indices.flatten(), dtype=torch.float32))
+        self.aux_loss = None
+        if self.training and self.seq_aux_alpha > 0:
+            self.aux_loss = self._sequence_balance_loss(scores, indices, batch_size)
+        return weights, indices
+
+    def _sequence_balance_loss(self, scores: torch.Tensor, indices: torch.Tensor, batch_size: int) -> torch.Tensor:
+        # DeepSeek-V3 eq. 17-20: alpha * sum_i f_i * P_i per sequence, averaged over sequences.
+        n_tok = scores.shape[0] // batch_size
+        probs = (scores / scores.sum(dim=-1, keepdim=True)).view(batch_size, n_tok, -1)  # normalised s'_{i,t}
+        idx = indices.view(batch_size, -1)
+        counts = torch.zeros(batch_size, self.n_experts, device=scores.device)
+        counts.scatter_add_(1, idx, torch.ones_like(idx, dtype=counts.dtype))
+        f = counts * self.n_experts / (self.top_k * n_tok)
+        return self.seq_aux_alpha * (f * probs.mean(dim=1)).sum(dim=-1).mean()
+
+    @torch.no_grad()
+    def update_bias(self, gamma: float) -> torch.Tensor:
+        """Move the correction bias by ``gamma`` toward balanced load; returns and resets the load counts."""
+        load = self.expert_load.clone()
+        if load.sum() > 0:
+            self.e_score_correction_bias += gamma * torch.sign(load.mean() - load)
+        self.expert_load.zero_()
+        return load
+
+
+def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """``out[rows of group g] = x[rows of group g] @ w[g]``; ``x`` [M, K] sorted by group, ``w`` [G, K, N].
+
+    ``offsets`` [G] int32 holds the cumulative end row of each group. Uses PyTorch's grouped GEMM when the
+    inputs qualify (bf16 on CUDA; 16-byte aligned strides on CPU) and a per-group loop otherwise.
+    """
+    if _GROUPED_MM is not None and _grouped_mm_ok(x, w):
+        return _GROUPED_MM(x, w, offs=offsets)
+    parts, start = [], 0
+    for g, end in enumerate(offsets.tolist()):  # one host sync; differentiable
+        if end > start:
+            parts.append(x[start:end] @ w[g])
+        start = end
+    return torch.cat(parts) if parts else x.new_zeros(0, w.shape[-1])
+
+
+def _grouped_mm_ok(x: torch.Tensor, w: torch.Tensor) -> bool:
+    if x.dtype != w.dtype:
+        return False
+    if x.is_cuda:
+        return x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device) >= (8, 0)
+    if x.device.type != "cpu" or (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)):
+        return False  # PyTorch's CPU grouped GEMM has no working backward: train through the loop
+    item = x.element_size()
+    strides_ok = all(s * item % 16 == 0 for s in (*x.stride(), *w.stride()) if s != 1)
+    return strides_ok and x.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0
+
+
+class Experts(nn.Module):
+    """All routed experts of a layer as two stacked weights (the in-memory layout ``transformers`` uses).
+
+    ``gate_up_proj`` [E, 2I, D] holds each expert's gate rows then up rows; ``down_proj`` is [E, D, I]. On disk
+    they are split into per-expert ``experts.{e}.{gate,up,down}_proj.weight`` (see :mod:`lm.checkpoint`).
+    """
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        self.n_experts = config.n_routed_experts
+        self.inter = config.moe_intermediate_size
+        d = config.hidden_size
+        self.gate_up_proj = nn.Parameter(torch.empty(self.n_experts, 2 * self.inter, d))
+        self.down_proj = nn.Parameter(torch.empty(self.n_experts, d, self.inter))
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Grouped dispatch. ``x`` [N, D], ``weights``/``indices`` [N, K] -> [N, D]."""
+        n, k = indices.shape
+        flat = indices.flatten()  # [N*K]
+        order = flat.argsort(stable=True)  # pair positions sorted by expert
+        counts = torch.zeros(self.n_experts, dtype=torch.int32, device=x.device)
+        counts.scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
+        offsets = counts.cumsum(0, dtype=torch.int32)
+        xs = x[order // k]  # [N*K, D] rows grouped by expert
+        h = grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offsets)  # [N*K, 2I]
+        gate, up = h.split(self.inter, dim=-1)
+        h = F.silu(gate) * up
+        ys = grouped_mm(h, self.down_proj.transpose(1, 2), offsets)  # [N*K, D]
+        y = torch.empty_like(ys)
+        y[order] = ys  # back to (token, slot) order
+        y = y.view(n, k, -1).float() * weights[..., None]
+        return y.sum(dim=1).to(x.dtype)
+
+    def forward_loop(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Reference dispatch: one masked GEMM pair per expert that received tokens. Same contract as forward."""
+        out = torch.zeros(x.shape[0], x.shape[1], dtype=torch.float32, device=x.device)
+        for e in torch.unique(indices).tolist():
+            tok, slot = torch.where(indices == e)
+            gate, up = F.linear(x[tok], self.gate_up_proj[e]).split(self.inter, dim=-1)
+            y = F.linear(F.silu(gate) * up, self.down_proj[e])
+            out.index_add_(0, tok, y.float() * weights[tok, slot, None])
+        return out.to(x.dtype)
+
+
+class MoE(nn.Module):
+    """Routed experts + shared experts of one layer (Hugging Face ``DeepseekV3MoE`` parameter names)."""
+
+    def __init__(self, config: LMConfig) -> None:
+        super().__init__()
+        self.gate = Gate(config)
+        self.experts = Experts(config)
+        self.shared_experts = (
+            MLP(config.hidden_size, config.moe_intermediate_size * config.n_shared_experts)
+            if config.n_shared_experts > 0
+            else None
+        )
+        self.use_loop = False  # switch to the per-expert reference dispatch (benchmarks, debugging)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B, S, D] -> [B, S, D]
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        weights, indices = self.gate(flat, batch_size=shape[0])
+        dispatch = self.experts.forward_loop if self.use_loop else self.experts.forward
+        out = dispatch(flat, weights, indices).view(shape)
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(x)
+        return out
