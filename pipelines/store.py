@@ -44,6 +44,37 @@ CREATE INDEX IF NOT EXISTS links_doc ON links(doc_id, source);
 CREATE VIRTUAL TABLE IF NOT EXISTS blocks_fts USING fts5(
     text, doc_id UNINDEXED, block_id UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
 );
+-- question answering: retrieval units (paragraphs, table rows with headers, captions, netlists) per document,
+-- their stemmed full-text index, sentence embeddings keyed by model and text hash, and chat turns
+CREATE TABLE IF NOT EXISTS units (
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    unit_id TEXT NOT NULL,
+    block_id TEXT NOT NULL,
+    page INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (doc_id, unit_id)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS units_fts USING fts5(
+    text, doc_id UNINDEXED, unit_id UNINDEXED, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+CREATE TABLE IF NOT EXISTS embeddings (
+    model TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (model, text_hash)
+);
+CREATE TABLE IF NOT EXISTS chats (
+    session TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    turn INTEGER NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (session, turn)
+);
 """
 
 
@@ -87,6 +118,7 @@ class Workspace:
         """Store (or replace) a document with its blocks, links and full-text index."""
         with self._tx() as c:
             c.execute("DELETE FROM blocks_fts WHERE doc_id = ?", (doc.id,))
+            c.execute("DELETE FROM units_fts WHERE doc_id = ?", (doc.id,))
             c.execute("DELETE FROM documents WHERE id = ?", (doc.id,))
             c.execute(
                 "INSERT INTO documents VALUES (?, ?, ?, ?, ?)",
@@ -128,6 +160,7 @@ class Workspace:
     def remove(self, doc_id: str) -> None:
         with self._tx() as c:
             c.execute("DELETE FROM blocks_fts WHERE doc_id = ?", (doc_id,))
+            c.execute("DELETE FROM units_fts WHERE doc_id = ?", (doc_id,))
             c.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
 
     def search(self, query: str, doc_id: str | None = None, limit: int = 20) -> list[SearchHit]:
@@ -149,6 +182,79 @@ class Workspace:
         with self._lock:
             rows = self._conn.execute(sql, args).fetchall()
         return [SearchHit(*r) for r in rows]
+
+    # -- question-answering index (built and read by pipelines.retrieval) and chat history
+
+    def put_units(self, doc_id: str, version: int, units: list[tuple[str, str, int, str, str, str]]) -> None:
+        """Replace a document's retrieval units, given as (unit id, block id, page, kind, text, text hash)."""
+        with self._tx() as c:
+            c.execute("DELETE FROM units WHERE doc_id = ?", (doc_id,))
+            c.execute("DELETE FROM units_fts WHERE doc_id = ?", (doc_id,))
+            c.executemany("INSERT INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(doc_id, *u, version) for u in units])
+            c.executemany(
+                "INSERT INTO units_fts (text, doc_id, unit_id) VALUES (?, ?, ?)", [(u[4], doc_id, u[0]) for u in units]
+            )
+
+    def units(self, doc_id: str) -> tuple[int | None, list[tuple[str, str, int, str, str, str]]]:
+        """(index version, units in stored order) of a document; version is None when it has none."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT unit_id, block_id, page, kind, text, text_hash, version FROM units WHERE doc_id = ? "
+                "ORDER BY rowid",
+                (doc_id,),
+            ).fetchall()
+        return (rows[0][6] if rows else None), [r[:6] for r in rows]
+
+    def search_units(self, terms: list[str], doc_id: str, limit: int = 50) -> list[tuple[str, float]]:
+        """(unit id, bm25) of a document's units matching any of the terms, best first (lower bm25 is better)."""
+        terms = [t.replace('"', "") for t in terms if t.replace('"', "")]
+        if not terms:
+            return []
+        match = " OR ".join(f'"{t}"' for t in terms)
+        with self._lock:
+            return self._conn.execute(
+                "SELECT unit_id, bm25(units_fts) AS s FROM units_fts WHERE units_fts MATCH ? AND doc_id = ? "
+                "ORDER BY s LIMIT ?",
+                (match, doc_id, limit),
+            ).fetchall()
+
+    def vectors(self, model: str, hashes: list[str]) -> dict[str, bytes]:
+        """Stored embeddings of these text hashes (those missing are left out)."""
+        out: dict[str, bytes] = {}
+        with self._lock:
+            for i in range(0, len(hashes), 500):
+                chunk = hashes[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                out.update(
+                    self._conn.execute(
+                        f"SELECT text_hash, vector FROM embeddings WHERE model = ? AND text_hash IN ({marks})",
+                        (model, *chunk),
+                    ).fetchall()
+                )
+        return out
+
+    def put_vectors(self, model: str, vectors: dict[str, bytes]) -> None:
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", [(model, h, v) for h, v in vectors.items()]
+            )
+
+    def add_chat_turn(self, session: str, doc_id: str, question: str, answer_json: str) -> int:
+        """Append a turn to a chat session; returns its 0-based turn number."""
+        with self._tx() as c:
+            turn = c.execute("SELECT COUNT(*) FROM chats WHERE session = ?", (session,)).fetchone()[0]
+            c.execute(
+                "INSERT INTO chats VALUES (?, ?, ?, ?, ?, ?)",
+                (session, doc_id, turn, question, answer_json, time.time()),
+            )
+        return turn
+
+    def chat_turns(self, session: str) -> list[tuple[str, str, str]]:
+        """(document id, question, answer JSON) of a session's turns in order."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT doc_id, question, answer FROM chats WHERE session = ? ORDER BY turn", (session,)
+            ).fetchall()
 
     def parse(self, path: str | Path, **parse_kwargs) -> Document:
         """Parse a PDF into the workspace, reusing the stored result when the same file was parsed before."""
