@@ -340,7 +340,12 @@ def _figure_regions(page: pymupdf.Page, tables: list[Block]) -> list[tuple[tuple
         r = pymupdf.Rect(info["bbox"]) & page.rect
         if not r.is_empty and r.get_area() < 0.9 * page_area:
             rasters.append(tuple(r))
-    paths = [d for d in page.get_cdrawings() if _area(d["rect"]) < 0.5 * page_area]
+    table_boxes = [t.bbox for t in tables]
+    paths = [
+        d
+        for d in page.get_cdrawings()
+        if _area(d["rect"]) < 0.5 * page_area and not any(_inside(tuple(d["rect"]), t, slack=3) for t in table_boxes)
+    ]
     drawings = [tuple(d["rect"]) for d in paths]
     weights = [1] * len(rasters) + [len(d["items"]) for d in paths]  # count path segments, not paths
     if not rasters and sum(weights) < 4:
@@ -361,9 +366,12 @@ def _area(rect: tuple) -> float:
 
 
 def _cluster_rects(
-    rects: list[tuple], page_rect: pymupdf.Rect, weights: list[int], tolerance: float = 3.0
+    rects: list[tuple], page_rect: pymupdf.Rect, weights: list[int], tol_x: float = 6.0, tol_y: float = 16.0
 ) -> list[tuple[tuple, int]]:
-    """Group drawing rectangles that lie within `tolerance` points of each other: (bbox, summed weight).
+    """Group drawing rectangles lying within tol_x / tol_y points of each other: (bbox, summed weight).
+
+    The vertical reach is larger because stacked parts of one figure (waveform rows of a timing
+    diagram, plot panels) sit further apart than side-by-side figures in two columns.
 
     Rasterises the rectangles onto a 1-point grid and labels connected regions, which stays linear in
     the number of items where pairwise merging would be quadratic on dense schematics.
@@ -373,9 +381,9 @@ def _cluster_rects(
 
     w, h = int(page_rect.width) + 1, int(page_rect.height) + 1
     grid = np.zeros((h, w), dtype=np.uint8)
-    t = int(tolerance)
+    tx, ty = int(tol_x / 2), int(tol_y / 2)  # each box grows by half the reach, so two boxes meet at the full reach
     for x0, y0, x1, y1 in rects:
-        grid[max(0, int(y0) - t) : min(h, int(y1) + t + 1), max(0, int(x0) - t) : min(w, int(x1) + t + 1)] = 1
+        grid[max(0, int(y0) - ty) : min(h, int(y1) + ty + 1), max(0, int(x0) - tx) : min(w, int(x1) + tx + 1)] = 1
     n, labels = cv2.connectedComponents(grid, connectivity=8)
     counts = [0] * n
     boxes: list[list[float]] = [[1e9, 1e9, -1e9, -1e9] for _ in range(n)]
@@ -387,18 +395,51 @@ def _cluster_rects(
     return [(tuple(boxes[i]), counts[i]) for i in range(1, n) if counts[i]]
 
 
-COMPONENT_REF_RE = re.compile(r"\b(R|C|L|Q|D|U|IC|VR|SW|J|T|X|Y|LED|VCC|VDD|GND)\d*\b")
+def _gap(a: tuple, b: tuple) -> float:
+    """Distance between two boxes (0 when they touch or overlap)."""
+    dx = max(0.0, max(a[0], b[0]) - min(a[2], b[2]))
+    dy = max(0.0, max(a[1], b[1]) - min(a[3], b[3]))
+    return max(dx, dy)
 
 
-def _looks_like_schematic(page: pymupdf.Page, box: tuple, inner_text: str) -> bool:
-    """A vector cluster made of many straight segments with component references around it."""
-    refs = COMPONENT_REF_RE.findall(inner_text)
-    if len(refs) < 2:
+def _absorb_labels(
+    figures: list[tuple[tuple, str]], segments: list[tuple[str, tuple, _Style]], reach: float = 14.0
+) -> list[tuple[tuple, str]]:
+    """Grow each figure over the short labels drawn at its edge (pin names, part values, axis titles).
+
+    A label must lie within `reach` of the drawing itself, so growth never chains across the page.
+    """
+    if not figures or not segments:
+        return figures
+    body = statistics.median(s[2].size for s in segments)
+    labels = [
+        s[1]
+        for s in segments
+        if len(s[0]) <= 30
+        and s[2].n_lines <= 3
+        and s[2].size <= body * 1.5
+        and not (s[2].bold and s[2].size > body)  # a heading, not a label
+        and not CAPTION_RE.match(s[0])
+    ]
+    grown = []
+    for box, src in figures:
+        near = [lb for lb in labels if _gap(lb, box) <= reach and (lb[2] - lb[0]) <= 1.5 * (box[2] - box[0])]
+        for lb in near:
+            box = (min(box[0], lb[0]), min(box[1], lb[1]), max(box[2], lb[2]), max(box[3], lb[3]))
+        grown.append((box, src))
+    return grown
+
+
+COMPONENT_REF_RE = re.compile(r"\b(?:[RCLQDUTXYJ]|IC|VR|SW|LED)[A-Z]{0,4}\d{1,3}[A-Z]?\b")
+COMPONENT_VALUE_RE = re.compile(r"\b\d+(?:[.,]\d+)?\s?[kKMmµunp]?(?:Ω|F|H|ohm)(?![a-zA-Z])")
+
+
+def _looks_like_schematic(box: tuple, inner_text: str, drawings: list[dict]) -> bool:
+    """A vector cluster made of many straight segments, labelled with part references and values."""
+    evidence = len(set(COMPONENT_REF_RE.findall(inner_text))) + len(COMPONENT_VALUE_RE.findall(inner_text))
+    if evidence < 2:
         return False
-    segments = 0
-    for d in page.get_cdrawings():
-        if _inside(tuple(d["rect"]), box):
-            segments += sum(1 for it in d["items"] if it[0] == "l")
+    segments = sum(sum(1 for it in d["items"] if it[0] == "l") for d in drawings if _inside(tuple(d["rect"]), box))
     return segments >= 8
 
 
@@ -428,7 +469,7 @@ def parse_page(
         from pipelines.tables import extract_tables
 
         tables = extract_tables(page, number, text)
-    figures = [] if ocr else _figure_regions(page, tables)
+    figures = [] if ocr else _absorb_labels(_figure_regions(page, tables), segments)
 
     items: list[tuple[tuple, Block]] = []
     for t in tables:
@@ -436,7 +477,8 @@ def parse_page(
     for i, (box, src) in enumerate(figures):
         inner = [s for s in segments if _inside(s[1], box, slack=4)]
         inner_text = " ".join(s[0] for s in inner)
-        kind = "schematic" if src == "vector" and _looks_like_schematic(page, box, inner_text) else "figure"
+        is_schematic = src == "vector" and _looks_like_schematic(box, inner_text, page.get_cdrawings())
+        kind = "schematic" if is_schematic else "figure"
         fig = Block(id="", kind=kind, page=number, bbox=box, text=inner_text)
         if options.crops_dir is not None:
             rect = pymupdf.Rect(box)
@@ -564,6 +606,7 @@ def parse_pdf(
     crops_dir: Path | None = None,
     progress: Progress | None = None,
     stages: list[Stage] | None = None,
+    ocr: bool = True,
 ) -> Document:
     """Parse a PDF into a linked `Document`.
 
@@ -574,6 +617,7 @@ def parse_pdf(
         crops_dir: folder for figure crop PNGs; none are rendered when omitted.
         progress: called with (pages done, pages total) after each page.
         stages: document-level stages; default `default_stages()`.
+        ocr: OCR pages that have no text layer.
 
     Raises:
         PdfError: the file cannot be read as a PDF.
@@ -590,7 +634,7 @@ def parse_pdf(
         doc.page_sizes = [(pdf[i].rect.width, pdf[i].rect.height) for i in range(pdf.page_count)]
         doc.metadata = {k: v for k, v in (pdf.metadata or {}).items() if v}
         doc.metadata["pages_parsed"] = page_numbers if len(page_numbers) < pdf.page_count else "all"
-        options = ParseOptions(pages=page_numbers, password=password, crops_dir=crops_dir)
+        options = ParseOptions(pages=page_numbers, password=password, crops_dir=crops_dir, ocr=ocr)
         styles: dict[int, _Style] = {}
         ocr_pages = []
         for done, number in enumerate(page_numbers, start=1):
