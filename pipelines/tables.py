@@ -1,0 +1,749 @@
+"""Table extraction: ruled and borderless tables as cell grids, and tables split across pages.
+
+One page is read from what is cheap to get: its vector rulings (`get_cdrawings`) and its text. A page
+with no ruling structure and no rows of column-aligned text is left after a few milliseconds. On the
+others, word boxes are grouped into text rows, rows into candidate regions (ruled frames, stacks of
+rules, runs of column-aligned rows), and each region into a grid: columns from vertical rules and from
+whitespace corridors shared by the rows, logical rows from horizontal rules and from how wrapped lines
+continue a cell, spanning cells where a text crosses a column boundary, header rows above the first
+data row. Regions whose grid does not look like a table (prose, lists, chart axes) are dropped.
+
+All coordinates are PDF points in the displayed page frame (`page.rect`, top-left origin), rotation
+applied, as the reference scorers read them.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass, field
+
+import pymupdf
+
+from pipelines.document import Block, Cell, Document, Link, Table
+
+BBox = tuple[float, float, float, float]
+
+CELL_GAP_EM = 0.55  # a gap wider than this many word heights separates two cells on a row
+COLUMN_GAP_EM = 0.9  # a gap this wide marks a row as multi-column when looking for tables
+RULE_TOL = 2.5  # points: rules closer than this touch
+CAPTION_RE = re.compile(r"^\s*(Table|Tab\.|Figure|Fig\.?|Chart|Source|Note)s?\b", re.IGNORECASE)
+NUMERIC_RE = re.compile(r"^[\s(<>≤≥±~+\-–−]*[$€£%]?\s*[\d.,]+\s*[%‰]?[)*]?\s*[a-zA-Zµ°%]{0,3}$")
+BULLET_RE = re.compile(r"^([•◦▪▫●○■□►▸‣⁃∙·\-–*]|\(?\d{1,3}[.)]|\(?[a-z][.)]|\d+(\.\d+)+\.?)$")
+
+
+@dataclass
+class _Word:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    text: str
+
+    @property
+    def h(self) -> float:
+        return self.y1 - self.y0
+
+
+@dataclass
+class _Words:
+    """A group of words and its bounding box."""
+
+    words: list[_Word]
+
+    @property
+    def x0(self) -> float:
+        return min(w.x0 for w in self.words)
+
+    @property
+    def x1(self) -> float:
+        return max(w.x1 for w in self.words)
+
+    @property
+    def y0(self) -> float:
+        return min(w.y0 for w in self.words)
+
+    @property
+    def y1(self) -> float:
+        return max(w.y1 for w in self.words)
+
+
+@dataclass
+class _Chunk(_Words):
+    """Words of one row that sit close together: one cell's line of text (or a spanning text)."""
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+
+@dataclass
+class _Row(_Words):
+    """One visual line of text across the page (or across a region)."""
+
+    chunks: list[_Chunk] = field(default_factory=list)
+
+    @property
+    def h(self) -> float:
+        return statistics.median(w.h for w in self.words)
+
+
+@dataclass
+class _Rules:
+    """Axis-parallel rulings of a page: (y, x0, x1) horizontals, (x, y0, y1) verticals, shaded areas."""
+
+    h: list[tuple[float, float, float]]
+    v: list[tuple[float, float, float]]
+    fills: list[BBox]
+    art: list[BBox]  # curves and slanted lines: evidence of a chart or drawing, not of a table
+
+
+# ---------------------------------------------------------------------------------------------- page reading
+
+
+def _is_light(color: tuple | None) -> bool:
+    return color is None or (len(color) >= 3 and min(color[:3]) > 0.97)
+
+
+def _merge_segments(segs: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """Join collinear pieces (a ruling drawn cell by cell) into whole rules."""
+    out: list[tuple[float, float, float]] = []
+    segs = sorted(segs)
+    i = 0
+    while i < len(segs):
+        j = i
+        while j + 1 < len(segs) and segs[j + 1][0] - segs[j][0] <= 1.0:
+            j += 1
+        pos = statistics.median(s[0] for s in segs[i : j + 1])
+        cur: list[float] | None = None
+        for _, a, b in sorted(segs[i : j + 1], key=lambda s: s[1]):
+            if cur is not None and a <= cur[1] + RULE_TOL:
+                cur[1] = max(cur[1], b)
+            else:
+                if cur is not None:
+                    out.append((pos, cur[0], cur[1]))
+                cur = [a, b]
+        if cur is not None:
+            out.append((pos, cur[0], cur[1]))
+        i = j + 1
+    return out
+
+
+def _page_rules(page: pymupdf.Page, mat: pymupdf.Matrix | None) -> _Rules:
+    h: list[tuple[float, float, float]] = []
+    v: list[tuple[float, float, float]] = []
+    fills: list[BBox] = []
+    art: list[BBox] = []
+
+    def add_rect(r: pymupdf.Rect, stroked: bool, filled: bool) -> None:
+        if r.height <= 3 and r.width > 3:
+            h.append(((r.y0 + r.y1) / 2, r.x0, r.x1))
+        elif r.width <= 3 and r.height > 3:
+            v.append(((r.x0 + r.x1) / 2, r.y0, r.y1))
+        elif r.width > 3 and r.height > 3:
+            if stroked:
+                h.extend([(r.y0, r.x0, r.x1), (r.y1, r.x0, r.x1)])
+                v.extend([(r.x0, r.y0, r.y1), (r.x1, r.y0, r.y1)])
+            if filled:
+                fills.append((r.x0, r.y0, r.x1, r.y1))
+
+    for path in page.get_cdrawings():
+        kind = path.get("type", "")
+        stroked = "s" in kind and not _is_light(path.get("color"))
+        filled = "f" in kind and not _is_light(path.get("fill")) and path.get("fill_opacity", 1.0) > 0.05
+        if not stroked and not filled:
+            continue
+        if not stroked and all(item[0] == "l" for item in path["items"]):
+            # a filled polygon: an axis-parallel one is a rule or a shaded box, any other is artwork
+            r = pymupdf.Rect(path["rect"])
+            r = (r * mat if mat is not None else r).normalize()
+            if all(abs(p[0] - q[0]) <= 0.5 or abs(p[1] - q[1]) <= 0.5 for _, p, q in path["items"]):
+                add_rect(r, False, True)
+            else:
+                art.append(tuple(r))
+            continue
+        for item in path["items"]:
+            op = item[0]
+            if op == "l":
+                p, q = pymupdf.Point(item[1]), pymupdf.Point(item[2])
+                if mat is not None:
+                    p, q = p * mat, q * mat
+                if abs(p.y - q.y) <= 1.0 and abs(p.x - q.x) > 3:
+                    h.append(((p.y + q.y) / 2, min(p.x, q.x), max(p.x, q.x)))
+                elif abs(p.x - q.x) <= 1.0 and abs(p.y - q.y) > 3:
+                    v.append(((p.x + q.x) / 2, min(p.y, q.y), max(p.y, q.y)))
+                else:
+                    art.append(tuple(pymupdf.Rect(p, q).normalize()))
+            elif op in ("re", "qu"):
+                r = pymupdf.Rect(item[1]) if op == "re" else pymupdf.Quad(item[1]).rect
+                if mat is not None:
+                    r = r * mat
+                add_rect(r.normalize(), stroked, filled)
+            else:
+                pts = [pymupdf.Point(p) for p in item[1:] if isinstance(p, (tuple, list))]
+                if pts:
+                    r = pymupdf.Rect(pts[0], pts[0])
+                    for p in pts[1:]:
+                        r |= p
+                    art.append(tuple(r * mat if mat is not None else r))
+    return _Rules(_merge_segments(h), _merge_segments(v), fills, art)
+
+
+def _page_words(page: pymupdf.Page, mat: pymupdf.Matrix | None) -> list[_Word]:
+    words = []
+    for x0, y0, x1, y1, text, *_ in page.get_text("words"):
+        if not text.strip():
+            continue
+        r = pymupdf.Rect(x0, y0, x1, y1)
+        if mat is not None:
+            r = r * mat
+        if r.height <= 0 or r.width <= 0 or r.width < 0.3 * r.height and len(text) > 2:
+            continue  # vertical text: not part of a row
+        words.append(_Word(r.x0, r.y0, r.x1, r.y1, text))
+    return words
+
+
+def _group_rows(words: list[_Word]) -> list[_Row]:
+    """Words into visual lines: a word joins a line whose core band it overlaps by half its height."""
+    rows: list[tuple[float, float, list[_Word]]] = []
+    for w in sorted(words, key=lambda w: ((w.y0 + w.y1) / 2, w.x0)):
+        for k in range(len(rows) - 1, max(-1, len(rows) - 8), -1):
+            c0, c1, ws = rows[k]
+            if min(c1, w.y1) - max(c0, w.y0) >= 0.5 * min(w.h, c1 - c0):
+                ws.append(w)
+                break
+        else:
+            rows.append((w.y0, w.y1, [w]))
+    out = [_Row(sorted(ws, key=lambda w: w.x0)) for _, _, ws in rows]
+    out.sort(key=lambda r: (r.y0 + r.y1) / 2)
+    return out
+
+
+def _split_chunks(row: _Row, v_rules: list[tuple[float, float, float]], gap_em: float) -> list[_Chunk]:
+    """Cut a row where words are far apart or a vertical rule runs between them."""
+    cy = (row.y0 + row.y1) / 2
+    cuts = [x for x, a, b in v_rules if a - 1 <= cy <= b + 1]
+    chunks = [_Chunk([row.words[0]])]
+    for a, b in zip(row.words, row.words[1:]):
+        gap = b.x0 - a.x1
+        ruled = any(a.x1 - 1 <= x <= b.x0 + 1 for x in cuts)
+        if ruled or gap > gap_em * min(a.h, b.h):
+            chunks.append(_Chunk([b]))
+        else:
+            chunks[-1].words.append(b)
+    return chunks
+
+
+# ---------------------------------------------------------------------------------------------- regions
+
+
+def _union(boxes: list[BBox]) -> BBox:
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _overlap(a: BBox, b: BBox) -> float:
+    """Intersection area over the smaller box's area."""
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return ix * iy / small if small > 0 else 0.0
+
+
+def _ruled_regions(rules: _Rules, rows: list[_Row], line_h: float) -> list[BBox]:
+    """Boxes of connected rulings: grids, frames, stacks of parallel rules, touching shaded cells."""
+    items: list[BBox] = [(a, y, b, y) for y, a, b in rules.h if b - a > 2 * line_h]
+    items += [(x, a, x, b) for x, a, b in rules.v if b - a > line_h]
+    items += list(rules.fills)
+    n = len(items)
+    if n < 2:
+        return []
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def gridded(r: BBox) -> bool:
+        tol = RULE_TOL
+        return any(r[0] - tol <= x <= r[2] + tol and y0 - tol <= r[1] <= y1 + tol for x, y0, y1 in v)
+
+    v = [(x, a, b) for x, a, b in rules.v if b - a > line_h]
+
+    def stacked(a: BBox, b: BBox) -> bool:
+        """Free-standing parallel rules over each other with the same extent and table rows between them."""
+        if a[1] != a[3] or b[1] != b[3] or b[1] - a[1] > 40 * line_h:
+            return False
+        if abs(a[0] - b[0]) > line_h or abs(a[2] - b[2]) > line_h or gridded(a) or gridded(b):
+            return False
+        if any(a[1] < y < b[1] and x1 > a[0] and x0 < a[2] for y, x0, x1 in rules.h):
+            return False  # only neighbouring rules stack
+        between = [r for r in rows if a[1] < (r.y0 + r.y1) / 2 < b[1]]
+        if not between:
+            return b[1] - a[1] < 2 * line_h
+        if any(r.x0 < a[0] - line_h or r.x1 > a[2] + line_h or CAPTION_RE.match(r.words[0].text) for r in between):
+            return False
+        return sum(len(r.chunks) >= 2 for r in between) >= 0.5 * len(between)
+
+    tol = RULE_TOL
+    order = sorted(range(n), key=lambda i: items[i][1])
+    for ii, i in enumerate(order):
+        a = items[i]
+        for j in order[ii + 1 :]:
+            b = items[j]
+            if b[1] > a[3] + max(tol, 40 * line_h):
+                break
+            touch = b[0] <= a[2] + tol and a[0] <= b[2] + tol and b[1] <= a[3] + tol
+            if touch or stacked(a, b):
+                parent[find(i)] = find(j)
+    groups: dict[int, list[BBox]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(items[i])
+    out = []
+    for g in groups.values():
+        box = _union(g)
+        if len(g) >= 2 and box[2] - box[0] > 3 * line_h and box[3] - box[1] > line_h:
+            out.append(box)
+    return out
+
+
+def _word_in(w: _Word, box: BBox) -> bool:
+    cx, cy = (w.x0 + w.x1) / 2, (w.y0 + w.y1) / 2
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
+
+
+def _rows_in(words: list[_Word], box: BBox) -> list[_Row]:
+    return _group_rows([w for w in words if _word_in(w, box)])
+
+
+def _row_in(row: _Row, box: BBox, slack: float = 2.0) -> bool:
+    cy = (row.y0 + row.y1) / 2
+    return box[1] - slack <= cy <= box[3] + slack and row.x0 >= box[0] - slack and row.x1 <= box[2] + slack
+
+
+def _is_prose(chunk: _Chunk, width: float) -> bool:
+    return len(chunk.words) >= 6 and chunk.x1 - chunk.x0 > 0.5 * width
+
+
+def _aligned_regions(rows: list[_Row], page_width: float) -> list[BBox]:
+    """Runs of rows that break into two or more chunks at the same whitespace corridors."""
+    out: list[BBox] = []
+    run: list[_Row] = []
+
+    def flush() -> None:
+        multi = [r for r in run if len(r.chunks) >= 2]
+        if len(multi) >= 2 and _has_corridor(multi):
+            out.append(_union([(r.x0, r.y0, r.x1, r.y1) for r in run]))
+        run.clear()
+
+    for row in rows:
+        multi = len(row.chunks) >= 2 and not any(_is_prose(c, page_width) for c in row.chunks)
+        if multi and not _is_list_item(row) and not _is_justified(row):
+            if run and row.y0 - run[-1].y1 > 2.5 * max(row.h, run[-1].h):
+                flush()
+            run.append(row)
+        elif run and len(row.chunks) == 1 and not _is_prose(row.chunks[0], page_width):
+            # a wrapped cell or a section label inside a table: keep the run going if a multi row follows
+            if row.y0 - run[-1].y1 <= 1.5 * row.h:
+                run.append(row)
+            else:
+                flush()
+        else:
+            flush()
+    flush()
+    return out
+
+
+def _is_justified(row: _Row) -> bool:
+    """A line of justified prose: single words spread with one and the same stretched space."""
+    if len(row.chunks) < 4 or any(len(c.words) > 2 for c in row.chunks):
+        return False
+    gaps = [b.x0 - a.x1 for a, b in zip(row.chunks, row.chunks[1:])]
+    mid = statistics.median(gaps)
+    return sum(abs(g - mid) < 0.15 * row.h for g in gaps) >= 0.7 * len(gaps)
+
+
+def _is_list_item(row: _Row) -> bool:
+    """A bullet or number followed by text: a list, not a table row."""
+    return len(row.chunks) == 2 and BULLET_RE.match(row.chunks[0].text) is not None
+
+
+def _has_corridor(rows: list[_Row]) -> bool:
+    """Whether the rows share at least one vertical strip of whitespace with text on both sides."""
+    gaps = _corridors([c for r in rows for c in r.chunks], len(rows), tolerance=0)
+    return bool(gaps)
+
+
+def _corridors(chunks: list[_Chunk], n_rows: int, tolerance: int) -> list[tuple[float, float]]:
+    """X-intervals covered by at most `tolerance` chunks, between text on both sides."""
+    if not chunks:
+        return []
+    events: list[tuple[float, int]] = []
+    for c in chunks:
+        events.append((c.x0, 1))
+        events.append((c.x1, -1))
+    events.sort()
+    lo = min(c.x0 for c in chunks)
+    hi = max(c.x1 for c in chunks)
+    gaps: list[tuple[float, float]] = []
+    depth = 0
+    start: float | None = None
+    for x, d in events:
+        prev = depth
+        depth += d
+        if prev > tolerance >= depth and x < hi:
+            start = x
+        elif prev <= tolerance < depth and start is not None:
+            if x - start > 1.0 and start > lo:
+                gaps.append((start, x))
+            start = None
+    return gaps
+
+
+# ---------------------------------------------------------------------------------------------- structure
+
+
+@dataclass
+class _Grid:
+    bbox: BBox
+    cols: list[float]  # n_cols + 1 boundaries
+    cells: list[Cell]
+    n_rows: int
+    header_rows: int
+
+
+def _column_bounds(rows: list[_Row], v_rules: list[tuple[float, float, float]], box: BBox) -> list[float]:
+    """Column boundaries: vertical rules crossing the region and whitespace corridors of its rows."""
+    height = box[3] - box[1]
+    seps: list[float] = []
+    for x, a, b in v_rules:
+        if box[0] + 3 < x < box[2] - 3 and min(b, box[3]) - max(a, box[1]) > 0.3 * height:
+            seps.append(x)
+    chunks = [c for r in rows for c in r.chunks]
+    multi = [r for r in rows if len(r.chunks) >= 2]
+    tol = max(0, int(0.12 * len(multi)))
+    body_chunks = [c for r in multi for c in r.chunks] or chunks
+    for g0, g1 in _corridors(body_chunks, len(multi), tol):
+        if not any(g0 - 2 <= s <= g1 + 2 for s in seps):
+            seps.append((g0 + g1) / 2)
+    seps.sort()
+    lo = min(box[0], min(c.x0 for c in chunks))
+    hi = max(box[2], max(c.x1 for c in chunks))
+    bounds = [lo] + [s for s in seps if lo < s < hi] + [hi]
+    # columns that never hold text are not columns
+    keep = [bounds[0]]
+    for a, b in zip(bounds, bounds[1:]):
+        if any(c.x0 < b and c.x1 > a and min(c.x1, b) - max(c.x0, a) > 0.5 for c in chunks):
+            keep.append(b)
+        else:
+            keep[-1] = (keep[-1] + b) / 2 if len(keep) > 1 else keep[-1]
+    if keep[-1] != bounds[-1]:
+        keep[-1] = bounds[-1]
+    return keep
+
+
+def _place(chunk: _Chunk, cols: list[float]) -> list[tuple[int, int, list[_Word]]]:
+    """The column span of a chunk; a chunk whose words fall into separate columns is cut there."""
+    out: list[tuple[int, int, list[_Word]]] = []
+    for w in chunk.words:
+        c0 = _col_of(w.x0 + 0.5, cols, first=True)
+        c1 = _col_of(w.x1 - 0.5, cols, first=False)
+        if out and (out[-1][1] >= c0):
+            prev = out[-1]
+            out[-1] = (prev[0], max(prev[1], c1), prev[2] + [w])
+        else:
+            out.append((c0, c1, [w]))
+    return out
+
+
+def _col_of(x: float, cols: list[float], first: bool) -> int:
+    n = len(cols) - 1
+    for i in range(n):
+        if x < cols[i + 1]:
+            return i
+    return n - 1
+
+
+def _rule_between(rules: _Rules, y_top: float, y_bot: float, x0: float, x1: float) -> bool:
+    """A horizontal rule (or the edge of a shaded area) between two text lines over [x0, x1]."""
+    for y, a, b in rules.h:
+        if y_top - 1 <= y <= y_bot + 1 and min(b, x1) - max(a, x0) > 0.5 * (x1 - x0):
+            return True
+    return False
+
+
+def _structure(rows: list[_Row], rules: _Rules, box: BBox) -> _Grid | None:
+    """Lay the rows of one region out as a grid of cells."""
+    v_in = [v for v in rules.v if box[0] - 2 <= v[0] <= box[2] + 2 and v[2] > box[1] and v[1] < box[3]]
+    cols = _column_bounds(rows, v_in, box)
+    n_cols = len(cols) - 1
+    if n_cols < 2:
+        return None
+    # each visual line as {col: (c0, c1, words)}
+    lines: list[tuple[_Row, list[tuple[int, int, list[_Word]]]]] = []
+    for r in rows:
+        placed = [p for c in r.chunks for p in _place(c, cols)]
+        lines.append((r, placed))
+    full = statistics.median(len(p) for _, p in lines)
+    # logical rows: merge a line into the previous one when it only continues cells of it
+    logical: list[list[tuple[_Row, list[tuple[int, int, list[_Word]]]]]] = []
+    for r, placed in lines:
+        if logical:
+            prev_r, prev_p = logical[-1][-1]
+            used = {c for c0, c1, _ in placed for c in range(c0, c1 + 1)}
+            prev_used = {c for _, p in logical[-1] for c0, c1, _ in p for c in range(c0, c1 + 1)}
+            gap = r.y0 - prev_r.y1
+            ruled = _rule_between(rules, prev_r.y1, r.y0, r.x0, r.x1)
+            overlap_v = gap < -0.3 * min(r.h, prev_r.h)
+            continues = (
+                not ruled and len(placed) < full and used <= prev_used and gap < 0.6 * r.h and not _starts_row(placed)
+            )
+            if overlap_v or continues:
+                logical[-1].append((r, placed))
+                continue
+        logical.append([(r, placed)])
+    cells: list[Cell] = []
+    for ri, group in enumerate(logical):
+        slots: dict[tuple[int, int], list[list[_Word]]] = {}
+        for _, placed in group:
+            for c0, c1, ws in placed:
+                key = next((k for k in slots if k[0] <= c0 <= k[1] or c0 <= k[0] <= c1), (c0, c1))
+                if key != (c0, c1) and key in slots:
+                    merged = (min(key[0], c0), max(key[1], c1))
+                    lines_ = slots.pop(key)
+                    slots[merged] = lines_ + [ws]
+                else:
+                    slots.setdefault(key, []).append(ws)
+        for (c0, c1), wl in sorted(slots.items()):
+            text = "\n".join(" ".join(w.text for w in ws) for ws in wl)
+            all_w = [w for ws in wl for w in ws]
+            cells.append(
+                Cell(
+                    row=ri,
+                    col=c0,
+                    text=text,
+                    col_span=c1 - c0 + 1,
+                    bbox=_union([(w.x0, w.y0, w.x1, w.y1) for w in all_w]),
+                )
+            )
+    n_rows = len(logical)
+    header = _header_rows(cells, n_rows, n_cols)
+    for c in cells:
+        c.header = c.row < header
+    bbox = _union([c.bbox for c in cells if c.bbox])
+    return _Grid(bbox=bbox, cols=cols, cells=cells, n_rows=n_rows, header_rows=header)
+
+
+def _starts_row(placed: list[tuple[int, int, list[_Word]]]) -> bool:
+    """A line that opens a new row: text in the first column starting with a capital or a digit."""
+    first = placed[0]
+    t = first[2][0].text
+    return first[0] == 0 and (t[:1].isupper() or t[:1].isdigit())
+
+
+def _is_numeric(text: str) -> bool:
+    return NUMERIC_RE.match(text.strip()) is not None or text.strip() in {"-", "–", "—", "n/a", "x", ":"}
+
+
+def _header_rows(cells: list[Cell], n_rows: int, n_cols: int) -> int:
+    """Leading rows above the first row that carries numbers in its data columns."""
+    by_row: dict[int, list[Cell]] = {}
+    for c in cells:
+        by_row.setdefault(c.row, []).append(c)
+    for r in range(n_rows):
+        data = [c for c in by_row.get(r, []) if c.col > 0]
+        if data and sum(_is_numeric(c.text) for c in data) >= max(1, len(data) // 2):
+            return min(r, max(0, n_rows - 1))
+    return 1 if n_rows > 1 else 0
+
+
+def _inside_count(items: list[BBox], box: BBox) -> int:
+    return sum(1 for a in items if box[0] <= (a[0] + a[2]) / 2 <= box[2] and box[1] <= (a[1] + a[3]) / 2 <= box[3])
+
+
+def _plausible(grid: _Grid, rules: _Rules) -> bool:
+    """Reject grids that are prose, lists, charts or diagrams rather than tables."""
+    if grid.n_rows < 2 or len(grid.cols) < 3:
+        return False
+    n_cols = len(grid.cols) - 1
+    filled = len(grid.cells)
+    if filled < 4 or filled < 0.3 * grid.n_rows * n_cols:
+        return False
+    if sum(len(c.text) > 80 for c in grid.cells) > 0.3 * filled:
+        return False
+    if _inside_count(rules.art, grid.bbox) >= 3:
+        return False  # curves, slanted lines, arrow heads: a chart or a diagram
+    ruled = _inside_count([(a, y, b, y) for y, a, b in rules.h] + [(x, a, x, b) for x, a, b in rules.v], grid.bbox)
+    if ruled < 2 and n_cols == 2:
+        # two borderless columns without numbers: a definition list or legend unless it is long
+        firsts = [c for c in grid.cells if c.col == 0]
+        if sum(c.text.rstrip().endswith(":") for c in firsts) > 0.5 * len(firsts):
+            return False
+        data = [c for c in grid.cells if c.col > 0 and not c.header]
+        if not any(_is_numeric(c.text) for c in data) and grid.n_rows < 5:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------- public API
+
+
+def _table_text(table: Table) -> str:
+    return "\n".join(" | ".join(t.replace("\n", " ") for t in row) for row in table.grid())
+
+
+def _has_evidence(text: dict, rules: _Rules) -> bool:
+    """Cheap test: rulings that could frame a table, or text lines that break into columns."""
+    if len(rules.h) + len(rules.v) + len(rules.fills) >= 3:
+        return True
+    rows: dict[int, int] = {}
+    for b in text.get("blocks", []):
+        for line in b.get("lines", []):
+            y = int((line["bbox"][1] + line["bbox"][3]) / 4)  # 4-point buckets
+            rows[y] = rows.get(y, 0) + 1
+    return sum(1 for n in rows.values() if n >= 2) >= 2
+
+
+def extract_tables(page: pymupdf.Page, page_number: int, text: dict | None = None) -> list[Block]:
+    """Table blocks of one page.
+
+    Args:
+        page: the PyMuPDF page.
+        page_number: 1-based page number (for block ids and `Block.page`).
+        text: `page.get_text("dict")` when the caller already has it; it is reused, not recomputed.
+
+    Returns:
+        Blocks of kind "table" with ids `p{page_number}-t{i}`, each carrying a `Table` of cells and a
+        plain-text rendering; bboxes in PDF points of the displayed page, top-left origin.
+    """
+    mat = page.rotation_matrix if page.rotation else None
+    rules = _page_rules(page, mat)
+    if text is None:
+        text = page.get_text("dict")
+    if not _has_evidence(text, rules):
+        return []
+    words = _page_words(page, mat)
+    if len(words) < 4:
+        return []
+    page_width = page.rect.width
+    rows = _group_rows(words)
+    line_h = statistics.median(r.h for r in rows)
+    for r in rows:
+        r.chunks = _split_chunks(r, rules.v, COLUMN_GAP_EM)
+    ruled = [b for b in _ruled_regions(rules, rows, line_h) if len(_rows_in(words, b)) >= 2]
+    # text outside the ruled regions may still hold borderless tables
+    free = _group_rows([w for w in words if not any(_word_in(w, b) for b in ruled)]) if ruled else rows
+    for r in free:
+        r.chunks = _split_chunks(r, rules.v, COLUMN_GAP_EM)
+    regions = _merge_regions(ruled + _aligned_regions(free, page_width))
+    blocks: list[Block] = []
+    taken: list[BBox] = []
+    for box in sorted(regions, key=lambda b: (b[1], b[0])):
+        sub = _rows_in(words, box)
+        if len(sub) < 2:
+            continue
+        for r in sub:
+            r.chunks = _split_chunks(r, rules.v, CELL_GAP_EM)
+        grid = _structure(sub, rules, box)
+        if grid is None or not _plausible(grid, rules):
+            continue
+        if any(_overlap(grid.bbox, t) > 0.5 for t in taken):
+            continue
+        taken.append(grid.bbox)
+        table = Table(n_rows=grid.n_rows, n_cols=len(grid.cols) - 1, cells=grid.cells)
+        blocks.append(
+            Block(
+                id=f"p{page_number}-t{len(blocks)}",
+                kind="table",
+                page=page_number,
+                bbox=tuple(round(v, 2) for v in grid.bbox),
+                text=_table_text(table),
+                table=table,
+            )
+        )
+    return blocks
+
+
+def _merge_regions(boxes: list[BBox]) -> list[BBox]:
+    """Fuse candidate boxes that overlap (a ruled frame and the aligned rows inside it)."""
+    out = [tuple(b) for b in boxes]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                if _overlap(out[i], out[j]) > 0.3:
+                    out[i] = _union([out[i], out[j]])
+                    del out[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return out
+
+
+RUNNING_KINDS = frozenset({"page_header", "page_footer"})
+
+
+def _column_centres(table: Table) -> list[float] | None:
+    """X-centre of each column from its single-column cells (None where boxes are missing)."""
+    spans: dict[int, list[float]] = {}
+    for c in table.cells:
+        if c.col_span == 1 and c.bbox is not None:
+            spans.setdefault(c.col, []).extend([c.bbox[0], c.bbox[2]])
+    if len(spans) < table.n_cols:
+        return None
+    return [(min(spans[i]) + max(spans[i])) / 2 for i in range(table.n_cols)]
+
+
+def _header_text(table: Table) -> list[str]:
+    n = table.header_rows()
+    return [re.sub(r"\W+", "", t).lower() for row in table.grid()[:n] for t in row]
+
+
+def _continues(first: Block, second: Block, between: list[Block], page_h: tuple[float, float]) -> bool:
+    """Whether `second` (top of the next page) carries on `first` (bottom of the page before)."""
+    a, b = first.table, second.table
+    if a is None or b is None or a.n_cols != b.n_cols:
+        return False
+    if any(blk.kind not in RUNNING_KINDS for blk in between):
+        return False  # a caption, a paragraph or a figure sits between them
+    h_first, h_second = page_h
+    if first.bbox[3] < 0.55 * h_first or second.bbox[1] > 0.45 * h_second:
+        return False
+    ca, cb = _column_centres(a), _column_centres(b)
+    width = max(first.bbox[2] - first.bbox[0], second.bbox[2] - second.bbox[0], 1.0)
+    if ca is not None and cb is not None and any(abs(x - y) > 0.08 * width for x, y in zip(ca, cb)):
+        return False
+    head_b = _header_text(b)
+    return not head_b or head_b == _header_text(a)
+
+
+def merge_split_tables(doc: Document) -> Document:
+    """Link a table continued on the next page to its first part.
+
+    Where a table ends in the lower part of page N and another starts in the upper part of page N+1
+    with the same column count and compatible column positions, a repeated header or none, and
+    nothing but running headers/footers between them, the later table's `continues` names the earlier
+    block and a `continues` link (later → earlier) joins them. Chains across several pages follow.
+    """
+    order = {blk.id: i for i, blk in enumerate(doc.blocks)}
+    tables = doc.tables()
+    linked = {lk.source for lk in doc.links if lk.kind == "continues"}
+    for first, second in zip(tables, tables[1:]):
+        if second.page != first.page + 1 or second.id in linked:
+            continue
+        between = doc.blocks[order[first.id] + 1 : order[second.id]]
+        sizes = doc.page_sizes
+        page_h = (
+            sizes[first.page - 1][1] if len(sizes) >= first.page else first.bbox[3] / 0.9,
+            sizes[second.page - 1][1] if len(sizes) >= second.page else 1e9,
+        )
+        if _continues(first, second, between, page_h):
+            second.table.continues = first.id  # type: ignore[union-attr]
+            doc.links.append(Link(source=second.id, target=first.id, kind="continues"))
+            linked.add(second.id)
+    return doc
