@@ -21,6 +21,7 @@ MANIFEST = ".ohmlens-batch.jsonl"
 FAILURE_LOG = "failures.log"
 FORMATS = ("json", "md", "html")
 PDF_SUFFIXES = {".pdf"}
+ENGINES = ("local", "ray")
 
 
 class BatchError(ValueError):
@@ -60,14 +61,27 @@ def write_outputs(doc: Document, out_dir: Path, stem: Path, formats: tuple[str, 
     return written
 
 
-def _process(path: str, out_dir: str, rel: str, formats: tuple[str, ...], password: str | None) -> FileResult:
-    """Worker: parse one PDF and write its outputs. Never raises: failures come back as results."""
+def _process(
+    path: str,
+    out_dir: str,
+    rel: str,
+    formats: tuple[str, ...],
+    password: str | None,
+    parse: Callable[..., Document] | None = None,
+) -> FileResult:
+    """Worker: parse one PDF and write its outputs. Never raises: failures come back as results.
+
+    Args:
+        parse: replaces `parse_pdf` (same contract); the Ray engine passes one that splits long documents.
+    """
     from pipelines.ingest import PdfError, parse_pdf
 
     start = time.perf_counter()
     stem = output_stem(Path(rel))
     try:
-        doc = parse_pdf(path, password=password, crops_dir=Path(out_dir) / stem.parent / f"{stem.name}_files")
+        doc = (parse or parse_pdf)(
+            path, password=password, crops_dir=Path(out_dir) / stem.parent / f"{stem.name}_files"
+        )
         outputs = write_outputs(doc, Path(out_dir), stem, formats)
         return FileResult(
             rel,
@@ -139,6 +153,8 @@ def run_batch(
     password: str | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_result: Callable[[FileResult], None] | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> list[FileResult]:
     """Process every PDF under `in_dir` into `out_dir`.
 
@@ -148,15 +164,26 @@ def run_batch(
         resume: skip files finished by an earlier run (same size and mtime, outputs present).
         on_start: called once with (files to do, files skipped).
         on_result: called after each file, in completion order.
+        engine: "local" (a process pool) or "ray" (Ray tasks; see `pipelines.batch_ray`).
+        address: the Ray cluster to join (`host:port` or `auto`); without it the Ray engine starts a local
+            Ray instance with `workers` CPUs.
 
     Raises:
-        BatchError: no inputs, or bad options.
+        BatchError: no inputs, bad options, or the Ray engine without ray installed.
     """
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise BatchError(f"unknown format {bad[0]!r}: choose from {', '.join(FORMATS)}")
     if workers < 1:
         raise BatchError("--workers must be at least 1")
+    if engine not in ENGINES:
+        raise BatchError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
+    if address and engine != "ray":
+        raise BatchError("--address needs --engine ray")
+    if engine == "ray":
+        from pipelines import batch_ray
+
+        batch_ray.require_ray()
     files = find_inputs(in_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(out_dir) if resume else {}
@@ -171,7 +198,11 @@ def run_batch(
             todo.append(rel)
     if on_start:
         on_start(len(todo), len(results))
-    for result in _execute(todo, in_dir, out_dir, formats, workers, password):
+    if engine == "ray":
+        stream = batch_ray.execute(todo, in_dir, out_dir, formats, workers, password, address)
+    else:
+        stream = _execute(todo, in_dir, out_dir, formats, workers, password)
+    for result in stream:
         st = (in_dir / result.file).stat()
         _append_manifest(out_dir, result, st.st_size, st.st_mtime)
         results.append(result)
