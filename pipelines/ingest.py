@@ -395,6 +395,19 @@ def _cluster_rects(
     return [(tuple(boxes[i]), counts[i]) for i in range(1, n) if counts[i]]
 
 
+def _drop_tables_inside_figures(tables: list[Block], figures: list[tuple[tuple, str]]) -> list[Block]:
+    """Drop "tables" that are really aligned labels inside a drawing (pin diagrams, schematic part values).
+
+    A real table may be a drawing cluster itself (its rulings), but then the cluster is about the size of
+    the table; a label grid sits inside a clearly larger drawing.
+    """
+    return [
+        t
+        for t in tables
+        if not any(_inside(t.bbox, box, slack=4) and _area(t.bbox) < 0.6 * _area(box) for box, _ in figures)
+    ]
+
+
 def _gap(a: tuple, b: tuple) -> float:
     """Distance between two boxes (0 when they touch or overlap)."""
     dx = max(0.0, max(a[0], b[0]) - min(a[2], b[2]))
@@ -469,6 +482,8 @@ def parse_page(
         from pipelines.tables import extract_tables
 
         tables = extract_tables(page, number, text)
+    if tables:
+        tables = _drop_tables_inside_figures(tables, _absorb_labels(_figure_regions(page, []), segments))
     figures = [] if ocr else _absorb_labels(_figure_regions(page, tables), segments)
 
     items: list[tuple[tuple, Block]] = []
