@@ -28,7 +28,7 @@ CELL_GAP_EM = 0.55  # a gap wider than this many word heights separates two cell
 COLUMN_GAP_EM = 0.9  # a gap this wide marks a row as multi-column when looking for tables
 RULE_TOL = 2.5  # points: rules closer than this touch
 CAPTION_RE = re.compile(r"^\s*(Table|Tab\.|Figure|Fig\.?|Chart|Source|Note)s?\b", re.IGNORECASE)
-NUMERIC_RE = re.compile(r"^[\s(<>≤≥±~+\-–−]*[$€£%]?\s*[\d.,]+\s*[%‰]?[)*]?\s*[a-zA-Zµ°%]{0,3}$")
+NUMERIC_RE = re.compile(r"^[\s(<>≤≥±~+\-–−]*[$€£%]?\s*\d[\d.,\s]*\s*[%‰]?[)*]?\s*[a-zA-Zµ°%]{0,3}$")
 BULLET_RE = re.compile(r"^([•◦▪▫●○■□►▸‣⁃∙·\-–*]|\(?\d{1,3}[.)]|\(?[a-z][.)]|\d+(\.\d+)+\.?)$")
 
 
@@ -134,6 +134,7 @@ def _page_rules(page: pymupdf.Page, mat: pymupdf.Matrix | None) -> _Rules:
     v: list[tuple[float, float, float]] = []
     fills: list[BBox] = []
     art: list[BBox] = []
+    page_area = page.rect.get_area()
 
     def add_rect(r: pymupdf.Rect, stroked: bool, filled: bool) -> None:
         if r.height <= 3 and r.width > 3:
@@ -144,7 +145,7 @@ def _page_rules(page: pymupdf.Page, mat: pymupdf.Matrix | None) -> _Rules:
             if stroked:
                 h.extend([(r.y0, r.x0, r.x1), (r.y1, r.x0, r.x1)])
                 v.extend([(r.x0, r.y0, r.y1), (r.x1, r.y0, r.y1)])
-            if filled:
+            if filled and r.get_area() < 0.4 * page_area:  # a larger one is a page background
                 fills.append((r.x0, r.y0, r.x1, r.y1))
 
     for path in page.get_cdrawings():
@@ -325,7 +326,8 @@ def _row_in(row: _Row, box: BBox, slack: float = 2.0) -> bool:
 
 
 def _is_prose(chunk: _Chunk, width: float) -> bool:
-    return len(chunk.words) >= 6 and chunk.x1 - chunk.x0 > 0.5 * width
+    """A line of running text: many words over a good part of the page width."""
+    return len(chunk.words) >= 5 and chunk.x1 - chunk.x0 > 0.25 * width
 
 
 def _aligned_regions(rows: list[_Row], page_width: float) -> list[BBox]:
@@ -340,7 +342,11 @@ def _aligned_regions(rows: list[_Row], page_width: float) -> list[BBox]:
         run.clear()
 
     for row in rows:
-        multi = len(row.chunks) >= 2 and not any(_is_prose(c, page_width) for c in row.chunks)
+        if CAPTION_RE.match(row.words[0].text):
+            flush()
+            continue
+        # two lines of running text side by side are a two-column page, not a table row
+        multi = len(row.chunks) >= 2 and sum(_is_prose(c, page_width) for c in row.chunks) < 2
         if multi and not _is_list_item(row) and not _is_justified(row):
             if run and row.y0 - run[-1].y1 > 2.5 * max(row.h, run[-1].h):
                 flush()
@@ -355,6 +361,25 @@ def _aligned_regions(rows: list[_Row], page_width: float) -> list[BBox]:
             flush()
     flush()
     return out
+
+
+def _split_at_gutters(words: list[_Word], rows: list[_Row], page_width: float) -> list[list[_Word]]:
+    """Words of each page column: gutters are whitespace strips with running text on both sides."""
+    prose = [c for r in rows for c in r.chunks if _is_prose(c, page_width)]
+    if len(prose) < 6:
+        return [words]
+    gutters = []
+    for g0, g1 in _corridors([c for r in rows for c in r.chunks], len(rows), max(1, len(rows) // 20)):
+        left = sum(1 for c in prose if g0 - 0.1 * page_width < c.x1 <= g0 + 1)
+        right = sum(1 for c in prose if g1 - 1 <= c.x0 < g1 + 0.1 * page_width)
+        if left >= 3 and right >= 3:
+            gutters.append((g0 + g1) / 2)
+    if not gutters:
+        return [words]
+    parts: list[list[_Word]] = [[] for _ in range(len(gutters) + 1)]
+    for w in words:
+        parts[sum(1 for g in gutters if (w.x0 + w.x1) / 2 > g)].append(w)
+    return [p for p in parts if p]
 
 
 def _is_justified(row: _Row) -> bool:
@@ -415,20 +440,24 @@ class _Grid:
     header_rows: int
 
 
-def _column_bounds(rows: list[_Row], v_rules: list[tuple[float, float, float]], box: BBox) -> list[float]:
-    """Column boundaries: vertical rules crossing the region and whitespace corridors of its rows."""
-    height = box[3] - box[1]
-    seps: list[float] = []
-    for x, a, b in v_rules:
-        if box[0] + 3 < x < box[2] - 3 and min(b, box[3]) - max(a, box[1]) > 0.3 * height:
-            seps.append(x)
+_Placed = tuple[int, int, list[_Word]]  # first column, last column, words of one cell line
+
+
+def _column_bounds(rows: list[_Row], v_rules: list[float], box: BBox, rules_only: bool) -> list[float]:
+    """Column boundaries: vertical rules crossing the region and whitespace corridors of its rows.
+
+    With `rules_only` (a grid whose columns are all drawn) whitespace inside a ruled column, such as
+    the stretched spaces of justified cell text, does not make a column.
+    """
+    seps = list(v_rules)
     chunks = [c for r in rows for c in r.chunks]
-    multi = [r for r in rows if len(r.chunks) >= 2]
-    tol = max(0, int(0.12 * len(multi)))
-    body_chunks = [c for r in multi for c in r.chunks] or chunks
-    for g0, g1 in _corridors(body_chunks, len(multi), tol):
-        if not any(g0 - 2 <= s <= g1 + 2 for s in seps):
-            seps.append((g0 + g1) / 2)
+    if not rules_only:
+        multi = [r for r in rows if len(r.chunks) >= 2]
+        tol = max(0, int(0.12 * len(multi)))
+        body_chunks = [c for r in multi for c in r.chunks] or chunks
+        for g0, g1 in _corridors(body_chunks, len(multi), tol):
+            if not any(g0 - 2 <= s <= g1 + 2 for s in seps):
+                seps.append((g0 + g1) / 2)
     seps.sort()
     lo = min(box[0], min(c.x0 for c in chunks))
     hi = max(box[2], max(c.x1 for c in chunks))
@@ -438,20 +467,19 @@ def _column_bounds(rows: list[_Row], v_rules: list[tuple[float, float, float]], 
     for a, b in zip(bounds, bounds[1:]):
         if any(c.x0 < b and c.x1 > a and min(c.x1, b) - max(c.x0, a) > 0.5 for c in chunks):
             keep.append(b)
-        else:
-            keep[-1] = (keep[-1] + b) / 2 if len(keep) > 1 else keep[-1]
-    if keep[-1] != bounds[-1]:
-        keep[-1] = bounds[-1]
+        elif len(keep) > 1:
+            keep[-1] = (keep[-1] + b) / 2
+    keep[-1] = bounds[-1]
     return keep
 
 
-def _place(chunk: _Chunk, cols: list[float]) -> list[tuple[int, int, list[_Word]]]:
+def _place(chunk: _Chunk, cols: list[float]) -> list[_Placed]:
     """The column span of a chunk; a chunk whose words fall into separate columns is cut there."""
-    out: list[tuple[int, int, list[_Word]]] = []
+    out: list[_Placed] = []
     for w in chunk.words:
-        c0 = _col_of(w.x0 + 0.5, cols, first=True)
-        c1 = _col_of(w.x1 - 0.5, cols, first=False)
-        if out and (out[-1][1] >= c0):
+        c0 = _col_of(w.x0 + 0.5, cols)
+        c1 = _col_of(w.x1 - 0.5, cols)
+        if out and out[-1][1] >= c0:
             prev = out[-1]
             out[-1] = (prev[0], max(prev[1], c1), prev[2] + [w])
         else:
@@ -459,7 +487,18 @@ def _place(chunk: _Chunk, cols: list[float]) -> list[tuple[int, int, list[_Word]
     return out
 
 
-def _col_of(x: float, cols: list[float], first: bool) -> int:
+def _merge_placed(placed: list[_Placed]) -> list[_Placed]:
+    """Pieces of one line that land in the same column are one cell line."""
+    out: list[_Placed] = []
+    for c0, c1, ws in placed:
+        if out and c0 <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], c1), out[-1][2] + ws)
+        else:
+            out.append((c0, c1, ws))
+    return out
+
+
+def _col_of(x: float, cols: list[float]) -> int:
     n = len(cols) - 1
     for i in range(n):
         if x < cols[i + 1]:
@@ -467,68 +506,93 @@ def _col_of(x: float, cols: list[float], first: bool) -> int:
     return n - 1
 
 
-def _rule_between(rules: _Rules, y_top: float, y_bot: float, x0: float, x1: float) -> bool:
-    """A horizontal rule (or the edge of a shaded area) between two text lines over [x0, x1]."""
-    for y, a, b in rules.h:
-        if y_top - 1 <= y <= y_bot + 1 and min(b, x1) - max(a, x0) > 0.5 * (x1 - x0):
-            return True
-    return False
+def _logical_rows(lines: list[tuple[_Row, list[_Placed]]], h_rules: list[float]) -> list[list[list[_Placed]]]:
+    """Group visual lines into table rows.
 
-
-def _structure(rows: list[_Row], rules: _Rules, box: BBox) -> _Grid | None:
-    """Lay the rows of one region out as a grid of cells."""
-    v_in = [v for v in rules.v if box[0] - 2 <= v[0] <= box[2] + 2 and v[2] > box[1] and v[1] < box[3]]
-    cols = _column_bounds(rows, v_in, box)
-    n_cols = len(cols) - 1
-    if n_cols < 2:
-        return None
-    # each visual line as {col: (c0, c1, words)}
-    lines: list[tuple[_Row, list[tuple[int, int, list[_Word]]]]] = []
-    for r in rows:
-        placed = [p for c in r.chunks for p in _place(c, cols)]
-        lines.append((r, placed))
+    Horizontal rules across the region cut it into bands. Where nearly every band holds at most one
+    line of data (several cells, numbers among them), the table rules each row and such a band is one
+    row: its other lines are wrapped cell text, as in a multi-line header. Elsewhere a line joins the
+    row above when it overlaps it vertically, or when it only continues cells of that row: fewer cells
+    than a full line, all in columns the row uses, set tight under it and not opening a row of its own.
+    """
+    band = [sum(1 for y in h_rules if y < (r.y0 + r.y1) / 2) for r, _ in lines]
+    data_per_band: dict[int, int] = {}
+    for b, (_, placed) in zip(band, lines):
+        data = len(placed) >= 2 and any(c0 > 0 and _is_numeric(" ".join(w.text for w in ws)) for c0, _, ws in placed)
+        data_per_band[b] = data_per_band.get(b, 0) + data
+    n_bands = len(data_per_band)
+    row_ruled = n_bands >= 3 and sum(n <= 1 for n in data_per_band.values()) >= 0.7 * n_bands
     full = statistics.median(len(p) for _, p in lines)
-    # logical rows: merge a line into the previous one when it only continues cells of it
-    logical: list[list[tuple[_Row, list[tuple[int, int, list[_Word]]]]]] = []
-    for r, placed in lines:
-        if logical:
-            prev_r, prev_p = logical[-1][-1]
-            used = {c for c0, c1, _ in placed for c in range(c0, c1 + 1)}
-            prev_used = {c for _, p in logical[-1] for c0, c1, _ in p for c in range(c0, c1 + 1)}
-            gap = r.y0 - prev_r.y1
-            ruled = _rule_between(rules, prev_r.y1, r.y0, r.x0, r.x1)
-            overlap_v = gap < -0.3 * min(r.h, prev_r.h)
-            continues = (
-                not ruled and len(placed) < full and used <= prev_used and gap < 0.6 * r.h and not _starts_row(placed)
-            )
-            if overlap_v or continues:
-                logical[-1].append((r, placed))
+    logical: list[list[list[_Placed]]] = []
+    prev: _Row | None = None
+    used_by_row: set[int] = set()
+    for i, (r, placed) in enumerate(lines):
+        used = {c for c0, c1, _ in placed for c in range(c0, c1 + 1)}
+        if prev is not None and band[i] == band[i - 1]:
+            gap = r.y0 - prev.y1
+            same_band_row = row_ruled and data_per_band[band[i]] <= 1
+            overlap_v = gap < -0.3 * min(r.h, prev.h)
+            continues = len(placed) < full and used <= used_by_row and gap < 0.6 * r.h and not _starts_row(placed)
+            if same_band_row or overlap_v or continues:
+                logical[-1].append(placed)
+                used_by_row |= used
+                prev = r
                 continue
-        logical.append([(r, placed)])
+        logical.append([placed])
+        used_by_row = set(used)
+        prev = r
+    return logical
+
+
+def _cells_of(logical: list[list[list[_Placed]]]) -> list[Cell]:
+    """One cell per column slot of each row; lines of a slot join with newlines."""
     cells: list[Cell] = []
     for ri, group in enumerate(logical):
         slots: dict[tuple[int, int], list[list[_Word]]] = {}
-        for _, placed in group:
+        for placed in group:
             for c0, c1, ws in placed:
-                key = next((k for k in slots if k[0] <= c0 <= k[1] or c0 <= k[0] <= c1), (c0, c1))
-                if key != (c0, c1) and key in slots:
-                    merged = (min(key[0], c0), max(key[1], c1))
-                    lines_ = slots.pop(key)
-                    slots[merged] = lines_ + [ws]
+                key = next((k for k in slots if k[0] <= c1 and c0 <= k[1]), None)
+                if key is None:
+                    slots[(c0, c1)] = [ws]
                 else:
-                    slots.setdefault(key, []).append(ws)
+                    merged = (min(key[0], c0), max(key[1], c1))
+                    slots[merged] = slots.pop(key) + [ws]
         for (c0, c1), wl in sorted(slots.items()):
-            text = "\n".join(" ".join(w.text for w in ws) for ws in wl)
             all_w = [w for ws in wl for w in ws]
             cells.append(
                 Cell(
                     row=ri,
                     col=c0,
-                    text=text,
+                    text="\n".join(" ".join(w.text for w in ws) for ws in wl),
                     col_span=c1 - c0 + 1,
                     bbox=_union([(w.x0, w.y0, w.x1, w.y1) for w in all_w]),
                 )
             )
+    return cells
+
+
+def _structure(rows: list[_Row], rules: _Rules, box: BBox) -> _Grid | None:
+    """Lay the rows of one region out as a grid of cells."""
+    width, height = box[2] - box[0], box[3] - box[1]
+    v_in = [
+        (x, min(b, box[3]) - max(a, box[1]))
+        for x, a, b in rules.v
+        if box[0] + 3 < x < box[2] - 3 and min(b, box[3]) - max(a, box[1]) > 0.3 * height
+    ]
+    # two or more column lines through (nearly) the whole table: all its columns are drawn
+    rules_only = len({round(x) for x, span in v_in if span > 0.8 * height}) >= 2
+    cols = _column_bounds(rows, [x for x, _ in v_in], box, rules_only)
+    n_cols = len(cols) - 1
+    if n_cols < 2:
+        return None
+    lines = [(r, _merge_placed([p for c in r.chunks for p in _place(c, cols)])) for r in rows]
+    # row boundaries: rules across the table and the top and bottom edges of shaded bands
+    edges = rules.h + _merge_segments([(y, f[0], f[2]) for f in rules.fills for y in (f[1], f[3])])
+    h_in = sorted(
+        {round(y, 1) for y, a, b in edges if box[1] < y < box[3] and min(b, box[2]) - max(a, box[0]) > 0.6 * width}
+    )
+    logical = _logical_rows(lines, h_in)
+    cells = _cells_of(logical)
     n_rows = len(logical)
     header = _header_rows(cells, n_rows, n_cols)
     for c in cells:
@@ -537,7 +601,7 @@ def _structure(rows: list[_Row], rules: _Rules, box: BBox) -> _Grid | None:
     return _Grid(bbox=bbox, cols=cols, cells=cells, n_rows=n_rows, header_rows=header)
 
 
-def _starts_row(placed: list[tuple[int, int, list[_Word]]]) -> bool:
+def _starts_row(placed: list[_Placed]) -> bool:
     """A line that opens a new row: text in the first column starting with a capital or a digit."""
     first = placed[0]
     t = first[2][0].text
@@ -634,11 +698,15 @@ def extract_tables(page: pymupdf.Page, page_number: int, text: dict | None = Non
     for r in rows:
         r.chunks = _split_chunks(r, rules.v, COLUMN_GAP_EM)
     ruled = [b for b in _ruled_regions(rules, rows, line_h) if len(_rows_in(words, b)) >= 2]
-    # text outside the ruled regions may still hold borderless tables
-    free = _group_rows([w for w in words if not any(_word_in(w, b) for b in ruled)]) if ruled else rows
-    for r in free:
-        r.chunks = _split_chunks(r, rules.v, COLUMN_GAP_EM)
-    regions = _merge_regions(ruled + _aligned_regions(free, page_width))
+    # text outside the ruled regions may still hold borderless tables; look in each page column apart
+    free_words = [w for w in words if not any(_word_in(w, b) for b in ruled)] if ruled else words
+    aligned: list[BBox] = []
+    for part in _split_at_gutters(free_words, rows, page_width):
+        part_rows = _group_rows(part) if len(part) != len(words) else rows
+        for r in part_rows:
+            r.chunks = _split_chunks(r, rules.v, COLUMN_GAP_EM)
+        aligned += _aligned_regions(part_rows, page_width)
+    regions = _merge_regions(ruled + aligned)
     blocks: list[Block] = []
     taken: list[BBox] = []
     for box in sorted(regions, key=lambda b: (b[1], b[0])):
