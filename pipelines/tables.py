@@ -544,7 +544,7 @@ def _logical_rows(lines: list[tuple[_Row, list[_Placed]]], h_rules: list[float])
     return logical
 
 
-def _cells_of(logical: list[list[list[_Placed]]]) -> list[Cell]:
+def _cells_of(logical: list[list[list[_Placed]]], h_edges: list[tuple[float, float, float]]) -> list[Cell]:
     """One cell per column slot of each row; lines of a slot join with newlines."""
     cells: list[Cell] = []
     for ri, group in enumerate(logical):
@@ -568,7 +568,52 @@ def _cells_of(logical: list[list[list[_Placed]]]) -> list[Cell]:
                     bbox=_union([(w.x0, w.y0, w.x1, w.y1) for w in all_w]),
                 )
             )
-    return cells
+    return _join_row_spans(cells, h_edges)
+
+
+CONNECTOR_RE = re.compile(r"(-|,|&|/|\b(and|or|of|the|for|to|in|with|on|by))$", re.IGNORECASE)
+
+
+def _join_row_spans(cells: list[Cell], h_edges: list[tuple[float, float, float]]) -> list[Cell]:
+    """A label wrapped over rows that carry their own data ("Chronic fatigue" / "syndrome" beside
+    "Count" / "Percentage"): the continuation joins the cell above, which then spans both rows.
+    Never across a rule drawn under that cell."""
+
+    def ruled_between(a: Cell, b: Cell) -> bool:
+        if a.bbox is None or b.bbox is None:
+            return False
+        x0, x1 = max(a.bbox[0], b.bbox[0]), min(a.bbox[2], b.bbox[2])
+        return any(a.bbox[3] - 1 <= y <= b.bbox[1] + 1 and p <= x1 and q >= x0 for y, p, q in h_edges)
+
+    at = {(c.row, c.col): c for c in cells}
+    per_row: dict[int, int] = {}
+    numeric: dict[int, list[bool]] = {}
+    for c in cells:
+        per_row[c.row] = per_row.get(c.row, 0) + 1
+        numeric.setdefault(c.col, []).append(_is_numeric(c.text))
+    text_cols = {col for col, flags in numeric.items() if sum(flags) <= 0.3 * len(flags)}
+    out: list[Cell] = []
+    for c in sorted(cells, key=lambda c: (c.row, c.col)):
+        above = next((a for r in range(c.row - 1, -1, -1) if (a := at.get((r, c.col)))), None)
+        if (
+            above is not None
+            and above in out
+            and above.row + above.row_span == c.row
+            and not ruled_between(above, c)
+            and above.col_span == c.col_span
+            and per_row[c.row] >= 2
+            and c.col in text_cols
+            and re.search(r"[^\W\d_]{3}", c.text) is not None
+            and (c.text[:1].islower() or CONNECTOR_RE.search(above.text) is not None)
+        ):
+            above.text += "\n" + c.text
+            above.row_span += 1
+            if above.bbox and c.bbox:
+                above.bbox = _union([above.bbox, c.bbox])
+            at[(c.row, c.col)] = above
+            continue
+        out.append(c)
+    return out
 
 
 def _structure(rows: list[_Row], rules: _Rules, box: BBox) -> _Grid | None:
@@ -592,7 +637,7 @@ def _structure(rows: list[_Row], rules: _Rules, box: BBox) -> _Grid | None:
         {round(y, 1) for y, a, b in edges if box[1] < y < box[3] and min(b, box[2]) - max(a, box[0]) > 0.6 * width}
     )
     logical = _logical_rows(lines, h_in)
-    cells = _cells_of(logical)
+    cells = _cells_of(logical, edges)
     n_rows = len(logical)
     header = _header_rows(cells, n_rows, n_cols)
     for c in cells:
