@@ -53,6 +53,10 @@ class Gate(Float32Module):
 
     def forward(self, x: torch.Tensor, batch_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Route ``x`` [N, D]; returns gate weights [N, K] (float32) and expert indices [N, K]."""
+        with torch.autocast(x.device.type, enabled=False):  # the gate is float32 even under mixed precision
+            return self._route(x, batch_size)
+
+    def _route(self, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         logits = F.linear(x.float(), self.weight)  # [N, E]
         if self.scoring_func == "sigmoid":
             scores = logits.sigmoid()
@@ -94,7 +98,8 @@ class Gate(Float32Module):
     def update_bias(self, gamma: float) -> torch.Tensor:
         """Move the correction bias by ``gamma`` toward balanced load; returns and resets the load counts."""
         load = self.expert_load.clone()
-        if load.sum() > 0:
+        if gamma:
+            # Overloaded experts get a lower bias, underloaded a higher one (no change when nothing was routed).
             self.e_score_correction_bias += gamma * torch.sign(load.mean() - load)
         self.expert_load.zero_()
         return load
@@ -146,16 +151,20 @@ class Experts(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Grouped dispatch. ``x`` [N, D], ``weights``/``indices`` [N, K] -> [N, D]."""
         n, k = indices.shape
+        w13, w2 = self.gate_up_proj, self.down_proj
+        if torch.is_autocast_enabled(x.device.type):  # grouped GEMMs are not autocast ops: cast explicitly
+            dtype = torch.get_autocast_dtype(x.device.type)
+            x, w13, w2 = x.to(dtype), w13.to(dtype), w2.to(dtype)
         flat = indices.flatten()  # [N*K]
         order = flat.argsort(stable=True)  # pair positions sorted by expert
         counts = torch.zeros(self.n_experts, dtype=torch.int32, device=x.device)
         counts.scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
         offsets = counts.cumsum(0, dtype=torch.int32)
         xs = x[order // k]  # [N*K, D] rows grouped by expert
-        h = grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offsets)  # [N*K, 2I]
+        h = grouped_mm(xs, w13.transpose(1, 2), offsets)  # [N*K, 2I]
         gate, up = h.split(self.inter, dim=-1)
         h = F.silu(gate) * up
-        ys = grouped_mm(h, self.down_proj.transpose(1, 2), offsets)  # [N*K, D]
+        ys = grouped_mm(h, w2.transpose(1, 2), offsets)  # [N*K, D]
         y = torch.empty_like(ys)
         y[order] = ys  # back to (token, slot) order
         y = y.view(n, k, -1).float() * weights[..., None]

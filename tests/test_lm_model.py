@@ -13,6 +13,15 @@ from lm.model import InputError, LanguageModel
 from lm.moe import Experts, Gate, grouped_mm
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: one thread avoids oversubscription on busy shared CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def random_model(config: LMConfig | None = None, seed: int = 0) -> LanguageModel:
     """A model with large random weights (norm gains around 1, random correction biases) in eval mode."""
     config = config or preset("debug")

@@ -14,7 +14,7 @@ import torch
 
 from lm.checkpoint import CheckpointError, load_pretrained, save_pretrained
 from lm.config import preset
-from tests.test_lm_model import random_model
+from tests.test_lm_model import one_thread, random_model  # noqa: F401  (autouse fixture)
 
 transformers = pytest.importorskip("transformers")
 TRANSFORMERS_PIN = "5.24.0"
