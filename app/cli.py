@@ -105,10 +105,13 @@ def batch(
     resume: Annotated[bool, typer.Option(help="Skip files finished by an earlier run.")] = False,
     format: Annotated[str, typer.Option("--format", "-f", help="Comma-separated formats: json,md,html.")] = "json,md",
     password: Annotated[str | None, typer.Option(help="Password for encrypted PDFs.")] = None,
+    engine: Annotated[str, typer.Option(help="local (process pool) or ray (a Ray cluster).")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join (host:port or auto).")] = None,
 ) -> None:
     """Parse every PDF in a folder with a progress bar; a bad file is reported and skipped.
 
     Example: ohmlens batch manuals/ --out out/ --workers 2 --resume
+    Example: ohmlens batch manuals/ --out out/ --engine ray --address 127.0.0.1:6379
     """
     from pipelines.batch import BatchError, FileResult, find_inputs, run_batch
 
@@ -149,6 +152,8 @@ def batch(
                 password=password,
                 on_start=on_start,
                 on_result=on_result,
+                engine=engine,
+                address=address,
             )
     except BatchError as exc:
         _fail(str(exc), 2)
