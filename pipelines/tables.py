@@ -205,14 +205,27 @@ def _page_words(page: pymupdf.Page, mat: pymupdf.Matrix | None) -> list[_Word]:
 
 
 def _group_rows(words: list[_Word]) -> list[_Row]:
-    """Words into visual lines: a word joins a line whose core band it overlaps by half its height."""
+    """Words into visual lines: a word joins a line whose core band it overlaps by half its height.
+
+    Words taller than usual (a superscript fused to its word, mixed type sizes) are placed last, into
+    the line they overlap most, so they do not pull two lines together.
+    """
+    if not words:
+        return []
+    usual = 1.3 * statistics.median(w.h for w in words)
     rows: list[tuple[float, float, list[_Word]]] = []
-    for w in sorted(words, key=lambda w: ((w.y0 + w.y1) / 2, w.x0)):
+    for w in sorted((w for w in words if w.h <= usual), key=lambda w: ((w.y0 + w.y1) / 2, w.x0)):
         for k in range(len(rows) - 1, max(-1, len(rows) - 8), -1):
             c0, c1, ws = rows[k]
             if min(c1, w.y1) - max(c0, w.y0) >= 0.5 * min(w.h, c1 - c0):
                 ws.append(w)
                 break
+        else:
+            rows.append((w.y0, w.y1, [w]))
+    for w in (w for w in words if w.h > usual):
+        best = max(rows, key=lambda r: min(r[1], w.y1) - max(r[0], w.y0), default=None)
+        if best is not None and min(best[1], w.y1) - max(best[0], w.y0) >= 0.5 * (best[1] - best[0]):
+            best[2].append(w)
         else:
             rows.append((w.y0, w.y1, [w]))
     out = [_Row(sorted(ws, key=lambda w: w.x0)) for _, _, ws in rows]
@@ -331,30 +344,37 @@ def _is_prose(chunk: _Chunk, width: float) -> bool:
 
 
 def _aligned_regions(rows: list[_Row], page_width: float) -> list[BBox]:
-    """Runs of rows that break into two or more chunks at the same whitespace corridors."""
+    """Runs of rows that break into two or more chunks at the same whitespace corridors.
+
+    A run may pass through single-chunk rows set tight in the same type size (wrapped cells, section
+    labels); it ends at a caption, running text, a larger type size or a wide vertical gap.
+    """
     out: list[BBox] = []
-    run: list[_Row] = []
+    run: list[tuple[_Row, bool]] = []
 
     def flush() -> None:
-        multi = [r for r in run if len(r.chunks) >= 2]
+        while run and not run[-1][1]:
+            run.pop()  # trailing single-chunk rows belong to what follows, not to the table
+        multi = [r for r, m in run if m]
         if len(multi) >= 2 and _has_corridor(multi):
-            out.append(_union([(r.x0, r.y0, r.x1, r.y1) for r in run]))
+            out.append(_union([(r.x0, r.y0, r.x1, r.y1) for r, _ in run]))
         run.clear()
 
     for row in rows:
         if CAPTION_RE.match(row.words[0].text):
             flush()
             continue
+        h = statistics.median(r.h for r, m in run if m) if run else row.h
+        if run and (row.h > 1.25 * h or row.y0 - run[-1][0].y1 > 2.5 * h):
+            flush()
+            h = row.h
         # two lines of running text side by side are a two-column page, not a table row
         multi = len(row.chunks) >= 2 and sum(_is_prose(c, page_width) for c in row.chunks) < 2
         if multi and not _is_list_item(row) and not _is_justified(row):
-            if run and row.y0 - run[-1].y1 > 2.5 * max(row.h, run[-1].h):
-                flush()
-            run.append(row)
+            run.append((row, True))
         elif run and len(row.chunks) == 1 and not _is_prose(row.chunks[0], page_width):
-            # a wrapped cell or a section label inside a table: keep the run going if a multi row follows
-            if row.y0 - run[-1].y1 <= 1.5 * row.h:
-                run.append(row)
+            if row.y0 - run[-1][0].y1 <= 1.2 * h:
+                run.append((row, False))
             else:
                 flush()
         else:
@@ -513,7 +533,8 @@ def _logical_rows(lines: list[tuple[_Row, list[_Placed]]], h_rules: list[float])
     line of data (several cells, numbers among them), the table rules each row and such a band is one
     row: its other lines are wrapped cell text, as in a multi-line header. Elsewhere a line joins the
     row above when it overlaps it vertically, or when it only continues cells of that row: fewer cells
-    than a full line, all in columns the row uses, set tight under it and not opening a row of its own.
+    than a full line, no numbers, all in columns the row uses, set tight under it and not opening a row
+    of its own.
     """
     band = [sum(1 for y in h_rules if y < (r.y0 + r.y1) / 2) for r, _ in lines]
     data_per_band: dict[int, int] = {}
@@ -532,7 +553,13 @@ def _logical_rows(lines: list[tuple[_Row, list[_Placed]]], h_rules: list[float])
             gap = r.y0 - prev.y1
             same_band_row = row_ruled and data_per_band[band[i]] <= 1
             overlap_v = gap < -0.3 * min(r.h, prev.h)
-            continues = len(placed) < full and used <= used_by_row and gap < 0.6 * r.h and not _starts_row(placed)
+            continues = (
+                len(placed) < full
+                and used <= used_by_row
+                and gap < 0.6 * r.h
+                and not _starts_row(placed)
+                and not any(_is_numeric(" ".join(w.text for w in ws)) for _, _, ws in placed)
+            )
             if same_band_row or overlap_v or continues:
                 logical[-1].append(placed)
                 used_by_row |= used
@@ -591,7 +618,11 @@ def _join_row_spans(cells: list[Cell], h_edges: list[tuple[float, float, float]]
     for c in cells:
         per_row[c.row] = per_row.get(c.row, 0) + 1
         numeric.setdefault(c.col, []).append(_is_numeric(c.text))
-    text_cols = {col for col, flags in numeric.items() if sum(flags) <= 0.3 * len(flags)}
+    n_rows = max(per_row) + 1 if per_row else 0
+    # a label column that names groups of rows is empty on many rows; one filled on every row is not
+    text_cols = {
+        col for col, flags in numeric.items() if sum(flags) <= 0.3 * len(flags) and len(flags) <= 0.7 * n_rows
+    }
     out: list[Cell] = []
     for c in sorted(cells, key=lambda c: (c.row, c.col)):
         above = next((a for r in range(c.row - 1, -1, -1) if (a := at.get((r, c.col)))), None)
@@ -673,7 +704,20 @@ def _inside_count(items: list[BBox], box: BBox) -> int:
     return sum(1 for a in items if box[0] <= (a[0] + a[2]) / 2 <= box[2] and box[1] <= (a[1] + a[3]) / 2 <= box[3])
 
 
-def _plausible(grid: _Grid, rules: _Rules) -> bool:
+def _in_drawing(box: BBox, rules: _Rules) -> bool:
+    """Whether short segments and artwork crowd around a borderless text block (a drawing's labels)."""
+    pad = min(0.1 * max(box[2] - box[0], box[3] - box[1]), 12.0)
+    near = (box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad)
+    width = box[2] - box[0]
+    segments = [(a, y, b, y) for y, a, b in rules.h if b - a < 0.8 * width]
+    segments += [(x, a, x, b) for x, a, b in rules.v]
+    hits = sum(
+        1 for s in segments + rules.art if s[0] <= near[2] and s[2] >= near[0] and s[1] <= near[3] and s[3] >= near[1]
+    )
+    return hits >= 4
+
+
+def _plausible(grid: _Grid, rules: _Rules, region: BBox) -> bool:
     """Reject grids that are prose, lists, charts or diagrams rather than tables."""
     if grid.n_rows < 2 or len(grid.cols) < 3:
         return False
@@ -683,9 +727,21 @@ def _plausible(grid: _Grid, rules: _Rules) -> bool:
         return False
     if sum(len(c.text) > 80 for c in grid.cells) > 0.3 * filled:
         return False
-    if _inside_count(rules.art, grid.bbox) >= 3:
-        return False  # curves, slanted lines, arrow heads: a chart or a diagram
-    ruled = _inside_count([(a, y, b, y) for y, a, b in rules.h] + [(x, a, x, b) for x, a, b in rules.v], grid.bbox)
+    if _inside_count(rules.art, _union([grid.bbox, region])) >= 3:
+        return False  # curves, slanted lines, arrow heads: a chart, a diagram or a schematic
+    area = (region[2] - region[0]) * (region[3] - region[1])
+    text_area = (grid.bbox[2] - grid.bbox[0]) * (grid.bbox[3] - grid.bbox[1])
+    if text_area < 0.25 * area:
+        return False  # a few labels among many lines: a drawing, not a ruled table
+    frame = _union([grid.bbox, region])
+    fw, fh = frame[2] - frame[0], frame[3] - frame[1]
+    long_rules = [(a, y, b, y) for y, a, b in rules.h if b - a > 0.5 * fw]
+    long_rules += [(x, a, x, b) for x, a, b in rules.v if b - a > 0.5 * fh]
+    ruled = _inside_count(long_rules, frame)
+    if ruled < 2 and grid.n_rows < 3:
+        return False  # two borderless lines are too little evidence
+    if ruled < 2 and _in_drawing(grid.bbox, rules):
+        return False  # labels of a schematic or a chart that happen to line up
     if ruled < 2 and n_cols == 2:
         # two borderless columns without numbers: a definition list or legend unless it is long
         firsts = [c for c in grid.cells if c.col == 0]
@@ -761,7 +817,7 @@ def extract_tables(page: pymupdf.Page, page_number: int, text: dict | None = Non
         for r in sub:
             r.chunks = _split_chunks(r, rules.v, CELL_GAP_EM)
         grid = _structure(sub, rules, box)
-        if grid is None or not _plausible(grid, rules):
+        if grid is None or not _plausible(grid, rules, box):
             continue
         if any(_overlap(grid.bbox, t) > 0.5 for t in taken):
             continue
