@@ -27,6 +27,7 @@ BBox = tuple[float, float, float, float]
 CELL_GAP_EM = 0.55  # a gap wider than this many word heights separates two cells on a row
 COLUMN_GAP_EM = 0.9  # a gap this wide marks a row as multi-column when looking for tables
 RULE_TOL = 2.5  # points: rules closer than this touch
+MARGIN = 0.06  # top and bottom share of the page where running headers and footers sit
 CAPTION_RE = re.compile(r"^\s*(Table|Tab\.|Figure|Fig\.?|Chart|Source|Note)s?\b", re.IGNORECASE)
 NUMERIC_RE = re.compile(r"^[\s(<>≤≥±~+\-–−]*[$€£%]?\s*\d[\d.,\s]*\s*[%‰]?[)*]?\s*[a-zA-Zµ°%]{0,3}$")
 BULLET_RE = re.compile(r"^([•◦▪▫●○■□►▸‣⁃∙·\-–*]|\(?\d{1,3}[.)]|\(?[a-z][.)]|\d+(\.\d+)+\.?)$")
@@ -343,11 +344,12 @@ def _is_prose(chunk: _Chunk, width: float) -> bool:
     return len(chunk.words) >= 5 and chunk.x1 - chunk.x0 > 0.25 * width
 
 
-def _aligned_regions(rows: list[_Row], page_width: float) -> list[BBox]:
+def _aligned_regions(rows: list[_Row], page: pymupdf.Rect) -> list[BBox]:
     """Runs of rows that break into two or more chunks at the same whitespace corridors.
 
     A run may pass through single-chunk rows set tight in the same type size (wrapped cells, section
-    labels); it ends at a caption, running text, a larger type size or a wide vertical gap.
+    labels); it ends at a caption, running text, a larger type size, a wide vertical gap or the page's
+    top and bottom margins (running headers and footers).
     """
     out: list[BBox] = []
     run: list[tuple[_Row, bool]] = []
@@ -360,9 +362,11 @@ def _aligned_regions(rows: list[_Row], page_width: float) -> list[BBox]:
             out.append(_union([(r.x0, r.y0, r.x1, r.y1) for r, _ in run]))
         run.clear()
 
+    page_width = page.width
     for row in rows:
-        if CAPTION_RE.match(row.words[0].text):
-            flush()
+        cy = (row.y0 + row.y1) / 2
+        if CAPTION_RE.match(row.words[0].text) or not MARGIN * page.height < cy < (1 - MARGIN) * page.height:
+            flush()  # a caption, or a running header or footer line
             continue
         h = statistics.median(r.h for r, m in run if m) if run else row.h
         if run and (row.h > 1.25 * h or row.y0 - run[-1][0].y1 > 2.5 * h):
@@ -479,6 +483,8 @@ def _column_bounds(rows: list[_Row], v_rules: list[float], box: BBox, rules_only
             if not any(g0 - 2 <= s <= g1 + 2 for s in seps):
                 seps.append((g0 + g1) / 2)
     seps.sort()
+    if not rules_only:
+        seps = _drop_lone_columns(seps, rows, set(v_rules))
     lo = min(box[0], min(c.x0 for c in chunks))
     hi = max(box[2], max(c.x1 for c in chunks))
     bounds = [lo] + [s for s in seps if lo < s < hi] + [hi]
@@ -491,6 +497,32 @@ def _column_bounds(rows: list[_Row], v_rules: list[float], box: BBox, rules_only
             keep[-1] = (keep[-1] + b) / 2
     keep[-1] = bounds[-1]
     return keep
+
+
+def _drop_lone_columns(seps: list[float], rows: list[_Row], ruled: set[float]) -> list[float]:
+    """Whitespace columns that hold text on one row only are a header floating over a wide column.
+
+    The two whitespace boundaries around such a column become one, halfway between them, so the
+    floating text falls into the column it is centred over; beside a drawn rule, the whitespace
+    boundary goes.
+    """
+    multi = [r for r in rows if len(r.chunks) >= 2]
+    if len(multi) < 4:
+        return seps
+    out = list(seps)
+    i = 0
+    while i + 1 < len(out):
+        a, b = out[i], out[i + 1]
+        users = sum(1 for r in rows if any(c.x0 < b and c.x1 > a for c in r.chunks))
+        if users > 1 or (a in ruled and b in ruled):
+            i += 1
+        elif a in ruled:
+            del out[i + 1]  # a rule stays where it is drawn: drop the whitespace boundary
+        elif b in ruled:
+            del out[i]
+        else:
+            out[i : i + 2] = [(a + b) / 2]
+    return out
 
 
 def _place(chunk: _Chunk, cols: list[float]) -> list[_Placed]:
@@ -620,9 +652,7 @@ def _join_row_spans(cells: list[Cell], h_edges: list[tuple[float, float, float]]
         numeric.setdefault(c.col, []).append(_is_numeric(c.text))
     n_rows = max(per_row) + 1 if per_row else 0
     # a label column that names groups of rows is empty on many rows; one filled on every row is not
-    text_cols = {
-        col for col, flags in numeric.items() if sum(flags) <= 0.3 * len(flags) and len(flags) <= 0.7 * n_rows
-    }
+    text_cols = {col for col, flags in numeric.items() if sum(flags) <= 0.3 * len(flags) and len(flags) <= 0.7 * n_rows}
     out: list[Cell] = []
     for c in sorted(cells, key=lambda c: (c.row, c.col)):
         above = next((a for r in range(c.row - 1, -1, -1) if (a := at.get((r, c.col)))), None)
@@ -806,7 +836,7 @@ def extract_tables(page: pymupdf.Page, page_number: int, text: dict | None = Non
         part_rows = _group_rows(part) if len(part) != len(words) else rows
         for r in part_rows:
             r.chunks = _split_chunks(r, rules.v, COLUMN_GAP_EM)
-        aligned += _aligned_regions(part_rows, page_width)
+        aligned += _aligned_regions(part_rows, page.rect)
     regions = _merge_regions(ruled + aligned)
     blocks: list[Block] = []
     taken: list[BBox] = []
@@ -855,6 +885,8 @@ def _merge_regions(boxes: list[BBox]) -> list[BBox]:
 
 
 RUNNING_KINDS = frozenset({"page_header", "page_footer"})
+CONTINUED_RE = re.compile(r"\(?\b(continued|cont'?d|cont\.|suite|fortsetzung)\b", re.IGNORECASE)
+TABLE_LABEL_RE = re.compile(r"^\s*(Table|Tab\.)\s*([A-Z]?\d+([.\-–]\d+)*)", re.IGNORECASE)
 
 
 def _column_centres(table: Table) -> list[float] | None:
@@ -868,36 +900,46 @@ def _column_centres(table: Table) -> list[float] | None:
     return [(min(spans[i]) + max(spans[i])) / 2 for i in range(table.n_cols)]
 
 
-def _header_text(table: Table) -> list[str]:
-    n = table.header_rows()
-    return [re.sub(r"\W+", "", t).lower() for row in table.grid()[:n] for t in row]
+def _first_row(table: Table) -> list[str]:
+    return [re.sub(r"\W+", "", t).lower() for t in (table.grid() or [[]])[0]]
 
 
-def _continues(first: Block, second: Block, between: list[Block], page_h: tuple[float, float]) -> bool:
+def _label(block: Block) -> str | None:
+    m = TABLE_LABEL_RE.match(block.label or block.text)
+    return m.group(2) if m else None
+
+
+def _continues(
+    first: Block, second: Block, between: list[Block], first_label: str | None, heights: tuple[float, float]
+) -> bool:
     """Whether `second` (top of the next page) carries on `first` (bottom of the page before)."""
     a, b = first.table, second.table
     if a is None or b is None or a.n_cols != b.n_cols:
         return False
-    if any(blk.kind not in RUNNING_KINDS for blk in between):
-        return False  # a caption, a paragraph or a figure sits between them
-    h_first, h_second = page_h
-    if first.bbox[3] < 0.55 * h_first or second.bbox[1] > 0.45 * h_second:
-        return False
+    for blk in between:
+        if blk.kind in RUNNING_KINDS:
+            continue
+        if blk.kind == "caption" and (CONTINUED_RE.search(blk.text) or (first_label and _label(blk) == first_label)):
+            continue  # "Table 4. Pin Functions (continued)"
+        return False  # a caption of another table, a paragraph or a figure sits between them
+    if (heights[0] and first.bbox[3] < 0.5 * heights[0]) or (heights[1] and second.bbox[1] > 0.5 * heights[1]):
+        return False  # not at the foot of one page and the head of the next
     ca, cb = _column_centres(a), _column_centres(b)
     width = max(first.bbox[2] - first.bbox[0], second.bbox[2] - second.bbox[0], 1.0)
     if ca is not None and cb is not None and any(abs(x - y) > 0.08 * width for x, y in zip(ca, cb)):
         return False
-    head_b = _header_text(b)
-    return not head_b or head_b == _header_text(a)
+    # the later part either repeats the header or starts straight with data
+    return b.header_rows() == 0 or _first_row(b) == _first_row(a)
 
 
 def merge_split_tables(doc: Document) -> Document:
     """Link a table continued on the next page to its first part.
 
-    Where a table ends in the lower part of page N and another starts in the upper part of page N+1
+    Where a table ends in the lower half of page N and another starts in the upper half of page N+1
     with the same column count and compatible column positions, a repeated header or none, and
-    nothing but running headers/footers between them, the later table's `continues` names the earlier
-    block and a `continues` link (later → earlier) joins them. Chains across several pages follow.
+    nothing between them but running headers/footers or a "(continued)" caption, the later table's
+    `continues` names the earlier block and a `continues` link (later → earlier) joins them. Chains
+    across several pages follow.
     """
     order = {blk.id: i for i, blk in enumerate(doc.blocks)}
     tables = doc.tables()
@@ -905,13 +947,21 @@ def merge_split_tables(doc: Document) -> Document:
     for first, second in zip(tables, tables[1:]):
         if second.page != first.page + 1 or second.id in linked:
             continue
-        between = doc.blocks[order[first.id] + 1 : order[second.id]]
+        i, j = order[first.id], order[second.id]
+        between = doc.blocks[i + 1 : j]
+        label = None
+        for k in range(i - 1, -1, -1):  # the caption above the first part, on its page
+            if doc.blocks[k].page != first.page:
+                break
+            if doc.blocks[k].kind == "caption":
+                label = _label(doc.blocks[k])
+                break
         sizes = doc.page_sizes
-        page_h = (
-            sizes[first.page - 1][1] if len(sizes) >= first.page else first.bbox[3] / 0.9,
-            sizes[second.page - 1][1] if len(sizes) >= second.page else 1e9,
+        heights = (
+            sizes[first.page - 1][1] if len(sizes) >= first.page else 0.0,
+            sizes[second.page - 1][1] if len(sizes) >= second.page else 0.0,
         )
-        if _continues(first, second, between, page_h):
+        if _continues(first, second, between, label, heights):
             second.table.continues = first.id  # type: ignore[union-attr]
             doc.links.append(Link(source=second.id, target=first.id, kind="continues"))
             linked.add(second.id)
