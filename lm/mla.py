@@ -70,32 +70,35 @@ def yarn_inv_freq(config: LMConfig) -> tuple[torch.Tensor, float]:
 
 
 class RotaryEmbedding(Float32Module):
-    """Precomputed cos/sin tables [max_position_embeddings, R/2] (float32, attention factor folded in)."""
+    """Precomputed rotations: a complex table [max_position_embeddings, R/2] = (cos + i sin) * attention factor."""
 
     def __init__(self, config: LMConfig) -> None:
         super().__init__()
         inv_freq, attention_factor = yarn_inv_freq(config)
         t = torch.arange(config.max_position_embeddings, dtype=torch.float32)
         freqs = torch.outer(t, inv_freq.to(t.device))
-        self.register_buffer("cos", freqs.cos() * attention_factor, persistent=False)
-        self.register_buffer("sin", freqs.sin() * attention_factor, persistent=False)
+        table = torch.stack((freqs.cos(), freqs.sin()), dim=-1) * attention_factor  # [P, R/2, 2] float32
+        self.register_buffer("table", table, persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # positions: [B, S] long -> cos, sin: [B, S, 1, R/2] (the 1 broadcasts over heads)
-        return self.cos[positions].unsqueeze(2), self.sin[positions].unsqueeze(2)
+        # positions: [B, S] long -> (complex rotations [B, S, 1, R/2], the same as float pairs [B, S, 1, R/2, 2])
+        rows = self.table[positions].unsqueeze(2)
+        return torch.view_as_complex(rows), rows
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleave: bool = True) -> torch.Tensor:
-    """Rotate ``x`` [B, S, H, R] by position; pairs are adjacent (interleaved) or split in halves."""
-    xf = x.float()
+def apply_rope(x: torch.Tensor, rot: torch.Tensor, pairs: torch.Tensor, interleave: bool = True) -> torch.Tensor:
+    """Rotate ``x`` [B, S, H, R] by position; pairs are adjacent (interleaved) or split in halves.
+
+    ``rot`` and ``pairs`` are the two views :class:`RotaryEmbedding` returns. The interleaved layout is one complex
+    multiply (as DeepSeek's reference code); the half-split layout rotates ``(x[i], x[i + R/2])`` pairs.
+    """
     if interleave:
-        x1, x2 = xf[..., 0::2], xf[..., 1::2]
-        out = torch.stack((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).flatten(-2)
-    else:
-        half = x.shape[-1] // 2
-        x1, x2 = xf[..., :half], xf[..., half:]
-        out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-    return out.to(x.dtype)
+        xc = torch.view_as_complex(x.float().contiguous().unflatten(-1, (-1, 2)))
+        return torch.view_as_real(xc * rot).flatten(-2).to(x.dtype)
+    cos, sin = pairs[..., 0], pairs[..., 1]
+    half = x.shape[-1] // 2
+    x1, x2 = x.float()[..., :half], x.float()[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).to(x.dtype)
 
 
 # ---------------------------------------------------------------------- attention metadata
@@ -118,6 +121,19 @@ class AttentionMeta:
     past: int = 0
     absorb: bool = False
     mask: torch.Tensor | None = None
+    _score_bias: torch.Tensor | None = None
+
+    def score_bias(self, heads: int, dtype: torch.dtype) -> torch.Tensor:
+        """Additive mask (0 / -inf) for absorbed scores [B, S*H, T] (or [B, 1, T] when S == 1), built once."""
+        if self._score_bias is None or self._score_bias.dtype != dtype:
+            assert self.mask is not None
+            bias = torch.zeros(self.mask.shape, dtype=dtype, device=self.mask.device).masked_fill(
+                ~self.mask, float("-inf")
+            )
+            if bias.shape[1] > 1:
+                bias = bias.repeat_interleave(heads, dim=1)  # row s*H + h belongs to query s
+            self._score_bias = bias
+        return self._score_bias
 
 
 def build_meta(
@@ -171,18 +187,18 @@ class MLA(nn.Module):
             q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x)))
         return q.unflatten(-1, (self.n_heads, self.qk_dim))
 
-    def _latent(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def _latent(self, x: torch.Tensor, rot: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         # x: [B, S, D] -> [B, S, C + R]: normalised latent ++ rotated shared RoPE key (exactly what is cached)
         kv = self.kv_a_proj_with_mqa(x)
         c_kv, k_pe = kv.split([self.kv_lora_rank, self.rope_dim], dim=-1)
-        k_pe = apply_rope(k_pe.unsqueeze(2), cos, sin, self.interleave).squeeze(2)
+        k_pe = apply_rope(k_pe.unsqueeze(2), rot, pairs, self.interleave).squeeze(2)
         return torch.cat((self.kv_a_layernorm(c_kv), k_pe), dim=-1)
 
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rot: torch.Tensor,
+        pairs: torch.Tensor,
         meta: AttentionMeta,
         kv_cache: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -190,23 +206,23 @@ class MLA(nn.Module):
 
         Args:
             x: hidden states of the new tokens.
-            cos: rotary table rows of the new tokens' positions, [B, S, 1, R/2].
-            sin: same shape as ``cos``.
+            rot: rotations of the new tokens' positions, complex [B, S, 1, R/2] (from :class:`RotaryEmbedding`).
+            pairs: the same as float (cos, sin) pairs [B, S, 1, R/2, 2].
             meta: batch-wide attention metadata (see :class:`AttentionMeta`).
             kv_cache: this layer's latent cache [B, capacity, C + R], updated in place; None to attend only ``x``.
         """
         bsz, seqlen, _ = x.shape
         q = self._query(x)
         q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
-        q_pe = apply_rope(q_pe, cos, sin, self.interleave)  # [B, S, H, R]
-        latent = self._latent(x, cos, sin)  # [B, S, C + R]
+        q_pe = apply_rope(q_pe, rot, pairs, self.interleave)  # [B, S, H, R]
+        latent = self._latent(x, rot, pairs)  # [B, S, C + R]
         if kv_cache is not None:
             rows = torch.arange(bsz, device=x.device)[:, None]
             kv_cache[rows, meta.write_index] = latent.to(kv_cache.dtype)
             if meta.past > 0 or meta.absorb:
                 latent = kv_cache[:, : meta.kv_len]  # [B, T, C + R]
         if meta.absorb:
-            out = self._absorbed(q_nope, q_pe, latent, meta.mask)
+            out = self._absorbed(q_nope, q_pe, latent, meta.score_bias(self.n_heads, latent.dtype))
         else:
             out = self._expanded(q_nope, q_pe, latent, meta.mask)
         return self.o_proj(out.flatten(2))  # [B, S, H * dv] -> [B, S, D]
@@ -239,20 +255,21 @@ class MLA(nn.Module):
         return out.transpose(1, 2)
 
     def _absorbed(
-        self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, mask: torch.Tensor
+        self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, score_bias: torch.Tensor
     ) -> torch.Tensor:
-        # q_*: [B, S, H, *]; latent: [B, T, C + R] (the cache itself); mask: [B, S, T] -> [B, S, H, dv]
+        # q_*: [B, S, H, *]; latent: [B, T, C + R] (the cache itself); score_bias: 0/-inf [B, S*H or 1, T]
+        # -> [B, S, H, dv]
         bsz, seqlen, h, _ = q_nope.shape
         w = self.kv_b_proj.weight.view(h, self.nope_dim + self.v_dim, self.kv_lora_rank)
         w_uk, w_uv = w[:, : self.nope_dim], w[:, self.nope_dim :]  # [H, dn, C], [H, dv, C]
         # Fold W_UK into the query: q_lat[b, s, h] = q_nope[b, s, h] @ W_UK[h]  -> [H, B*S, C]
         q_lat = torch.bmm(q_nope.permute(2, 0, 1, 3).reshape(h, bsz * seqlen, self.nope_dim), w_uk)
         q_lat = q_lat.view(h, bsz, seqlen, self.kv_lora_rank).permute(1, 2, 0, 3)  # [B, S, H, C]
-        q_cat = torch.cat((q_lat, q_pe), dim=-1).reshape(bsz, seqlen * h, -1)  # [B, S*H, C + R]
-        scores = torch.bmm(q_cat, latent.transpose(1, 2)) * self.softmax_scale  # [B, S*H, T]
-        scores = scores.view(bsz, seqlen, h, -1).masked_fill(~mask[:, :, None, :], float("-inf"))
-        probs = scores.softmax(dim=-1, dtype=torch.float32).to(latent.dtype)
-        o_lat = torch.bmm(probs.view(bsz, seqlen * h, -1), latent[..., : self.kv_lora_rank])  # [B, S*H, C]
+        q_cat = torch.cat((q_lat, q_pe.to(q_lat.dtype)), dim=-1).reshape(bsz, seqlen * h, -1)  # [B, S*H, C + R]
+        # Scores against latent ++ rope key in one GEMM; scale and mask fused: [B, S*H, T]
+        scores = torch.baddbmm(score_bias, q_cat, latent.transpose(1, 2), beta=1.0, alpha=self.softmax_scale)
+        probs = scores.softmax(dim=-1)  # float32 accumulation inside the kernel
+        o_lat = torch.bmm(probs, latent[..., : self.kv_lora_rank])  # [B, S*H, C]
         # Apply W_UV per head: [H, B*S, C] @ [H, C, dv] -> [H, B*S, dv]
         o_lat = o_lat.view(bsz * seqlen, h, self.kv_lora_rank).transpose(0, 1)
         out = torch.bmm(o_lat, w_uv.transpose(1, 2))

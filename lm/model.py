@@ -67,13 +67,13 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rot: torch.Tensor,
+        pairs: torch.Tensor,
         meta: AttentionMeta,
         kv_cache: torch.Tensor | None,
     ) -> torch.Tensor:
-        # x: [B, S, D] -> [B, S, D]
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, meta, kv_cache)
+        # x: [B, S, D] -> [B, S, D]; rot/pairs: rotary views of the positions (see RotaryEmbedding)
+        x = x + self.self_attn(self.input_layernorm(x), rot, pairs, meta, kv_cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -93,14 +93,14 @@ class MTPModule(nn.Module):
         self,
         emb: torch.Tensor,
         hidden: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rot: torch.Tensor,
+        pairs: torch.Tensor,
         meta: AttentionMeta,
         kv_cache: torch.Tensor | None,
     ) -> torch.Tensor:
         # emb (of token i+k), hidden (depth k-1 at i): [B, S, D] -> normalised depth-k hidden [B, S, D]
         x = self.eh_proj(torch.cat((self.enorm(emb), self.hnorm(hidden)), dim=-1))
-        return self.norm(self.block(x, cos, sin, meta, kv_cache))
+        return self.norm(self.block(x, rot, pairs, meta, kv_cache))
 
 
 class LanguageModel(nn.Module):
@@ -172,9 +172,9 @@ class LanguageModel(nn.Module):
         kv_layers: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Decoder stack on embeddings ``x`` [B, S, D] at ``positions`` [B, S]; returns the normalised hidden."""
-        cos, sin = self.rotary(positions)
+        rot, pairs = self.rotary(positions)
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, meta, None if kv_layers is None else kv_layers[i])
+            x = layer(x, rot, pairs, meta, None if kv_layers is None else kv_layers[i])
         return self.norm(x)
 
     def forward(
@@ -243,8 +243,8 @@ class LanguageModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run MTP depth ``depth`` (0-based) on slots with previous-depth ``hidden`` [B, S, D] and the ids
         ``next_ids`` [B, S] of the tokens one step ahead; returns (depth hidden [B, S, D], logits [B, S, V])."""
-        cos, sin = self.rotary(positions)
-        h = self.mtp[depth](self.embed(next_ids), hidden, cos, sin, meta or AttentionMeta(), kv_cache)
+        rot, pairs = self.rotary(positions)
+        h = self.mtp[depth](self.embed(next_ids), hidden, rot, pairs, meta or AttentionMeta(), kv_cache)
         return h, self.lm_head(h)
 
     def _losses(self, out: LMOutput, labels: torch.Tensor, positions: torch.Tensor, mtp_weight: float) -> None:
@@ -258,8 +258,9 @@ class LanguageModel(nn.Module):
                 n = labels.shape[1] - k  # slots with a target k tokens further ahead
                 if n <= 0:
                     break
-                cos, sin = self.rotary(positions[:, :n])
-                hidden = module(self.embed(ids[:, k - 1 : k - 1 + n]), hidden[:, :n], cos, sin, AttentionMeta(), None)
+                rot, pairs = self.rotary(positions[:, :n])
+                emb = self.embed(ids[:, k - 1 : k - 1 + n])
+                hidden = module(emb, hidden[:, :n], rot, pairs, AttentionMeta(), None)
                 logits = self.lm_head(hidden)
                 out.mtp_logits.append(logits)
                 target = labels[:, k : k + n]

@@ -20,6 +20,8 @@ balancing of DeepSeek-V3), and an optional small sequence-wise balance loss is c
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +29,7 @@ from torch import nn
 from lm.config import LMConfig
 from lm.layers import MLP, Float32Module
 
+log = logging.getLogger(__name__)
 _GROUPED_MM = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
 
 
@@ -111,8 +114,16 @@ def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch
     ``offsets`` [G] int32 holds the cumulative end row of each group. Uses PyTorch's grouped GEMM when the
     inputs qualify (bf16 on CUDA; 16-byte aligned strides on CPU) and a per-group loop otherwise.
     """
+    global _GROUPED_MM
     if _GROUPED_MM is not None and _grouped_mm_ok(x, w):
-        return _GROUPED_MM(x, w, offs=offsets)
+        try:
+            return _GROUPED_MM(x, w, offs=offsets)
+        except RuntimeError as exc:
+            if x.is_cuda and torch.cuda.is_current_stream_capturing():
+                raise
+            # An unsupported shape/alignment on this PyTorch build: use the loop from now on, loudly.
+            log.warning("grouped GEMM kernel unavailable (%s); falling back to a per-expert loop", exc)
+            _GROUPED_MM = None
     parts, start = [], 0
     for g, end in enumerate(offsets.tolist()):  # one host sync; differentiable
         if end > start:
@@ -167,8 +178,8 @@ class Experts(nn.Module):
         ys = grouped_mm(h, w2.transpose(1, 2), offsets)  # [N*K, D]
         y = torch.empty_like(ys)
         y[order] = ys  # back to (token, slot) order
-        y = y.view(n, k, -1).float() * weights[..., None]
-        return y.sum(dim=1).to(x.dtype)
+        # Gate-weighted sum over the k slots as one batched GEMV (float32 accumulation): [N, 1, K] @ [N, K, D]
+        return torch.bmm(weights.to(y.dtype)[:, None, :], y.view(n, k, -1)).squeeze(1)
 
     def forward_loop(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Reference dispatch: one masked GEMM pair per expert that received tokens. Same contract as forward."""

@@ -204,7 +204,7 @@ def test_router_stays_float32_when_model_is_cast():
     model = LanguageModel(preset("debug")).to(torch.bfloat16)
     gate = model.gates()[0]
     assert gate.weight.dtype == torch.float32 and gate.e_score_correction_bias.dtype == torch.float32
-    assert model.rotary.cos.dtype == torch.float32
+    assert model.rotary.table.dtype == torch.float32
     assert model.layers[0].self_attn.q_a_proj.weight.dtype == torch.bfloat16
 
 
@@ -221,8 +221,8 @@ def test_cache_holds_latent_plus_rope_per_token_per_layer():
         # Filled slots are exactly the normalised latent and the rotated RoPE key (nothing per head).
         layer0 = model.layers[0].self_attn
         x = model.layers[0].input_layernorm(model.embed_tokens(ids[:, :8]))
-        cos, sin = model.rotary(torch.arange(8).expand(2, 8))
-        torch.testing.assert_close(cache.data[0, :, :8], layer0._latent(x, cos, sin))
+        rot, pairs = model.rotary(torch.arange(8).expand(2, 8))
+        torch.testing.assert_close(cache.data[0, :, :8], layer0._latent(x, rot, pairs))
         assert torch.count_nonzero(cache.data[:, :, 8:]) == 0
         # The cache is the whole decode state: a fresh model object continues from it identically.
         clone = random_model(cfg)

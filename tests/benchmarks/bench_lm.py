@@ -1,0 +1,621 @@
+#!/usr/bin/env python3
+"""Language-backbone benchmark: ours vs ``transformers`` on a DeepSeek-V2-Lite-shaped model, plus MTP training.
+
+One run, one GPU, the same random bf16 weights for both implementations (``transformers`` gets views of our
+tensors, so no second copy): prefill tokens/s at 2k and 16k tokens, decode tokens/s at batch 1 (2k context) and
+batch 32 (1k context), peak memory at 32k context, one MoE layer grouped vs per-expert loop, decode at batch 1 as a
+fraction of the HBM-bandwidth limit, and cache bytes per token against MHA and GQA-8 layouts of the same model.
+Routing uses the V3 rule (sigmoid + correction bias, ``noaux_tc``) because that is the only one
+``DeepseekV3ForCausalLM`` implements; every shape is V2-Lite's.
+
+Then (``--train-seconds`` > 0) the ``small`` preset trains with its MTP module on an offline corpus (the
+``.py/.md/.rst/.txt`` files of the installed Python packages and /usr/share/doc), built and tokenized in a side
+process while the GPU benchmark runs; it reports held-out validation loss, MTP top-1 (draft acceptance proxy),
+the measured speculative acceptance rate and decode speedup, and saves the weights.
+
+Usage::
+
+    python tests/benchmarks/bench_lm.py --out OUTDIR            # on the GPU machine
+    python tests/benchmarks/bench_lm.py --out /tmp/x --smoke    # CPU, tiny shapes: checks the script itself
+
+Results: ``OUTDIR/bench_lm.json`` (written after every section, so a timeout keeps what finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from lm import mla  # noqa: E402
+from lm.cache import LatentCache  # noqa: E402
+from lm.config import LMConfig, preset  # noqa: E402
+from lm.generate import Generator  # noqa: E402
+from lm.model import LanguageModel  # noqa: E402
+
+T0 = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", flush=True)
+
+
+class Bench:
+    """Results dictionary flushed to JSON after each section; sections are time-boxed and isolated."""
+
+    def __init__(self, out: Path, deadline: float) -> None:
+        self.out = out
+        self.deadline = deadline
+        self.results: dict[str, Any] = {}
+        out.mkdir(parents=True, exist_ok=True)
+
+    def left(self) -> float:
+        return self.deadline - (time.perf_counter() - T0)
+
+    def flush(self) -> None:
+        (self.out / "bench_lm.json").write_text(json.dumps(self.results, indent=2, default=str) + "\n")
+
+    def section(self, name: str, fn, *args: Any, need_s: float = 0.0, **kwargs: Any) -> Any:
+        if self.left() < need_s:
+            self.results[name] = {"skipped": f"only {self.left():.0f}s left, needs ~{need_s:.0f}s"}
+            log(f"skip {name}: out of time")
+            self.flush()
+            return None
+        log(f"== {name}")
+        t = time.perf_counter()
+        try:
+            res = fn(*args, **kwargs)
+        except Exception as exc:  # one failing section must not lose the others
+            res = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-2000:]}
+            log(f"{name} failed: {exc}")
+        if isinstance(res, dict):
+            res["section_seconds"] = round(time.perf_counter() - t, 2)
+        self.results[name] = res
+        self.flush()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return res
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs (after the caller's warm-up)."""
+    times = []
+    for _ in range(repeats):
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+# ---------------------------------------------------------------------- models
+def bench_config(smoke: bool) -> LMConfig:
+    if smoke:
+        return preset("debug").replace(torch_dtype="bfloat16", num_nextn_predict_layers=0)
+    # V2-Lite shapes with the V3 routing rule (the one transformers' DeepseekV3 implements).
+    return preset("deepseek-v2-lite").replace(scoring_func="sigmoid", topk_method="noaux_tc", norm_topk_prob=True)
+
+
+def build_ours(cfg: LMConfig, device: str) -> LanguageModel:
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # build directly in bf16 (router and RoPE tables stay float32)
+    try:
+        with torch.device(device):
+            model = LanguageModel(cfg)
+    finally:
+        torch.set_default_dtype(old)
+    with torch.no_grad():
+        for gate in model.gates():
+            gate.e_score_correction_bias.normal_(0, 0.01)
+    return model.eval()
+
+
+def build_hf(model: LanguageModel, device: str):  # type: ignore[no-untyped-def]
+    """A transformers DeepseekV3ForCausalLM whose parameters are views of ``model``'s tensors."""
+    import transformers
+    from transformers.models.deepseek_v3 import modeling_deepseek_v3 as hf_mod
+
+    data = {k: v for k, v in model.config.to_dict().items() if k not in ("architectures", "torch_dtype")}
+    hf_cfg = transformers.DeepseekV3Config(**data)
+    with torch.device("meta"):
+        hf = transformers.DeepseekV3ForCausalLM(hf_cfg)
+    state = {("lm_head.weight" if k == "lm_head.weight" else f"model.{k}"): v for k, v in model.state_dict().items()}
+    missing, unexpected = hf.load_state_dict(state, strict=False, assign=True)
+    hf.model.rotary_emb = hf_mod.DeepseekV3RotaryEmbedding(hf_cfg).to(device)
+    left_on_meta = [n for n, t in list(hf.named_parameters()) + list(hf.named_buffers()) if t.is_meta]
+    if left_on_meta or unexpected:
+        raise RuntimeError(f"transformers model incomplete: meta={left_on_meta[:5]} unexpected={unexpected[:5]}")
+    hf.eval()
+    info = {
+        "transformers_version": transformers.__version__,
+        "attn_implementation": hf.config._attn_implementation,
+        "experts_implementation": getattr(hf.config, "_experts_implementation", "n/a"),
+        "missing_keys": missing,
+    }
+    return hf, info
+
+
+# ---------------------------------------------------------------------- sections
+def env_info(device: str) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+    }
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        info["transformers"] = None
+    if device == "cuda":
+        n = 1 << 29  # 1 GiB of bf16
+        a = torch.empty(n, dtype=torch.bfloat16, device=device).normal_()
+        b = torch.empty_like(a)
+        b.copy_(a)
+        t = timed(lambda: b.copy_(a), 10)
+        info["copy_bandwidth_TBps"] = round(2 * a.nbytes / t / 1e12, 3)  # bytes read + written
+        del a, b
+    return info
+
+
+def correctness(model, hf, ctx: int, device: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    ids = torch.randint(0, model.config.vocab_size, (1, ctx), device=device)
+    with torch.inference_mode():
+        ours = model(ids, logits_to_keep=8).logits.float()
+        theirs = hf(ids, logits_to_keep=8).logits.float()
+    return {
+        "tokens": ctx,
+        "max_abs_diff_last8_logits": (ours - theirs).abs().max().item(),
+        "logit_scale": theirs.abs().max().item(),
+        "argmax_agreement": (ours.argmax(-1) == theirs.argmax(-1)).float().mean().item(),
+    }
+
+
+def prefill(model, hf, lengths: list[int], device: str, repeats: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    res: dict[str, Any] = {}
+    for n in lengths:
+        ids = torch.randint(0, model.config.vocab_size, (1, n), device=device)
+        row: dict[str, Any] = {}
+
+        def ours(ids: torch.Tensor = ids) -> None:
+            cache = LatentCache.for_model(model.config, 1, ids.shape[1], model.dtype, device)
+            model(ids, cache=cache, logits_to_keep=1)
+
+        with torch.inference_mode():
+            for pad in (True, False):
+                mla.PAD_V_FOR_FLASH = pad
+                ours()
+                row["ours_pad_v_flash" if pad else "ours_plain_sdpa"] = n / timed(ours, repeats)
+            mla.PAD_V_FOR_FLASH = row["ours_pad_v_flash"] >= row["ours_plain_sdpa"]
+            row["ours"] = max(row["ours_pad_v_flash"], row["ours_plain_sdpa"])
+            if hf is not None:
+
+                def theirs(ids: torch.Tensor = ids) -> None:
+                    hf_step(hf, ids, hf_cache(hf))
+
+                theirs()
+                row["transformers"] = n / timed(theirs, repeats)
+                row["speedup"] = row["ours"] / row["transformers"]
+        res[f"{n}_tok_per_s"] = {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}
+    return res
+
+
+def decode_ours(model, batch: int, ctx: int, new: int, graphs: bool) -> tuple[float, list[list[int]]]:  # type: ignore[no-untyped-def]
+    gen = Generator(model, use_cuda_graphs=graphs)
+    prompts = torch.randint(3, model.config.vocab_size, (batch, ctx)).tolist()
+    gen.generate(prompts, max_new_tokens=new, stop_token_ids=[])  # captures graphs (first call)
+    result = gen.generate(prompts, max_new_tokens=new, stop_token_ids=[])
+    return batch * new / result.decode_seconds, result.tokens
+
+
+def hf_cache(hf):  # type: ignore[no-untyped-def]
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=hf.config)
+    except TypeError:  # older signature
+        return DynamicCache()
+
+
+def hf_step(hf, ids: torch.Tensor, cache) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Greedy next tokens [B, 1] after feeding ``ids`` through transformers with its cache."""
+    out = hf(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return out.logits[:, -1].argmax(-1, keepdim=True)
+
+
+def decode_hf(hf, batch: int, ctx: int, steps: int, device: str) -> float:  # type: ignore[no-untyped-def]
+    ids = torch.randint(3, hf.config.vocab_size, (batch, ctx), device=device)
+    with torch.inference_mode():
+        cache = hf_cache(hf)
+        tok = hf_step(hf, ids, cache)
+        for _ in range(2):  # warm-up steps
+            tok = hf_step(hf, tok, cache)
+        sync()
+        t = time.perf_counter()
+        for _ in range(steps):
+            tok = hf_step(hf, tok, cache)
+            tok.tolist()  # the same per-step host read-back our generator does
+        sync()
+    return batch * steps / (time.perf_counter() - t)
+
+
+def decode(model, hf, batch: int, ctx: int, new: int, hf_steps: int, device: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    res: dict[str, Any] = {"batch": batch, "context": ctx, "new_tokens": new}
+    graphs = device == "cuda"
+    try:
+        res["ours_tok_per_s"], _ = decode_ours(model, batch, ctx, new, graphs)
+        res["cuda_graphs"] = graphs
+    except Exception as exc:  # keep a number even if graph capture fails
+        res["cuda_graph_error"] = f"{type(exc).__name__}: {exc}"
+        res["ours_tok_per_s"], _ = decode_ours(model, batch, ctx, new, False)
+        res["cuda_graphs"] = False
+    if graphs:
+        res["ours_eager_tok_per_s"], _ = decode_ours(model, batch, ctx, min(new, 16), False)
+    if hf is not None:
+        res["transformers_tok_per_s"] = decode_hf(hf, batch, ctx, hf_steps, device)
+        res["speedup"] = res["ours_tok_per_s"] / res["transformers_tok_per_s"]
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}
+
+
+def active_bytes_per_token(cfg: LMConfig, ctx: int, elem: int = 2) -> dict[str, float]:
+    """Bytes one batch-1 decode step must read: active weights (top-k experts) plus the latent cache."""
+    weights = cfg.num_parameters(include_mtp=False, active_only=True)
+    weights -= cfg.vocab_size * cfg.hidden_size  # only one embedding row is read
+    router = sum(cfg.n_routed_experts * cfg.hidden_size for i in range(cfg.num_hidden_layers) if cfg.is_moe_layer(i))
+    weight_bytes = (weights - router) * elem + router * 4
+    cache_bytes = cfg.num_hidden_layers * ctx * cfg.kv_cache_dim * elem
+    return {"weight_bytes": weight_bytes, "cache_bytes": cache_bytes, "total": weight_bytes + cache_bytes}
+
+
+def moe_layer(model, tokens_list: list[int], device: str, repeats: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    moe = next(layer.mlp for layer in model.layers if hasattr(layer.mlp, "gate"))
+    res: dict[str, Any] = {}
+    for n in tokens_list:
+        x = torch.randn(1, n, model.config.hidden_size, device=device, dtype=model.dtype)
+        row = {}
+        with torch.inference_mode():
+            for loop in (False, True):
+                moe.use_loop = loop
+                moe(x)
+                row["loop_ms" if loop else "grouped_ms"] = timed(lambda x=x: moe(x), repeats) * 1e3
+            moe.use_loop = False
+            same = (moe(x).float() - _loop(moe, x).float()).abs().max().item()
+        row["speedup"] = row["loop_ms"] / row["grouped_ms"]
+        row["max_abs_diff"] = same
+        res[f"{n}_tokens"] = {k: round(v, 4) for k, v in row.items()}
+    return res
+
+
+def _loop(moe, x):  # type: ignore[no-untyped-def]
+    moe.use_loop = True
+    try:
+        return moe(x)
+    finally:
+        moe.use_loop = False
+
+
+def peak_memory(model, hf, ctx: int, device: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    if device != "cuda":
+        return {"skipped": "needs CUDA"}
+    res: dict[str, Any] = {"context": ctx}
+    weights = sum(t.nbytes for t in model.state_dict().values())
+    res["weights_GiB"] = weights / 2**30
+    ids = torch.randint(3, model.config.vocab_size, (1, ctx))
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    gen = Generator(model)
+    r = gen.generate(ids.tolist(), max_new_tokens=4, stop_token_ids=[])
+    res["ours_peak_GiB"] = torch.cuda.max_memory_allocated() / 2**30
+    res["ours_prefill_tok_per_s"] = ctx / r.prefill_seconds
+    del gen
+    if hf is not None:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        with torch.inference_mode():
+            t = time.perf_counter()
+            cache = hf_cache(hf)
+            tok = hf_step(hf, ids.to(device), cache)
+            sync()
+            res["transformers_prefill_tok_per_s"] = ctx / (time.perf_counter() - t)
+            hf_step(hf, tok, cache)
+            del cache
+        res["transformers_peak_GiB"] = torch.cuda.max_memory_allocated() / 2**30
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}
+
+
+def cache_sizes(cfg: LMConfig) -> dict[str, Any]:
+    layers, heads = cfg.num_hidden_layers, cfg.num_attention_heads
+    per_head = cfg.qk_head_dim + cfg.v_head_dim  # K and V widths of the equivalent expanded attention
+    mla_bytes = layers * cfg.kv_cache_dim * 2
+    mha = layers * heads * per_head * 2
+    gqa8 = layers * 8 * per_head * 2
+    return {
+        "values_per_token_per_layer": cfg.kv_cache_dim,
+        "mla_bytes_per_token": mla_bytes,
+        "mha_bytes_per_token": mha,
+        "gqa8_bytes_per_token": gqa8,
+        "mha_over_mla": round(mha / mla_bytes, 2),
+        "gqa8_over_mla": round(gqa8 / mla_bytes, 2),
+    }
+
+
+# ---------------------------------------------------------------------- corpus (side process) and training
+def corpus_files(limit_bytes: int, seed: int) -> list[str]:
+    import site
+    import sysconfig
+
+    roots = {*site.getsitepackages(), sysconfig.get_paths()["stdlib"], "/usr/share/doc"}
+    files = []
+    total = 0
+    for root in sorted(r for r in roots if os.path.isdir(r)):
+        for dirpath, _, names in os.walk(root):
+            for name in names:
+                if name.endswith((".py", ".md", ".rst", ".txt")):
+                    path = os.path.join(dirpath, name)
+                    try:
+                        size = os.path.getsize(path)
+                    except OSError:
+                        continue
+                    if 200 <= size <= 1_000_000:
+                        files.append((path, size))
+    random.Random(seed).shuffle(files)
+    chosen = []
+    for path, size in files:
+        if total >= limit_bytes:
+            break
+        chosen.append(path)
+        total += size
+    return chosen
+
+
+def build_corpus(out_dir: str, limit_bytes: int, tok_sample_bytes: int, vocab: int, status_file: str) -> None:
+    """Side process: gather text files, train the BPE tokenizer, tokenize everything, write tokens + tokenizer."""
+    from safetensors.torch import save_file
+
+    from lm.tokenizer import Tokenizer
+    from lm.train import text_files
+
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {}
+    try:
+        paths = corpus_files(limit_bytes, seed=0)
+        texts = list(text_files(paths, max_bytes=1_000_000))
+        info["files"] = len(texts)
+        info["chars"] = sum(map(len, texts))
+        sample, n = [], 0
+        for t in texts:
+            if n > tok_sample_bytes:
+                break
+            sample.append(t)
+            n += len(t)
+        tok = Tokenizer.train(sample, vocab_size=vocab)
+        info["tokenizer_seconds"] = round(time.perf_counter() - t0, 1)
+        ids: list[torch.Tensor] = []
+        for i in range(0, len(texts), 2000):
+            for seq in tok.encode_batch(texts[i : i + 2000]):
+                ids.append(torch.tensor(seq + [tok.eos_id], dtype=torch.int32))
+        tokens = torch.cat(ids)
+        info["tokens"] = tokens.numel()
+        save_file({"tokens": tokens}, os.path.join(out_dir, "corpus.safetensors"))
+        tok.inner.save(os.path.join(out_dir, "tokenizer.json"))
+        info["seconds"] = round(time.perf_counter() - t0, 1)
+    except Exception as exc:
+        info["error"] = f"{type(exc).__name__}: {exc}"
+    Path(status_file).write_text(json.dumps(info))
+
+
+def train_small(
+    bench: Bench, work: Path, corpus_proc: mp.Process, status: Path, device: str, seconds: float, smoke: bool
+) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    from lm.checkpoint import save_pretrained
+    from lm.tokenizer import Tokenizer
+    from lm.train import TokenDataset, TrainConfig, Trainer
+
+    corpus_proc.join(timeout=max(1.0, bench.left() - 60))
+    if corpus_proc.is_alive():
+        corpus_proc.terminate()
+        return {"error": "corpus build did not finish in time"}
+    info = json.loads(status.read_text())
+    if "error" in info:
+        return {"corpus": info}
+    tok = Tokenizer.load(work / "tokenizer.json")
+    tokens = load_file(str(work / "corpus.safetensors"))["tokens"]
+    data = TokenDataset(tokens)
+    train, val = data.split(0.01)  # the tail files are never trained on
+    cfg = preset("small").replace(vocab_size=tok.vocab_size)
+    if smoke:
+        cfg = preset("debug").replace(vocab_size=tok.vocab_size, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LanguageModel(cfg)
+    batch, seq = (96, 512) if not smoke else (4, 32)
+    tcfg = TrainConfig(
+        steps=10**6,
+        batch_size=batch,
+        seq_len=seq,
+        lr=2e-3,
+        warmup_steps=100 if not smoke else 2,
+        log_every=50 if not smoke else 5,
+        max_seconds=seconds,
+        seed=0,
+    )
+    trainer = Trainer(model, tcfg, log=log)
+    # Measure the step time, then fix the schedule length so cosine decay ends when the time budget does.
+    t = time.perf_counter()
+    probe = 10
+    for _ in range(probe):
+        trainer.train_step(train.batch(batch, seq, 0, trainer.step), stats=False)
+    sync()
+    step_s = (time.perf_counter() - t) / probe
+    tcfg.steps = max(probe + 1, int(seconds / step_s))
+    tcfg.max_seconds = seconds * 1.05
+    val_batches = val.sequential(batch, seq, 8 if not smoke else 2)
+    history = trainer.fit(train, val_batches)
+    final = history[-1]
+    res: dict[str, Any] = {
+        "corpus": info,
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_tokens_seen": trainer.step * batch * seq,
+        "steps": trainer.step,
+        "step_seconds_probe": step_s,
+        "train_tok_per_s": [h.get("tok_per_s") for h in history if "tok_per_s" in h][-3:],
+        "val": final,
+        "train_log_tail": history[-6:-1],
+    }
+    # Speculative decoding on held-out prompts: same tokens as greedy, acceptance, speedup.
+    model.eval()
+    gen = Generator(model, tokenizer=tok)
+    prompt_len, new = (64, 128) if not smoke else (16, 16)
+    prompts = [val.tokens[i * 997 : i * 997 + prompt_len].tolist() for i in range(8 if not smoke else 2)]
+    same = 0
+    greedy_time = spec_time = 0.0
+    drafted = accepted = produced = 0
+    gen.generate(prompts[0], max_new_tokens=new, stop_token_ids=[])  # capture graphs
+    gen.generate_speculative(prompts[0], max_new_tokens=new, stop_token_ids=[])
+    for p in prompts:
+        g = gen.generate(p, max_new_tokens=new, stop_token_ids=[])
+        s = gen.generate_speculative(p, max_new_tokens=new, stop_token_ids=[])
+        same += g.tokens == s.tokens
+        greedy_time += g.decode_seconds
+        spec_time += s.decode_seconds
+        drafted += s.drafted
+        accepted += s.accepted
+        produced += len(s.tokens[0])
+    res["speculative"] = {
+        "prompts": len(prompts),
+        "new_tokens": new,
+        "identical_to_greedy": same,
+        "acceptance_rate": accepted / max(1, drafted),
+        "greedy_tok_per_s": produced / greedy_time,
+        "speculative_tok_per_s": produced / spec_time,
+        "speedup": greedy_time / spec_time,
+    }
+    sample_out = gen.generate(prompts[0], max_new_tokens=48).texts or [""]
+    res["speculative"]["sample"] = tok.decode(prompts[0])[-200:] + " ||| " + sample_out[0]
+    small_dir = bench.out / "small"
+    save_pretrained(model, small_dir, max_shard_bytes=15 * 2**20, dtype=torch.bfloat16)
+    (small_dir / "generation_config.json").unlink(missing_ok=True)  # regenerable; $OUT returns at most 8 files
+    tok.inner.save(str(small_dir / "tokenizer.json"))
+    res["saved"] = sorted(p.name for p in small_dir.iterdir())
+    return res
+
+
+# ---------------------------------------------------------------------- main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--deadline-s", type=float, default=470.0, help="stop starting sections after this")
+    ap.add_argument("--train-seconds", type=float, default=150.0)
+    ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: exercise the script")
+    args = ap.parse_args()
+    device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
+    bench = Bench(args.out, args.deadline_s)
+    smoke = args.smoke
+    work = Path("/tmp/bench_lm_work")
+    work.mkdir(parents=True, exist_ok=True)
+    status = work / "corpus_status.json"
+    status.unlink(missing_ok=True)
+    corpus_proc = None
+    if args.train_seconds > 0:
+        os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 3)))
+        limit = 4_000_000 if smoke else 260_000_000
+        sample = 1_000_000 if smoke else 16_000_000
+        vocab = 512 if smoke else preset("small").vocab_size
+        corpus_proc = mp.get_context("spawn").Process(
+            target=build_corpus, args=(str(work), limit, sample, vocab, str(status)), daemon=True
+        )
+        corpus_proc.start()
+
+    bench.results["env"] = env_info(device)
+    cfg = bench_config(smoke)
+    bench.results["config"] = {
+        "preset": "deepseek-v2-lite shapes, noaux_tc sigmoid routing" if not smoke else "debug (smoke)",
+        "parameters": cfg.num_parameters(include_mtp=False),
+        "active_parameters": cfg.num_parameters(include_mtp=False, active_only=True),
+    }
+    log(f"env {bench.results['env']}")
+    model = build_ours(cfg, device)
+    log("built ours")
+    hf = None
+    if not args.skip_hf:
+        try:
+            hf, info = build_hf(model, device)
+            bench.results["transformers"] = info
+        except Exception as exc:
+            bench.results["transformers"] = {"error": f"{type(exc).__name__}: {exc}"}
+            log(f"transformers model unavailable: {exc}")
+    bench.flush()
+    s = smoke
+    bench.results["cache"] = cache_sizes(cfg)
+    if hf is not None:
+        bench.section("correctness_vs_transformers", correctness, model, hf, 64 if s else 512, device)
+    bench.section("prefill", prefill, model, hf, [64, 128] if s else [2048, 16384], device, 1 if s else 3, need_s=30)
+    bench.section(
+        "decode_b1", decode, model, hf, 1, 64 if s else 2048, 8 if s else 128, 4 if s else 24, device, need_s=40
+    )
+    b1 = bench.results.get("decode_b1") or {}
+    if "ours_tok_per_s" in b1:
+        need = active_bytes_per_token(cfg, 64 if s else 2048)
+        bw = bench.results["env"].get("copy_bandwidth_TBps", 0) * 1e12
+        b1["bytes_per_token"] = need
+        if bw:
+            b1["bandwidth_limit_tok_per_s"] = round(bw / need["total"], 1)
+            b1["ours_fraction_of_bandwidth_limit"] = round(b1["ours_tok_per_s"] * need["total"] / bw, 4)
+            if "transformers_tok_per_s" in b1:
+                b1["transformers_fraction"] = round(b1["transformers_tok_per_s"] * need["total"] / bw, 4)
+        bench.flush()
+    bench.section(
+        "decode_b32",
+        decode,
+        model,
+        hf,
+        4 if s else 32,
+        32 if s else 1024,
+        8 if s else 64,
+        2 if s else 8,
+        device,
+        need_s=40,
+    )
+    bench.section("moe_layer", moe_layer, model, [64, 8] if s else [4096, 32], device, 2 if s else 10, need_s=15)
+    bench.section("peak_memory_32k", peak_memory, model, hf, 32768, device, need_s=40)
+    del hf, model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if corpus_proc is not None:
+        train_s = min(args.train_seconds, bench.left() - 75) if not smoke else 8.0
+        bench.results["corpus_build_alive_at_train_start"] = corpus_proc.is_alive()
+        if train_s > 20 or smoke:
+            bench.section("mtp_training_small", train_small, bench, work, corpus_proc, status, device, train_s, smoke)
+        else:
+            bench.results["mtp_training_small"] = {"skipped": f"{bench.left():.0f}s left"}
+    bench.results["total_seconds"] = round(time.perf_counter() - T0, 1)
+    bench.flush()
+    log("done")
+
+
+if __name__ == "__main__":
+    main()
