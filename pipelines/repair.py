@@ -1,0 +1,306 @@
+"""Repair damaged circuit drawings: find the damage, inpaint it, re-join broken wires.
+
+`repair_drawing` is the whole job: load and check the image, take the user's mask or predict one with the
+damage-mask net, fill the damaged pixels with the VAE/GAN inpainter (every other pixel passes through
+unchanged), then join straight wires that still stop at the damage. `repair_command` is what
+`ohmlens repair` runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from pipelines.document import write_atomic
+from vision.damage_net import DamageNet, predict_damage
+from vision.inpaint import InpaintNet, fuse_batchnorm, inpaint_image
+from vision.wire_complete import complete_wires, drop_floating_ink
+
+MIN_SIDE = 32  # pixels; smaller images hold too little drawing to repair
+MAX_PIXELS = 6000 * 6000
+MAX_DAMAGE = 0.6  # share of the image; beyond it there is too little intact drawing to repair from
+DAMAGE_THRESHOLD = 0.4  # on the net's probability; tuned for mask IoU on held-out synthetic damage
+FLOATING_MAX_AREA = 400  # pixels; larger ink pieces drawn inside the damage are kept even when they float
+OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class RepairInputError(ValueError):
+    """An image or mask that cannot be repaired; the message is one line for the user."""
+
+
+class ImageLoadError(RepairInputError):
+    """The image is missing, unreadable or of an unsupported type."""
+
+
+class ImageSizeError(RepairInputError):
+    """The image is too small or too large."""
+
+
+class PhotoError(RepairInputError):
+    """The image looks like a photograph, not a drawing on paper."""
+
+
+class MaskError(RepairInputError):
+    """The mask is unreadable, of the wrong type or size, or marks (almost) everything as damaged."""
+
+
+class ModelsMissingError(ValueError):
+    """The repair models' weight files are not installed."""
+
+
+@dataclass
+class RepairResult:
+    """A repaired drawing.
+
+    Attributes:
+        image: the repaired drawing, uint8, in the input's layout (gray (H, W) or RGB (H, W, 3)).
+        mask: the damage mask used, uint8 (H, W), 255 = damaged.
+        stats: what was done: mask source, damaged share, wire joins, tiles inpainted, seconds.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=1)
+def _models() -> tuple[DamageNet, InpaintNet]:
+    """The shipped nets, loaded once, batch norms folded for inference.
+
+    Raises:
+        ModelsMissingError: the weight files are missing from the installation.
+    """
+    try:
+        return fuse_batchnorm(DamageNet.load()), fuse_batchnorm(InpaintNet.load())
+    except FileNotFoundError as exc:
+        raise ModelsMissingError(f"repair models are not installed: {exc}") from exc
+
+
+def _read_file(path: Path, error: type[RepairInputError], what: str) -> np.ndarray:
+    """Decode an image file as stored (any depth and channels); `error` names what is wrong with it."""
+    if not path.is_file():
+        raise error(f"{what} not found: {path}")
+    data = np.fromfile(path, np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if arr is None:
+        raise error(f"{what} is not a readable image: {path.name}")
+    return arr
+
+
+def load_image(image: np.ndarray | str | Path) -> np.ndarray:
+    """A drawing as uint8 gray (H, W) or RGB (H, W, 3); arrays with 3 channels are taken as RGB.
+
+    Raises:
+        ImageLoadError: missing file, not an image, or an array of an unsupported shape or type.
+    """
+    if isinstance(image, (str, Path)):
+        arr = _read_file(Path(image), ImageLoadError, "image")
+        if arr.ndim == 3 and arr.shape[2] == 4:
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+        elif arr.ndim == 3:
+            arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    elif isinstance(image, np.ndarray):
+        arr = image
+    else:
+        raise ImageLoadError(f"image must be a path or a numpy array, not {type(image).__name__}")
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    elif arr.dtype == bool:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype != np.uint8:
+        raise ImageLoadError(f"image must be 8- or 16-bit, not {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        # Transparent areas are paper: composite over white.
+        alpha = arr[..., 3:].astype(np.float32) / 255.0
+        arr = np.round(arr[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+        raise ImageLoadError(f"image must be gray or RGB, got an array of shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def _check_size(arr: np.ndarray) -> None:
+    h, w = arr.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise ImageSizeError(f"image too small to repair: {w}x{h} (at least {MIN_SIDE} pixels a side)")
+    if h * w > MAX_PIXELS:
+        raise ImageSizeError(f"image too large: {w}x{h} is over {MAX_PIXELS // 1_000_000} megapixels; scale it down")
+
+
+def looks_like_photo(rgb_or_gray: np.ndarray) -> bool:
+    """True for a photograph: a drawing is mostly blank paper of one tone; a photo spreads over many tones
+    and, in colour, over many saturated hues."""
+    small = cv2.resize(rgb_or_gray, (256, 256), interpolation=cv2.INTER_AREA)
+    gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    paper = np.percentile(gray, 90)
+    paper_share = float((np.abs(gray.astype(np.int16) - paper) <= 28).mean())
+    if small.ndim == 3:
+        sat = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)[..., 1]
+        colourful = float(((sat > 90) & (gray > 40)).mean())
+    else:
+        colourful = 0.0
+    return paper_share < 0.4 or (colourful > 0.25 and paper_share < 0.6)
+
+
+def load_mask(mask: np.ndarray | str | Path, shape: tuple[int, int]) -> np.ndarray:
+    """A user mask as bool (H, W): any nonzero pixel (or, in 0–255 masks, any pixel ≥ 128) is damaged.
+
+    Raises:
+        MaskError: unreadable, wrong type, or not the image's size.
+    """
+    if isinstance(mask, (str, Path)):
+        arr = _read_file(Path(mask), MaskError, "mask")
+    elif isinstance(mask, np.ndarray):
+        arr = mask
+    else:
+        raise MaskError(f"mask must be a path or a numpy array, not {type(mask).__name__}")
+    if arr.ndim == 3:
+        if arr.shape[2] not in (1, 3, 4):
+            raise MaskError(f"mask must be a single-channel image, got shape {arr.shape}")
+        # A painted RGBA layer marks damage with opaque paint; otherwise the brightest channel counts.
+        arr = arr[..., 3] if arr.shape[2] == 4 and arr[..., 3].min() < 255 else arr[..., :3].max(axis=2)
+    if arr.ndim != 2:
+        raise MaskError(f"mask must be 2-D, got shape {arr.shape}")
+    if arr.shape != tuple(shape):
+        raise MaskError(
+            f"mask is {arr.shape[1]}x{arr.shape[0]} but the image is {shape[1]}x{shape[0]}; they must match"
+        )
+    if arr.dtype == bool:
+        return arr.copy()
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise MaskError(f"mask must hold numbers, not {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr > 0.5
+    return arr >= 128 if arr.max() > 1 else arr > 0
+
+
+def _to_gray(arr: np.ndarray) -> np.ndarray:
+    return arr if arr.ndim == 2 else cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
+
+
+def detect_damage(gray: np.ndarray) -> np.ndarray:
+    """The damage-mask net's verdict on a gray uint8 drawing: bool (H, W), specks of a few pixels dropped."""
+    damage_net, _ = _models()
+    prob = predict_damage(damage_net, torch.from_numpy(gray).float() / 255.0).numpy()
+    mask = (prob > DAMAGE_THRESHOLD).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    keep = np.zeros(n, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= 6
+    return keep[labels]
+
+
+def repair_gray(gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Fill the masked pixels of a gray uint8 drawing: inpaint, erase ink left floating in the damage, join
+    broken wires. Pixels outside `mask` come back unchanged."""
+    _, inpainter = _models()
+    if not mask.any():
+        return gray.copy(), {"floating_erased": 0, "wire_endpoints": 0, "wires_joined": 0, "wires_extended": 0}
+    repaired = inpaint_image(inpainter, torch.from_numpy(gray).float() / 255.0, torch.from_numpy(mask))
+    out = np.clip(np.round(repaired.numpy() * 255.0), 0, 255).astype(np.uint8)
+    out, floating = drop_floating_ink(out, mask, max_area=FLOATING_MAX_AREA)
+    out, wires = complete_wires(out, mask)
+    stats = {
+        "floating_erased": floating,
+        "wire_endpoints": wires.endpoints,
+        "wires_joined": wires.joined,
+        "wires_extended": wires.extended,
+    }
+    return out, stats
+
+
+def _recolour(original: np.ndarray, gray_out: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Put a repaired gray drawing back into colour: known pixels keep their colour, repaired ones blend
+    the drawing's own paper and ink colours by their gray level."""
+    gray_in = _to_gray(original)
+    known = ~mask
+    paper_px = known & (gray_in >= np.percentile(gray_in[known], 75))
+    ink_px = known & (gray_in < np.percentile(gray_in[known], 75) * 0.55)
+    paper = np.median(original[paper_px], axis=0) if paper_px.any() else np.full(3, 255.0)
+    ink = np.median(original[ink_px], axis=0) if ink_px.any() else np.zeros(3)
+    paper_g, ink_g = float(np.dot(paper, [0.299, 0.587, 0.114])), float(np.dot(ink, [0.299, 0.587, 0.114]))
+    t = np.clip((paper_g - gray_out[mask].astype(np.float32)) / max(paper_g - ink_g, 1.0), 0.0, 1.0)[:, None]
+    out = original.copy()
+    out[mask] = np.clip(np.round(paper * (1 - t) + ink * t), 0, 255).astype(np.uint8)
+    return out
+
+
+def repair_drawing(image: np.ndarray | str | Path, mask: np.ndarray | str | Path | None = None) -> RepairResult:
+    """Repair a damaged drawing.
+
+    Args:
+        image: a drawing (file path, or uint8 gray/RGB array), dark ink on light paper.
+        mask: where the damage is (white/nonzero = damaged, the image's size); predicted when None.
+
+    Returns:
+        The repaired drawing, the mask used and statistics.
+
+    Raises:
+        RepairInputError: (a ValueError) bad image or mask, a photograph, or damage over most of the image.
+    """
+    start = time.perf_counter()
+    arr = load_image(image)
+    _check_size(arr)
+    if looks_like_photo(arr):
+        raise PhotoError("this looks like a photograph, not a drawing on paper; repair works on drawings and scans")
+    gray = _to_gray(arr)
+    h, w = gray.shape
+    if mask is None:
+        damaged = detect_damage(gray)
+        source = "predicted"
+    else:
+        damaged = load_mask(mask, (h, w))
+        source = "given"
+    share = float(damaged.mean())
+    if share > MAX_DAMAGE:
+        what = "the mask marks" if source == "given" else "the detected damage covers"
+        raise MaskError(f"{what} {share:.0%} of the image as damaged; too little of the drawing is left to repair")
+    out_gray, steps = repair_gray(gray, damaged)
+    out = out_gray if arr.ndim == 2 else _recolour(arr, out_gray, damaged)
+    stats = {
+        "mask_source": source,
+        "damaged_share": round(share, 5),
+        "damaged_pixels": int(damaged.sum()),
+        **steps,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    return RepairResult(out, damaged.astype(np.uint8) * 255, stats)
+
+
+def encode_image(image: np.ndarray, suffix: str) -> bytes:
+    """PNG/JPEG/... bytes of a gray or RGB uint8 image.
+
+    Raises:
+        RepairInputError: unsupported output suffix.
+    """
+    if suffix.lower() not in OUTPUT_SUFFIXES:
+        raise RepairInputError(f"unsupported output type {suffix!r}; use one of {', '.join(OUTPUT_SUFFIXES)}")
+    bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(suffix.lower(), bgr)
+    if not ok:
+        raise RepairInputError(f"could not encode the image as {suffix}")
+    return data.tobytes()
+
+
+def repair_command(image: str, mask: str | None, out: Path | None, show_mask: bool) -> list[Path]:
+    """`ohmlens repair`: repair IMAGE and write OUT (default ./STEM.repaired.png), plus OUT-STEM.mask.png
+    with --show-mask. Files are written atomically. Returns the written paths."""
+    src = Path(image)
+    target = Path(out) if out is not None else Path(f"{src.stem}.repaired.png")
+    if not target.suffix:
+        target = target.with_suffix(".png")
+    result = repair_drawing(src, Path(mask) if mask is not None else None)
+    write_atomic(target, encode_image(result.image, target.suffix))
+    written = [target]
+    if show_mask:
+        mask_path = target.with_name(f"{target.stem}.mask.png")
+        write_atomic(mask_path, encode_image(result.mask, ".png"))
+        written.append(mask_path)
+    return written

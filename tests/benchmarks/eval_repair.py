@@ -1,0 +1,281 @@
+"""Evaluate drawing repair on held-out synthetic damaged drawings against their intact originals.
+
+    python tests/benchmarks/eval_repair.py --count 300            # full run (several minutes on 2 cores)
+    python tests/benchmarks/eval_repair.py --count 20 --no-fsr    # quick look
+
+For each held-out drawing (`render_sample` seeds from 900000 on, never used in training) the damage simulator
+makes a damaged copy and its exact mask. Inputs compared, side by side: the damaged drawing itself,
+OpenCV's Telea inpainting, OpenCV-contrib's FSR_FAST, and ours (inpainter + wire completion). Every method
+fills the same mask: once with the mask our damage net predicts (the end-to-end setting) and once with the
+true mask (the oracle setting). Measures, inside the true damaged region: PSNR and mean L1 against the
+intact drawing, DIBCO-style ink F-measure (ink = darker than 55% of the paper level); over the whole image:
+the change in the number of connected ink pieces; for the damage net: mask IoU. When the schematic reader
+exists (`pipelines.schematic.read_schematic`), netlist exact match of the reader on every input as well.
+Also the CPU time of `repair_drawing` on a 1024×1024 drawing. Writes results/repair_eval.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from pipelines.repair import detect_damage, repair_drawing, repair_gray  # noqa: E402
+from vision.synth.damage import apply_damage  # noqa: E402
+from vision.synth.render import render_sample  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FIRST_SEED = 900_000
+
+
+def ink_of(gray: np.ndarray, paper: float) -> np.ndarray:
+    return gray < 0.55 * paper
+
+
+def ink_pieces(gray: np.ndarray, paper: float) -> int:
+    """Connected ink pieces (8-connected) of at least 4 pixels."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink_of(gray, paper).astype(np.uint8), connectivity=8)
+    return int((stats[1:, cv2.CC_STAT_AREA] >= 4).sum())
+
+
+def hole_measures(
+    out: np.ndarray, intact: np.ndarray, hole: np.ndarray, paper: float, intact_pieces: int
+) -> dict[str, float]:
+    """PSNR, L1 and ink precision/recall counts inside the hole, and how far the whole image's number of
+    ink pieces is from the intact drawing's."""
+    diff = out[hole].astype(np.float64) - intact[hole].astype(np.float64)
+    mse = float(np.mean(diff**2)) if diff.size else 0.0
+    a, b = ink_of(out, paper)[hole], ink_of(intact, paper)[hole]
+    return {
+        "psnr": 10 * np.log10(255.0**2 / max(mse, 1e-3)),
+        "l1": float(np.mean(np.abs(diff))) / 255.0 if diff.size else 0.0,
+        "tp": int((a & b).sum()),
+        "fp": int((a & ~b).sum()),
+        "fn": int((~a & b).sum()),
+        "dpieces": abs(ink_pieces(out, paper) - intact_pieces),
+    }
+
+
+def f_measure(tp: int, fp: int, fn: int) -> float | None:
+    if tp + fn == 0:
+        return None
+    p = tp / max(tp + fp, 1)
+    r = tp / (tp + fn)
+    return 2 * p * r / max(p + r, 1e-9)
+
+
+def telea(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return cv2.inpaint(gray, mask.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
+
+
+def fsr_fast(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(gray)
+    cv2.xphoto.inpaint(gray, np.where(mask, 0, 255).astype(np.uint8), out, cv2.xphoto.INPAINT_FSR_FAST)
+    return out
+
+
+def ours(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return repair_gray(gray, mask)[0]
+
+
+def netlist_reader() -> Callable[[np.ndarray, dict], bool] | None:
+    """A function (image, truth) → exact netlist match, when the schematic reader is installed."""
+    try:
+        from pipelines.schematic import netlist_matches, read_schematic
+    except ImportError:
+        return None
+    return lambda image, truth: bool(netlist_matches(read_schematic(image), truth))
+
+
+def time_1024(repeats: int, threads: int) -> dict[str, float]:
+    """Seconds for `repair_drawing` (mask predicted) on a damaged 1024×1024 drawing with `threads` threads."""
+    torch.set_num_threads(threads)
+    sample = render_sample(FIRST_SEED - 1, style={"paper": "white", "color": False})
+    img = sample.image if sample.image.ndim == 2 else cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
+    img = cv2.resize(img, (1024, 1024), interpolation=cv2.INTER_AREA)
+    damaged, _ = apply_damage(img, np.random.default_rng(7))
+    repair_drawing(damaged)  # warm-up: model load, allocator
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        res = repair_drawing(damaged)
+        times.append(time.perf_counter() - t)
+    return {
+        "threads": threads,
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "damaged_share": res.stats["damaged_share"],
+        "load_average_1min": os.getloadavg()[0],
+    }
+
+
+def _timing_line(t: dict[str, float]) -> str:
+    return (
+        f"CPU, 1024×1024 drawing, {t['threads']} threads: median {t['median_s']:.3f} s (min {t['min_s']:.3f} s), "
+        f"machine load average {t['load_average_1min']:.1f} during the run"
+    )
+
+
+def timing_report(repeats: int) -> None:
+    """The CPU benchmark alone, with 2 and 1 threads; writes results/repair_cpu.{json,md}."""
+    runs = [time_1024(repeats, 2), time_1024(repeats, 1)]
+    machine = {"node": platform.node(), "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "repair_cpu.json").write_text(json.dumps({"machine": machine, "runs": runs}, indent=2))
+    text = "\n".join([f"# Repair CPU time ({machine})", ""] + [f"- {_timing_line(t)}" for t in runs]) + "\n"
+    (RESULTS / "repair_cpu.md").write_text(text)
+    print(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--no-fsr", action="store_true", help="skip FSR_FAST (about 2 s per megapixel)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of the 1024×1024 benchmark")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the quality measures")
+    parser.add_argument("--timing-only", action="store_true", help="only the 1024×1024 CPU benchmark (1 and 2 threads)")
+    parser.add_argument("--save-examples", type=int, default=4, help="write this many before/after PNGs")
+    args = parser.parse_args()
+    if args.timing_only:
+        timing_report(args.repeats)
+        return
+    torch.set_num_threads(args.threads)
+    has_fsr = hasattr(cv2, "xphoto") and not args.no_fsr
+    methods: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"telea": telea}
+    if has_fsr:
+        methods["fsr_fast"] = fsr_fast
+    methods["ours"] = ours
+    reader = netlist_reader()
+    rows: dict[str, list[dict[str, float]]] = {}
+    ious, inter_sum, union_sum = [], 0, 0
+    netlist: dict[str, list[bool]] = {}
+    seconds: dict[str, float] = {}
+    t_all = time.time()
+    for i in range(args.count):
+        sample = render_sample(FIRST_SEED + i)
+        rgb = sample.image
+        intact = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        damaged_img, true_mask = apply_damage(rgb, np.random.default_rng(FIRST_SEED + i))
+        damaged = damaged_img if damaged_img.ndim == 2 else cv2.cvtColor(damaged_img, cv2.COLOR_RGB2GRAY)
+        hole = true_mask > 0
+        paper = float(np.percentile(intact, 90))
+        t = time.perf_counter()
+        pred = detect_damage(damaged)
+        seconds["mask_net"] = seconds.get("mask_net", 0.0) + time.perf_counter() - t
+        inter, union = int((pred & hole).sum()), int((pred | hole).sum())
+        inter_sum, union_sum = inter_sum + inter, union_sum + union
+        if union:
+            ious.append(inter / union)
+        n_pieces = ink_pieces(intact, paper)
+        outputs = {"damaged": damaged}
+        if hole.any():
+            rows.setdefault("damaged", []).append(hole_measures(damaged, intact, hole, paper, n_pieces))
+        for name, fn in methods.items():
+            for setting, m in (("pred", pred), ("true", hole)):
+                t = time.perf_counter()
+                out = fn(damaged, m) if m.any() else damaged
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
+                outputs[f"{name}/{setting}"] = out
+                if hole.any():
+                    rows.setdefault(f"{name}/{setting}", []).append(hole_measures(out, intact, hole, paper, n_pieces))
+        if reader is not None:
+            netlist.setdefault("intact", []).append(reader(intact, sample.truth))
+            for key in ("damaged", "telea/pred", "fsr_fast/pred", "ours/pred"):
+                if key in outputs:
+                    netlist.setdefault(key, []).append(reader(outputs[key], sample.truth))
+        if i < args.save_examples:
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            strip = [
+                intact,
+                damaged,
+                np.where(hole, 255, 0).astype(np.uint8),
+                outputs["telea/pred"],
+                outputs["ours/pred"],
+            ]
+            cv2.imwrite(str(RESULTS / f"repair_example_{i}.png"), np.concatenate(strip, 1))
+        if (i + 1) % 25 == 0:
+            print(f"{i + 1}/{args.count} drawings, {time.time() - t_all:.0f} s", flush=True)
+
+    table = {}
+    for key, rs in rows.items():
+        fs = [f for r in rs if (f := f_measure(r["tp"], r["fp"], r["fn"])) is not None]
+        table[key] = {
+            "psnr_hole": float(np.mean([r["psnr"] for r in rs])),
+            "l1_hole": float(np.mean([r["l1"] for r in rs])),
+            "ink_f_hole": float(np.mean(fs)) if fs else None,
+            "ink_f_hole_pooled": f_measure(
+                sum(r["tp"] for r in rs), sum(r["fp"] for r in rs), sum(r["fn"] for r in rs)
+            ),
+            "abs_delta_ink_pieces": float(np.mean([r["dpieces"] for r in rs])),
+            "n": len(rs),
+        }
+    timing = time_1024(args.repeats, 2)
+    result = {
+        "machine": {
+            "node": platform.node(),
+            "cpu": platform.processor() or platform.machine(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+        },
+        "count": args.count,
+        "mask_iou_mean": float(np.mean(ious)) if ious else None,
+        "mask_iou_pooled": inter_sum / max(union_sum, 1),
+        "measures": table,
+        "netlist_exact": {k: float(np.mean(v)) for k, v in netlist.items()} if netlist else None,
+        "cpu_1024": timing,
+        "seconds_per_image": {k: v / args.count for k, v in seconds.items()},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "repair_eval.json").write_text(json.dumps(result, indent=2))
+    lines = [
+        f"# Repair evaluation ({args.count} held-out drawings, seeds {FIRST_SEED}+)",
+        "",
+        f"Machine: {result['machine']}",
+        "",
+        f"Damage-mask IoU: mean per image {result['mask_iou_mean']:.3f}, pooled {result['mask_iou_pooled']:.3f}",
+        "",
+        "| input | PSNR hole (dB) | L1 hole | ink F hole | ink F pooled | abs Δ ink pieces |",
+        "|---|---|---|---|---|---|",
+    ]
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    for key, v in table.items():
+        lines.append(
+            f"| {key} | {v['psnr_hole']:.2f} | {v['l1_hole']:.4f} | {fmt(v['ink_f_hole'])} | "
+            f"{fmt(v['ink_f_hole_pooled'])} | {v['abs_delta_ink_pieces']:.2f} |"
+        )
+    anchor = table.get("telea/pred")
+    if anchor:
+        ours_row = table["ours/pred"]
+        lines += [
+            "",
+            f"Ratios against the Telea anchor (pred mask): L1 {ours_row['l1_hole'] / anchor['l1_hole']:.3f}, "
+            f"abs Δ pieces {ours_row['abs_delta_ink_pieces'] / max(anchor['abs_delta_ink_pieces'], 1e-9):.3f}",
+        ]
+    if netlist:
+        lines += ["", "Netlist exact match: " + ", ".join(f"{k} {float(np.mean(v)):.3f}" for k, v in netlist.items())]
+    else:
+        lines += ["", "Netlist exact match: n/a (pipelines.schematic reader not installed)"]
+    lines += [
+        "",
+        f"CPU, 1024×1024 drawing, {torch.get_num_threads()} threads: median {timing['median_s']:.3f} s "
+        f"(min {timing['min_s']:.3f} s)",
+    ]
+    (RESULTS / "repair_eval.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Repair models: shapes, known pixels passing through, weight files, and the wire-completion geometry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vision.damage_net import DamageNet, predict_damage
+from vision.inpaint import (
+    WEIGHTS,
+    InpaintNet,
+    PatchDiscriminator,
+    composite,
+    inpaint_image,
+    kl_divergence,
+    load_module,
+)
+from vision.wire_complete import complete_wires
+
+
+@torch.no_grad()
+def test_nets_shapes_and_odd_sizes() -> None:
+    torch.manual_seed(0)
+    gen, disc, mask_net = InpaintNet().eval(), PatchDiscriminator().eval(), DamageNet().eval()
+    x = torch.rand(2, 1, 64, 96)
+    m = (torch.rand(2, 1, 64, 96) > 0.8).float()
+    pred, mu, logvar = gen(x, m)
+    assert pred.shape == x.shape and 0.0 <= float(pred.min()) and float(pred.max()) <= 1.0
+    assert mu.shape == logvar.shape == (2, gen.latent, 4, 6)
+    assert disc(x, m).shape == (2, 1, 8, 12)
+    assert predict_damage(mask_net, torch.rand(37, 51)).shape == (37, 51)  # padded inside, cropped back
+
+
+def test_vae_samples_in_training_and_uses_the_mean_in_eval() -> None:
+    torch.manual_seed(0)
+    gen = InpaintNet()
+    x, m = torch.rand(1, 1, 32, 32), torch.ones(1, 1, 32, 32)
+    gen.eval()
+    assert torch.equal(gen(x, m)[0], gen(x, m)[0])
+    a, b = gen(x, m, sample=True)[0], gen(x, m, sample=True)[0]
+    assert not torch.equal(a, b)
+    assert float(kl_divergence(torch.zeros(4), torch.zeros(4))) == 0.0
+    assert float(kl_divergence(torch.ones(4), torch.zeros(4))) == pytest.approx(0.5)
+
+
+def test_known_pixels_pass_through_unchanged() -> None:
+    torch.manual_seed(0)
+    gen = InpaintNet().eval()
+    gray = torch.rand(300, 520)
+    mask = torch.zeros(300, 520, dtype=torch.bool)
+    mask[20:60, 30:90] = True  # one tile: the tiled path
+    out = inpaint_image(gen, gray, mask)
+    assert torch.equal(out[~mask], gray[~mask])
+    assert not torch.equal(out[mask], gray[mask])
+    mask[:, :] = False
+    mask[::7, :] = True  # damage in every tile: the whole-image path
+    out = inpaint_image(gen, gray, mask)
+    assert torch.equal(out[~mask], gray[~mask])
+    assert torch.equal(inpaint_image(gen, gray, torch.zeros_like(mask)), gray)
+    assert torch.equal(
+        composite(torch.zeros(3), torch.ones(3), torch.tensor([1.0, 0.0, 1.0])), torch.tensor([0.0, 1, 0])
+    )
+
+
+def test_tiles_agree_with_the_whole_image_inside_the_hole() -> None:
+    """A small hole is repaired the same whether its tile runs alone or within the whole image (up to the
+    context each sees), so tiling does not change what the model draws."""
+    torch.manual_seed(0)
+    gen = InpaintNet().eval()
+    gray = torch.ones(256, 256)
+    gray[126:130, :] = 0.0
+    mask = torch.zeros(256, 256, dtype=torch.bool)
+    mask[110:146, 100:140] = True
+    tiled = inpaint_image(gen, gray, mask, tile=128, margin=32)
+    whole = inpaint_image(gen, gray, mask, tile=256, margin=0)
+    assert float((tiled - whole)[mask].abs().mean()) < 0.2
+
+
+def test_weights_round_trip_in_fp16(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    gen = InpaintNet(widths=(8, 16, 24), latent=8, blocks=1)
+    gen.save(tmp_path / "g.safetensors")
+    back = InpaintNet.load(tmp_path / "g.safetensors")
+    assert (back.widths, back.latent, back.blocks) == ((8, 16, 24), 8, 1)
+    for (k, a), (_, b) in zip(gen.state_dict().items(), back.state_dict().items()):
+        if a.is_floating_point():
+            assert torch.allclose(a, b, atol=2e-3, rtol=1e-3), k
+    net = DamageNet(widths=(8, 8, 16, 16))
+    net.save(tmp_path / "d.safetensors")
+    assert DamageNet.load(tmp_path / "d.safetensors").widths == (8, 8, 16, 16)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_module(tmp_path / "missing.safetensors", lambda meta: DamageNet())
+
+
+def test_shipped_weights_are_small_fp16_safetensors() -> None:
+    from safetensors import safe_open
+
+    for path in (WEIGHTS, WEIGHTS.with_name("damage_net.safetensors")):
+        assert path.is_file(), f"missing shipped weights {path}"
+        assert path.stat().st_size <= 20 * 2**20
+        with safe_open(str(path), framework="pt") as f:
+            dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+        assert "F16" in dtypes and "F32" not in dtypes
+
+
+# ------------------------------------------------------------------------------------------ wire completion
+def _lines() -> np.ndarray:
+    img = np.full((300, 400), 255, np.uint8)
+    cv2.line(img, (20, 100), (380, 100), 0, 3, cv2.LINE_AA)
+    cv2.line(img, (200, 150), (200, 290), 0, 2, cv2.LINE_AA)
+    cv2.line(img, (20, 280), (150, 150), 0, 2, cv2.LINE_AA)
+    cv2.line(img, (250, 20), (250, 100), 0, 3, cv2.LINE_AA)
+    return img
+
+
+def _ink_pieces(img: np.ndarray) -> int:
+    return cv2.connectedComponents((img < 140).astype(np.uint8), connectivity=8)[0] - 1
+
+
+def test_wire_completion_joins_axis_and_diagonal_gaps_and_t_stems() -> None:
+    img = _lines()
+    mask = np.zeros(img.shape, bool)
+    mask[85:115, 150:190] = True  # horizontal gap
+    mask[200:240, 190:210] = True  # vertical gap
+    mask[195:235, 60:110] = True  # diagonal gap
+    mask[60:106, 240:260] = True  # a T-junction: stem end and the rail under it
+    damaged = img.copy()
+    damaged[mask] = 255
+    out, stats = complete_wires(damaged, mask)
+    assert stats.joined == 4 and stats.extended == 1
+    assert _ink_pieces(out) == _ink_pieces(img) == 3
+    assert np.array_equal(out[~mask], damaged[~mask])  # only damaged pixels are painted
+    assert np.abs(out.astype(int) - img)[mask].mean() < 0.25 * np.abs(damaged.astype(int) - img)[mask].mean()
+
+
+def test_wire_completion_leaves_gaps_outside_the_mask_alone() -> None:
+    img = _lines()
+    damaged = img.copy()
+    damaged[85:115, 150:190] = 255  # a real gap in the drawing, not damage
+    mask = np.zeros(img.shape, bool)
+    mask[200:240, 190:210] = True
+    damaged[mask] = 255
+    out, stats = complete_wires(damaged, mask)
+    assert stats.joined == 1
+    assert np.array_equal(out[85:115, 150:190], damaged[85:115, 150:190])
+    # Ends that do not face each other (parallel plates of a capacitor) are never joined.
+    cap = np.full((200, 200), 255, np.uint8)
+    cv2.line(cap, (20, 100), (90, 100), 0, 2)
+    cv2.line(cap, (90, 80), (90, 120), 0, 2)
+    cv2.line(cap, (110, 80), (110, 120), 0, 2)
+    cv2.line(cap, (110, 100), (180, 100), 0, 2)
+    hole = np.zeros(cap.shape, bool)
+    hole[60:140, 60:140] = True
+    cap_in = cap.copy()
+    cap_in[hole & (cap > 200)] = 255
+    out, stats = complete_wires(cap_in, hole)
+    assert np.array_equal(out[95:106, 93:108], cap_in[95:106, 93:108])

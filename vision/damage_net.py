@@ -1,0 +1,75 @@
+"""Damage-mask network: a small U-Net that marks the damaged pixels of a drawing.
+
+The net reads the gray image at full resolution through a 4× pixel-unshuffle stem (so every pixel reaches the
+first convolution, yet the convolutions run at a quarter of the resolution), goes down to 1/32 for context,
+and comes back up with additive skips. A pixel-shuffle head turns each quarter-resolution feature into the
+logits of its 4×4 pixels. Sized for CPU inference on megapixel drawings (no convolution runs at full size).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vision.inpaint import load_module, pad_to, save_module, upsample_like
+
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "damage_net.safetensors"
+STRIDE = 32  # inputs are padded to a multiple of this
+
+
+def conv_block(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    """3×3 convolution, batch norm, SiLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.SiLU(inplace=True),
+    )
+
+
+class DamageNet(nn.Module):
+    """U-Net over a gray drawing in [0, 1] (N, 1, H, W) → damage logits (N, 1, H, W); H, W multiples of 32."""
+
+    def __init__(self, widths: tuple[int, int, int, int] = (24, 40, 64, 96)) -> None:
+        super().__init__()
+        c0, c1, c2, c3 = widths
+        self.widths = widths
+        self.stem = nn.Sequential(nn.PixelUnshuffle(4), conv_block(16, c0), conv_block(c0, c0))
+        self.down1 = nn.Sequential(conv_block(c0, c1, 2), conv_block(c1, c1))
+        self.down2 = nn.Sequential(conv_block(c1, c2, 2), conv_block(c2, c2))
+        self.down3 = nn.Sequential(conv_block(c2, c3, 2), conv_block(c3, c3, dilation=2), conv_block(c3, c3))
+        self.lat2 = nn.Conv2d(c3, c2, 1)
+        self.up2 = conv_block(c2, c2)
+        self.lat1 = nn.Conv2d(c2, c1, 1)
+        self.up1 = conv_block(c1, c1)
+        self.lat0 = nn.Conv2d(c1, c0, 1)
+        self.up0 = conv_block(c0, c0)
+        self.head = nn.Sequential(nn.Conv2d(c0, 16, 1), nn.PixelShuffle(4))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image - 0.5
+        s0 = self.stem(x)
+        s1 = self.down1(s0)
+        s2 = self.down2(s1)
+        s3 = self.down3(s2)
+        u2 = self.up2(s2 + upsample_like(self.lat2(s3), s2))
+        u1 = self.up1(s1 + upsample_like(self.lat1(u2), s1))
+        u0 = self.up0(s0 + upsample_like(self.lat0(u1), s0))
+        return self.head(u0)
+
+    def save(self, path: Path = WEIGHTS) -> None:
+        """Write fp16 weights and the architecture to a safetensors file."""
+        save_module(self, path, {"arch": "DamageNet", "widths": ",".join(map(str, self.widths))})
+
+    @classmethod
+    def load(cls, path: Path = WEIGHTS) -> DamageNet:
+        """Build the net described by a weights file and load it (eval mode, fp32)."""
+        return load_module(path, lambda meta: cls(tuple(int(v) for v in meta["widths"].split(","))))
+
+
+@torch.inference_mode()
+def predict_damage(net: DamageNet, gray: torch.Tensor) -> torch.Tensor:
+    """Damage probability (H, W) for one gray image (H, W) in [0, 1]."""
+    x, (h, w) = pad_to(gray[None, None], STRIDE)
+    return torch.sigmoid(net(x))[0, 0, :h, :w]

@@ -1,0 +1,415 @@
+"""Train the damage-mask net and the VAE/GAN inpainter on synthetic damaged drawings.
+
+Two steps, because the GPU machine has no schemdraw:
+
+    python -m vision.train_inpaint pack --out .devdata/repair_pack.npz --count 1500      # here: draw the drawings
+    python -m vision.train_inpaint train --data .devdata/repair_pack.npz --minutes 3.5 --ckpt runs/repair
+
+`pack` renders intact drawings (mostly the synthetic engine's `render_sample`, some from a small built-in
+schemdraw ladder generator for a second drawing style) into one compressed npz of PNG bytes. `train` damages
+random crops on the fly with `vision.synth.damage.apply_damage` (so no two batches repeat), trains both nets
+together, and writes a resumable checkpoint (safetensors) every `--save-every` seconds plus fp16 weights for shipping.
+Running `train` again with the same `--ckpt` resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader, IterableDataset
+
+from vision.damage_net import DamageNet
+from vision.inpaint import InpaintNet, PatchDiscriminator, composite, kl_divergence
+from vision.synth.damage import apply_damage
+
+CROP = 256
+
+
+# ----------------------------------------------------------------------------------------------- drawings
+def ladder_drawing(seed: int) -> np.ndarray:
+    """A random ladder circuit drawn with schemdraw: a source, series parts on the top rail, shunt parts to a
+    bottom rail, junction dots and labels, in a random line width, font size and resolution. Gray uint8."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import schemdraw
+    import schemdraw.elements as e
+
+    rng = np.random.default_rng(seed)
+    schemdraw.use("matplotlib")
+    parts = [
+        e.Resistor,
+        e.ResistorIEC,
+        e.Capacitor,
+        e.Capacitor2,
+        e.Inductor,
+        e.Inductor2,
+        e.Diode,
+        e.LED,
+        e.Zener,
+        e.Crystal,
+        e.Switch,
+        e.Fuse,
+        e.Potentiometer,
+        e.Battery,
+    ]
+    d = schemdraw.Drawing(show=False)
+    d.config(
+        lw=float(rng.uniform(1.0, 3.2)),
+        fontsize=float(rng.uniform(9, 16)),
+        unit=float(rng.uniform(2.5, 4)),
+        font=str(rng.choice(["sans-serif", "serif", "monospace"])),
+    )
+
+    def part(i: int) -> e.Element:
+        el = parts[int(rng.integers(len(parts)))]()
+        return el.label(f"{'RCLDXSQ'[i % 7]}{i}\n{rng.integers(1, 999)}{rng.choice(['', 'k', 'n', 'u', 'm'])}")
+
+    height = float(rng.uniform(2.5, 4.5))
+    src = d.add((e.SourceV() if rng.random() < 0.6 else e.SourceSin()).up().length(height).label("V1"))
+    top0 = src.end
+    n = int(rng.integers(2, 6))
+    for i in range(n):
+        d.add(part(i).right() if rng.random() < 0.6 else e.Line().right())
+        if rng.random() < 0.8 or i == n - 1:
+            d.add(e.Dot())
+            d.push()
+            d.add(part(10 + i).down().toy(top0[1] - height))
+            d.add(e.Dot())
+            d.pop()
+    d.add(e.Line().down().toy(top0[1] - height))
+    d.add(e.Line().left().tox(top0[0]))
+    if rng.random() < 0.5:
+        d.add(e.Ground())
+    fig = d.draw(show=False)
+    buf = io.BytesIO()
+    fig.fig.savefig(buf, format="png", dpi=float(rng.uniform(70, 170)), facecolor="white")
+    plt.close(fig.fig)
+    return cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_GRAYSCALE)
+
+
+def intact_drawing(seed: int) -> np.ndarray:
+    """An intact gray drawing: three in four from the synthetic schematic engine (when it is installed), the
+    rest from `ladder_drawing`, whose pen and fonts differ."""
+    try:
+        from vision.synth.render import render_sample
+    except ImportError:
+        return ladder_drawing(seed)
+    if seed % 4 == 3:
+        return ladder_drawing(seed)
+    image = render_sample(seed).image
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+
+
+def pack(out: Path, count: int, first_seed: int) -> None:
+    """Render `count` drawings (seeds first_seed…) into one npz: PNG bytes back to back plus offsets."""
+    blobs: list[bytes] = []
+    for i in range(count):
+        ok, png = cv2.imencode(".png", intact_drawing(first_seed + i), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        if not ok:
+            raise RuntimeError(f"could not encode drawing {first_seed + i}")
+        blobs.append(png.tobytes())
+    offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, data=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets)
+    print(f"packed {count} drawings, {offsets[-1] / 2**20:.1f} MiB -> {out}")
+
+
+class Pack:
+    """The drawings of a pack file, decoded on demand."""
+
+    def __init__(self, path: Path) -> None:
+        with np.load(path, allow_pickle=False) as z:
+            self.data, self.offsets = z["data"], z["offsets"]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return cv2.imdecode(self.data[self.offsets[i] : self.offsets[i + 1]], cv2.IMREAD_GRAYSCALE)
+
+
+# ---------------------------------------------------------------------------------------------- samples
+def random_crop(drawing: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    """A size×size crop at a random scale, preferring crops with some ink; pads with paper when small."""
+    scale = rng.uniform(0.6, 1.4)
+    img = cv2.resize(drawing, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    h, w = img.shape
+    if h < size or w < size:
+        img = cv2.copyMakeBorder(img, 0, max(0, size - h), 0, max(0, size - w), cv2.BORDER_CONSTANT, value=255)
+        h, w = img.shape
+    best, best_ink = img[:size, :size], -1.0
+    for _ in range(4):
+        y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+        crop = img[y : y + size, x : x + size]
+        ink = float((crop < 128).mean())
+        if ink > best_ink:
+            best, best_ink = crop, ink
+        if ink > 0.02:
+            break
+    return np.ascontiguousarray(best)
+
+
+def make_example(drawing: np.ndarray, rng: np.random.Generator, size: int = CROP) -> tuple[np.ndarray, ...]:
+    """(damaged gray, mask 0/255, intact gray) from one crop of a drawing; sometimes in colour before graying,
+    sometimes left undamaged so the mask net learns to leave clean drawings alone."""
+    crop = random_crop(drawing, rng, size)
+    if rng.random() < 0.25:
+        ink = rng.uniform(0.0, 0.45, 3)
+        paper = 1.0 - rng.uniform(0.0, 0.12, 3)
+        t = crop.astype(np.float32)[..., None] / 255.0
+        crop = np.clip((ink + (paper - ink) * t) * 255.0, 0, 255).astype(np.uint8)
+    if rng.random() < 0.1:
+        damaged, mask = crop, np.zeros(crop.shape[:2], np.uint8)
+    else:
+        damaged, mask = apply_damage(crop, rng)
+    if crop.ndim == 3:
+        crop, damaged = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.cvtColor(damaged, cv2.COLOR_BGR2GRAY)
+    return damaged, mask, crop
+
+
+class DamagedCrops(IterableDataset):
+    """Endless damaged crops; each worker draws from its own seed stream."""
+
+    def __init__(self, pack_path: Path, seed: int, size: int = CROP, per_drawing: int = 4) -> None:
+        self.pack_path, self.seed, self.size, self.per_drawing = pack_path, seed, size, per_drawing
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        cv2.setNumThreads(1)  # workers already run in parallel; OpenCV's own pool would oversubscribe
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        drawings = Pack(self.pack_path)
+        while True:
+            drawing = drawings[int(rng.integers(len(drawings)))]
+            for _ in range(self.per_drawing):
+                damaged, mask, intact = make_example(drawing, rng, self.size)
+                yield (
+                    torch.from_numpy(damaged)[None],
+                    torch.from_numpy(mask)[None],
+                    torch.from_numpy(intact)[None],
+                )
+
+
+# ----------------------------------------------------------------------------------------------- losses
+def sobel(x: torch.Tensor) -> torch.Tensor:
+    """Horizontal and vertical Sobel responses of (N, 1, H, W), stacked as 2 channels."""
+    k = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device, dtype=x.dtype) / 4
+    return F.conv2d(x, torch.stack([k, k.t()])[:, None], padding=1)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    p = torch.sigmoid(logits)
+    inter = (p * target).sum((1, 2, 3))
+    return (1 - (2 * inter + 1) / (p.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1)).mean()
+
+
+def generator_losses(
+    pred: torch.Tensor, intact: torch.Tensor, damaged: torch.Tensor, hole: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Reconstruction terms: L1 in the hole (ink pixels weighted up) and outside it, and an edge term."""
+    ink = F.max_pool2d((intact < 0.6).float(), 3, 1, 1)  # strokes and a pixel around them
+    weight = 1.0 + 4.0 * ink
+    err = (pred - intact).abs()
+    comp = composite(pred, damaged, hole)
+    near = F.max_pool2d(hole, 5, 1, 2)
+    edge = ((sobel(comp) - sobel(intact)).abs().sum(1, keepdim=True) * near).sum() / near.sum().clamp(min=1)
+    return {
+        "hole": (err * weight * hole).sum() / hole.sum().clamp(min=1),
+        "valid": (err * (1 - hole)).mean(),
+        "edge": edge,
+    }
+
+
+# ------------------------------------------------------------------------------------------- checkpoint
+def save_checkpoint(
+    folder: Path, state: dict[str, object], parts: dict[str, torch.nn.Module | torch.optim.Optimizer]
+) -> None:
+    """Write models.safetensors (fp32 weights), optim.safetensors (optimizer moments, param groups in the
+    metadata) and state.json (counters) into `folder`, each file atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    models: dict[str, torch.Tensor] = {}
+    optims: dict[str, torch.Tensor] = {}
+    meta: dict[str, str] = {}
+    for name, part in parts.items():
+        sd = part.state_dict()
+        if isinstance(part, torch.optim.Optimizer):
+            optims.update({f"{name}.{i}.{k}": v for i, s in sd["state"].items() for k, v in s.items()})
+            meta[name] = json.dumps(sd["param_groups"])
+        else:
+            models.update({f"{name}.{k}": v for k, v in sd.items()})
+    for file, tensors, md in (("models", models, {}), ("optim", optims, meta)):
+        tmp = folder / f".{file}.safetensors.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=md)
+        os.replace(tmp, folder / f"{file}.safetensors")
+    tmp = folder / ".state.json.tmp"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, folder / "state.json")
+
+
+def load_checkpoint(folder: Path, parts: dict[str, torch.nn.Module | torch.optim.Optimizer]) -> dict[str, object]:
+    """Restore what `save_checkpoint` wrote into the given modules and optimizers; returns the counters."""
+    with safe_open(str(folder / "models.safetensors"), framework="pt") as f:
+        models = {k: f.get_tensor(k) for k in f.keys()}
+    with safe_open(str(folder / "optim.safetensors"), framework="pt") as f:
+        optims = {k: f.get_tensor(k) for k in f.keys()}
+        meta = f.metadata() or {}
+    for name, part in parts.items():
+        if isinstance(part, torch.optim.Optimizer):
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in optims.items():
+                owner, idx, k = key.split(".", 2)
+                if owner == name:
+                    state.setdefault(int(idx), {})[k] = value
+            part.load_state_dict({"state": state, "param_groups": json.loads(meta[name])})
+        else:
+            prefix = name + "."
+            part.load_state_dict({k[len(prefix) :]: v for k, v in models.items() if k.startswith(prefix)})
+    return json.loads((folder / "state.json").read_text())
+
+
+# --------------------------------------------------------------------------------------------- training
+def train(args: argparse.Namespace) -> None:
+    """Train both nets for `args.minutes` of wall time (or `args.steps`), resuming from `args.ckpt`."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(args.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    mask_net = DamageNet().to(device).to(memory_format=torch.channels_last)
+    gen = InpaintNet().to(device).to(memory_format=torch.channels_last)
+    disc = PatchDiscriminator().to(device).to(memory_format=torch.channels_last)
+    opt_m = torch.optim.AdamW(mask_net.parameters(), lr=args.lr, weight_decay=1e-4)
+    opt_g = torch.optim.AdamW(gen.parameters(), lr=args.lr, weight_decay=1e-4, betas=(0.5, 0.99))
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=args.lr * 0.5, weight_decay=0.0, betas=(0.5, 0.99))
+    parts = {"mask_net": mask_net, "gen": gen, "disc": disc, "opt_m": opt_m, "opt_g": opt_g, "opt_d": opt_d}
+    ckpt = Path(args.ckpt)
+    state: dict[str, object] = {"step": 0, "seconds": 0.0}
+    if (ckpt / "state.json").exists():
+        state = load_checkpoint(ckpt, parts)
+        print(f"resumed at step {state['step']} ({float(state['seconds']):.0f} s trained)")
+    budget = args.minutes * 60.0
+    loader = DataLoader(
+        DamagedCrops(Path(args.data), args.seed + int(state["step"])),
+        batch_size=args.batch,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0,
+        prefetch_factor=4 if args.workers > 0 else None,
+    )
+    amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    step, trained = int(state["step"]), float(state["seconds"])
+    start, last_save, last_log = time.time(), time.time(), time.time()
+    for damaged, mask, intact in loader:
+        progress = min(1.0, (trained + time.time() - start) / budget) if budget > 0 else step / max(1, args.steps)
+        if progress >= 1.0 or (args.steps and step >= args.steps):
+            break
+        lr = args.lr * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        for opt, scale in ((opt_m, 1.0), (opt_g, 1.0), (opt_d, 0.5)):
+            for g in opt.param_groups:
+                g["lr"] = lr * scale
+        to = dict(device=device, non_blocking=True, memory_format=torch.channels_last)
+        damaged = damaged.to(**to).float() / 255.0
+        mask = mask.to(**to).float() / 255.0
+        intact = intact.to(**to).float() / 255.0
+        # The inpainter sees a mask that may be a little larger than the truth, as a predicted one is.
+        grow = int(np.random.default_rng(step).integers(0, 3))
+        hole = F.max_pool2d(mask, 2 * grow + 1, 1, grow) if grow else mask
+        use_gan = progress >= args.gan_start
+        with amp:
+            logits = mask_net(damaged)
+            loss_m = F.binary_cross_entropy_with_logits(logits.float(), mask) + dice_loss(logits.float(), mask)
+            pred, mu, logvar = gen(damaged, hole)
+            pred = pred.float()
+            parts_g = generator_losses(pred, intact, damaged, hole)
+            loss_g = (
+                6 * parts_g["hole"]
+                + parts_g["valid"]
+                + 2 * parts_g["edge"]
+                + args.kl * kl_divergence(mu.float(), logvar.float())
+            )
+            comp = composite(pred, damaged, hole)
+            if use_gan:
+                loss_adv = -disc(comp, hole).float().mean()
+                loss_g = loss_g + args.adv * loss_adv
+        opt_m.zero_grad(set_to_none=True)
+        opt_g.zero_grad(set_to_none=True)
+        (loss_m + loss_g).backward()
+        torch.nn.utils.clip_grad_norm_(gen.parameters(), 1.0)
+        opt_m.step()
+        opt_g.step()
+        if use_gan:
+            with amp:
+                d_real = disc(intact, hole).float()
+                d_fake = disc(comp.detach(), hole).float()
+                loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        step += 1
+        now = time.time()
+        if now - last_log > args.log_every:
+            last_log = now
+            print(
+                f"step {step} t={trained + now - start:.0f}s lr={lr:.2e} mask={loss_m.item():.4f} "
+                f"hole={parts_g['hole'].item():.4f} valid={parts_g['valid'].item():.4f} "
+                f"edge={parts_g['edge'].item():.4f} kl={kl_divergence(mu.float(), logvar.float()).item():.3f}"
+                + (f" d={loss_d.item():.3f}" if use_gan else ""),
+                flush=True,
+            )
+        if now - last_save > args.save_every:
+            last_save = now
+            save_checkpoint(ckpt, {"step": step, "seconds": trained + now - start}, parts)
+    save_checkpoint(ckpt, {"step": step, "seconds": trained + time.time() - start}, parts)
+    weights = Path(args.weights)
+    mask_net.cpu().to(memory_format=torch.contiguous_format).save(weights / "damage_net.safetensors")
+    gen.cpu().to(memory_format=torch.contiguous_format).save(weights / "inpaint.safetensors")
+    print(f"done: {step} steps in {trained + time.time() - start:.0f} s; weights in {weights}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: `pack` or `train` (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m vision.train_inpaint", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack", help="render intact drawings into a pack file")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--count", type=int, default=1500)
+    p.add_argument("--first-seed", type=int, default=0)
+    t = sub.add_parser("train", help="train the damage-mask net and the inpainter")
+    t.add_argument("--data", required=True)
+    t.add_argument("--ckpt", default="runs/repair")
+    t.add_argument("--weights", default=str(Path(__file__).resolve().parent / "weights"))
+    t.add_argument("--minutes", type=float, default=3.5, help="wall-time budget (0: use --steps)")
+    t.add_argument("--steps", type=int, default=0)
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--kl", type=float, default=1e-3)
+    t.add_argument("--adv", type=float, default=0.02)
+    t.add_argument("--gan-start", type=float, default=0.3, help="fraction of training before the GAN term")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--log-every", type=float, default=15.0)
+    t.add_argument("--save-every", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    if args.cmd == "pack":
+        pack(args.out, args.count, args.first_seed)
+    else:
+        train(args)
+
+
+if __name__ == "__main__":
+    main()
