@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pymupdf
 
@@ -30,63 +30,52 @@ RULE_TOL = 2.5  # points: rules closer than this touch
 MARGIN = 0.06  # top and bottom share of the page where running headers and footers sit
 CAPTION_RE = re.compile(r"^\s*(Table|Tab\.|Figure|Fig\.?|Chart|Source|Note)s?\b", re.IGNORECASE)
 NUMERIC_RE = re.compile(r"^[\s(<>≤≥±~+\-–−]*[$€£%]?\s*\d[\d.,\s]*\s*[%‰]?[)*]?\s*[a-zA-Zµ°%]{0,3}$")
+MONO_FONT_RE = re.compile(r"Mono|Courier|Consol|Menlo|Code|Typewriter|CMTT|LMTT", re.IGNORECASE)
 BULLET_RE = re.compile(r"^([•◦▪▫●○■□►▸‣⁃∙·\-–*]|\(?\d{1,3}[.)]|\(?[a-z][.)]|\d+(\.\d+)+\.?)$")
 
 
-@dataclass
 class _Word:
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    text: str
+    """One word box and its text."""
 
-    @property
-    def h(self) -> float:
-        return self.y1 - self.y0
+    __slots__ = ("x0", "y0", "x1", "y1", "text", "h")
+
+    def __init__(self, x0: float, y0: float, x1: float, y1: float, text: str) -> None:
+        self.x0, self.y0, self.x1, self.y1, self.text = x0, y0, x1, y1, text
+        self.h = y1 - y0
 
 
-@dataclass
 class _Words:
-    """A group of words and its bounding box."""
+    """A group of words and its bounding box (computed once: groups are built whole)."""
 
-    words: list[_Word]
+    __slots__ = ("words", "x0", "y0", "x1", "y1")
 
-    @property
-    def x0(self) -> float:
-        return min(w.x0 for w in self.words)
-
-    @property
-    def x1(self) -> float:
-        return max(w.x1 for w in self.words)
-
-    @property
-    def y0(self) -> float:
-        return min(w.y0 for w in self.words)
-
-    @property
-    def y1(self) -> float:
-        return max(w.y1 for w in self.words)
+    def __init__(self, words: list[_Word]) -> None:
+        self.words = words
+        self.x0 = min(w.x0 for w in words)
+        self.y0 = min(w.y0 for w in words)
+        self.x1 = max(w.x1 for w in words)
+        self.y1 = max(w.y1 for w in words)
 
 
-@dataclass
 class _Chunk(_Words):
     """Words of one row that sit close together: one cell's line of text (or a spanning text)."""
+
+    __slots__ = ()
 
     @property
     def text(self) -> str:
         return " ".join(w.text for w in self.words)
 
 
-@dataclass
 class _Row(_Words):
     """One visual line of text across the page (or across a region)."""
 
-    chunks: list[_Chunk] = field(default_factory=list)
+    __slots__ = ("chunks", "h")
 
-    @property
-    def h(self) -> float:
-        return statistics.median(w.h for w in self.words)
+    def __init__(self, words: list[_Word]) -> None:
+        super().__init__(words)
+        self.chunks: list[_Chunk] = []
+        self.h = statistics.median(w.h for w in words)
 
 
 @dataclass
@@ -130,24 +119,38 @@ def _merge_segments(segs: list[tuple[float, float, float]]) -> list[tuple[float,
     return out
 
 
-def _page_rules(page: pymupdf.Page, mat: pymupdf.Matrix | None) -> _Rules:
+Matrix = tuple[float, float, float, float, float, float]
+
+
+def _box(x0: float, y0: float, x1: float, y1: float, mat: Matrix | None) -> BBox:
+    """A box (given by two corners) in the displayed page frame, normalised."""
+    if mat is not None:
+        a, b, c, d, e, f = mat
+        x0, y0, x1, y1 = a * x0 + c * y0 + e, b * x0 + d * y0 + f, a * x1 + c * y1 + e, b * x1 + d * y1 + f
+    return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+def _page_rules(page: pymupdf.Page, mat: Matrix | None) -> _Rules:
+    """Rulings, shaded areas and artwork of a page from its vector drawings."""
     h: list[tuple[float, float, float]] = []
     v: list[tuple[float, float, float]] = []
     fills: list[BBox] = []
     art: list[BBox] = []
-    page_area = page.rect.get_area()
+    page_area = abs(page.rect)
 
-    def add_rect(r: pymupdf.Rect, stroked: bool, filled: bool) -> None:
-        if r.height <= 3 and r.width > 3:
-            h.append(((r.y0 + r.y1) / 2, r.x0, r.x1))
-        elif r.width <= 3 and r.height > 3:
-            v.append(((r.x0 + r.x1) / 2, r.y0, r.y1))
-        elif r.width > 3 and r.height > 3:
+    def add_rect(r: BBox, stroked: bool, filled: bool) -> None:
+        x0, y0, x1, y1 = r
+        w, ht = x1 - x0, y1 - y0
+        if ht <= 3 and w > 3:
+            h.append(((y0 + y1) / 2, x0, x1))
+        elif w <= 3 and ht > 3:
+            v.append(((x0 + x1) / 2, y0, y1))
+        elif w > 3 and ht > 3:
             if stroked:
-                h.extend([(r.y0, r.x0, r.x1), (r.y1, r.x0, r.x1)])
-                v.extend([(r.x0, r.y0, r.y1), (r.x1, r.y0, r.y1)])
-            if filled and r.get_area() < 0.4 * page_area:  # a larger one is a page background
-                fills.append((r.x0, r.y0, r.x1, r.y1))
+                h.extend([(y0, x0, x1), (y1, x0, x1)])
+                v.extend([(x0, y0, y1), (x1, y0, y1)])
+            if filled and w * ht < 0.4 * page_area:  # a larger one is a page background
+                fills.append(r)
 
     for path in page.get_cdrawings():
         kind = path.get("type", "")
@@ -155,53 +158,48 @@ def _page_rules(page: pymupdf.Page, mat: pymupdf.Matrix | None) -> _Rules:
         filled = "f" in kind and not _is_light(path.get("fill")) and path.get("fill_opacity", 1.0) > 0.05
         if not stroked and not filled:
             continue
-        if not stroked and all(item[0] == "l" for item in path["items"]):
+        items = path["items"]
+        if not stroked and all(item[0] == "l" for item in items):
             # a filled polygon: an axis-parallel one is a rule or a shaded box, any other is artwork
-            r = pymupdf.Rect(path["rect"])
-            r = (r * mat if mat is not None else r).normalize()
-            if all(abs(p[0] - q[0]) <= 0.5 or abs(p[1] - q[1]) <= 0.5 for _, p, q in path["items"]):
+            r = _box(*path["rect"], mat)
+            if all(abs(p[0] - q[0]) <= 0.5 or abs(p[1] - q[1]) <= 0.5 for _, p, q in items):
                 add_rect(r, False, True)
             else:
-                art.append(tuple(r))
+                art.append(r)
             continue
-        for item in path["items"]:
+        for item in items:
             op = item[0]
             if op == "l":
-                p, q = pymupdf.Point(item[1]), pymupdf.Point(item[2])
-                if mat is not None:
-                    p, q = p * mat, q * mat
-                if abs(p.y - q.y) <= 1.0 and abs(p.x - q.x) > 3:
-                    h.append(((p.y + q.y) / 2, min(p.x, q.x), max(p.x, q.x)))
-                elif abs(p.x - q.x) <= 1.0 and abs(p.y - q.y) > 3:
-                    v.append(((p.x + q.x) / 2, min(p.y, q.y), max(p.y, q.y)))
+                x0, y0, x1, y1 = _box(*item[1], *item[2], mat)
+                if y1 - y0 <= 1.0 and x1 - x0 > 3:
+                    h.append(((y0 + y1) / 2, x0, x1))
+                elif x1 - x0 <= 1.0 and y1 - y0 > 3:
+                    v.append(((x0 + x1) / 2, y0, y1))
                 else:
-                    art.append(tuple(pymupdf.Rect(p, q).normalize()))
-            elif op in ("re", "qu"):
-                r = pymupdf.Rect(item[1]) if op == "re" else pymupdf.Quad(item[1]).rect
-                if mat is not None:
-                    r = r * mat
-                add_rect(r.normalize(), stroked, filled)
+                    art.append((x0, y0, x1, y1))
+            elif op == "re":
+                add_rect(_box(*item[1], mat), stroked, filled)
+            elif op == "qu":
+                xs = [p[0] for p in item[1]]
+                ys = [p[1] for p in item[1]]
+                add_rect(_box(min(xs), min(ys), max(xs), max(ys), mat), stroked, filled)
             else:
-                pts = [pymupdf.Point(p) for p in item[1:] if isinstance(p, (tuple, list))]
+                pts = [p for p in item[1:] if isinstance(p, (tuple, list))]
                 if pts:
-                    r = pymupdf.Rect(pts[0], pts[0])
-                    for p in pts[1:]:
-                        r |= p
-                    art.append(tuple(r * mat if mat is not None else r))
+                    xs = [p[0] for p in pts]
+                    ys = [p[1] for p in pts]
+                    art.append(_box(min(xs), min(ys), max(xs), max(ys), mat))
     return _Rules(_merge_segments(h), _merge_segments(v), fills, art)
 
 
-def _page_words(page: pymupdf.Page, mat: pymupdf.Matrix | None) -> list[_Word]:
+def _page_words(page: pymupdf.Page, mat: Matrix | None) -> list[_Word]:
     words = []
     for x0, y0, x1, y1, text, *_ in page.get_text("words"):
-        if not text.strip():
-            continue
-        r = pymupdf.Rect(x0, y0, x1, y1)
         if mat is not None:
-            r = r * mat
-        if r.height <= 0 or r.width <= 0 or r.width < 0.3 * r.height and len(text) > 2:
-            continue  # vertical text: not part of a row
-        words.append(_Word(r.x0, r.y0, r.x1, r.y1, text))
+            x0, y0, x1, y1 = _box(x0, y0, x1, y1, mat)
+        if y1 <= y0 or x1 <= x0 or (x1 - x0 < 0.3 * (y1 - y0) and len(text) > 2):
+            continue  # empty, or vertical text that is not part of a row
+        words.append(_Word(x0, y0, x1, y1, text))
     return words
 
 
@@ -238,15 +236,13 @@ def _split_chunks(row: _Row, v_rules: list[tuple[float, float, float]], gap_em: 
     """Cut a row where words are far apart or a vertical rule runs between them."""
     cy = (row.y0 + row.y1) / 2
     cuts = [x for x, a, b in v_rules if a - 1 <= cy <= b + 1]
-    chunks = [_Chunk([row.words[0]])]
+    groups = [[row.words[0]]]
     for a, b in zip(row.words, row.words[1:]):
-        gap = b.x0 - a.x1
-        ruled = any(a.x1 - 1 <= x <= b.x0 + 1 for x in cuts)
-        if ruled or gap > gap_em * min(a.h, b.h):
-            chunks.append(_Chunk([b]))
+        if b.x0 - a.x1 > gap_em * min(a.h, b.h) or any(a.x1 - 1 <= x <= b.x0 + 1 for x in cuts):
+            groups.append([b])
         else:
-            chunks[-1].words.append(b)
-    return chunks
+            groups[-1].append(b)
+    return [_Chunk(g) for g in groups]
 
 
 # ---------------------------------------------------------------------------------------------- regions
@@ -747,8 +743,8 @@ def _in_drawing(box: BBox, rules: _Rules) -> bool:
     return hits >= 4
 
 
-def _plausible(grid: _Grid, rules: _Rules, region: BBox) -> bool:
-    """Reject grids that are prose, lists, charts or diagrams rather than tables."""
+def _plausible(grid: _Grid, rules: _Rules, region: BBox, mono: list[BBox]) -> bool:
+    """Reject grids that are prose, lists, code, charts or diagrams rather than tables."""
     if grid.n_rows < 2 or len(grid.cols) < 3:
         return False
     n_cols = len(grid.cols) - 1
@@ -768,6 +764,11 @@ def _plausible(grid: _Grid, rules: _Rules, region: BBox) -> bool:
     long_rules = [(a, y, b, y) for y, a, b in rules.h if b - a > 0.5 * fw]
     long_rules += [(x, a, x, b) for x, a, b in rules.v if b - a > 0.5 * fh]
     ruled = _inside_count(long_rules, frame)
+    inner = grid.bbox[0] + 2, grid.bbox[1] + 2, grid.bbox[2] - 2, grid.bbox[3] - 2
+    if _inside_count(long_rules, inner) == 0 and sum(
+        any(_overlap(c.bbox, m) > 0.5 for m in mono) for c in grid.cells if c.bbox
+    ) >= 0.8 * len(grid.cells):
+        return False  # monospaced text without inner rules: a code listing
     if ruled < 2 and grid.n_rows < 3:
         return False  # two borderless lines are too little evidence
     if ruled < 2 and _in_drawing(grid.bbox, rules):
@@ -790,20 +791,56 @@ def _table_text(table: Table) -> str:
     return "\n".join(" | ".join(t.replace("\n", " ") for t in row) for row in table.grid())
 
 
-def _has_evidence(text: dict, rules: _Rules) -> bool:
-    """Cheap test: rulings that could frame a table, or text lines that break into columns."""
-    if len(rules.h) + len(rules.v) + len(rules.fills) >= 3:
-        return True
-    rows: dict[int, int] = {}
-    for b in text.get("blocks", []):
-        for line in b.get("lines", []):
-            y = int((line["bbox"][1] + line["bbox"][3]) / 4)  # 4-point buckets
-            rows[y] = rows.get(y, 0) + 1
-    return sum(1 for n in rows.values() if n >= 2) >= 2
+def _dict_words(text: dict, mat: Matrix | None) -> list[_Word]:
+    """Approximate word boxes from a text dict: spans cut at runs of two or more spaces.
+
+    Positions inside a span are interpolated by character count; good enough to see whether a page
+    has column-aligned text at all, before paying for exact word boxes.
+    """
+    out: list[_Word] = []
+    for block in text.get("blocks", []):
+        for line in block.get("lines", []):
+            d = line.get("dir", (1, 0))
+            if abs(d[1]) > 0.1 and mat is None or abs(d[0]) > 0.1 and mat is not None and mat[0] == 0:
+                continue  # text running across the reading direction
+            for span in line.get("spans", []):
+                t = span.get("text", "")
+                x0, y0, x1, y1 = span["bbox"]
+                n = max(len(t), 1)
+                for m in re.finditer(r"\S+(?: \S+)*", t):
+                    a = x0 + (x1 - x0) * m.start() / n
+                    b = x0 + (x1 - x0) * m.end() / n
+                    bx = _box(a, y0, b, y1, mat)
+                    if bx[2] > bx[0] and bx[3] > bx[1]:
+                        out.append(_Word(*bx, m.group()))
+    return out
+
+
+def _regions(words: list[_Word], rules: _Rules, page: pymupdf.Rect) -> list[BBox]:
+    """Candidate table regions: ruled frames with text, and runs of column-aligned rows."""
+    rows = _group_rows(words)
+    if not rows:
+        return []
+    line_h = statistics.median(r.h for r in rows)
+    for r in rows:
+        r.chunks = _split_chunks(r, rules.v, COLUMN_GAP_EM)
+    ruled = [b for b in _ruled_regions(rules, rows, line_h) if len(_rows_in(words, b)) >= 2]
+    # text outside the ruled regions may still hold borderless tables; look in each page column apart
+    free_words = [w for w in words if not any(_word_in(w, b) for b in ruled)] if ruled else words
+    aligned: list[BBox] = []
+    for part in _split_at_gutters(free_words, rows, page.width):
+        part_rows = _group_rows(part) if len(part) != len(words) else rows
+        for r in part_rows:
+            r.chunks = _split_chunks(r, rules.v, COLUMN_GAP_EM)
+        aligned += _aligned_regions(part_rows, page)
+    return _merge_regions(ruled + aligned)
 
 
 def extract_tables(page: pymupdf.Page, page_number: int, text: dict | None = None) -> list[Block]:
     """Table blocks of one page.
+
+    The page's drawings and its text dict decide first, cheaply, whether any region could hold a
+    table; only then are exact word boxes extracted and the regions laid out as grids.
 
     Args:
         page: the PyMuPDF page.
@@ -814,40 +851,32 @@ def extract_tables(page: pymupdf.Page, page_number: int, text: dict | None = Non
         Blocks of kind "table" with ids `p{page_number}-t{i}`, each carrying a `Table` of cells and a
         plain-text rendering; bboxes in PDF points of the displayed page, top-left origin.
     """
-    mat = page.rotation_matrix if page.rotation else None
+    mat = tuple(page.rotation_matrix) if page.rotation else None
     rules = _page_rules(page, mat)
     if text is None:
         text = page.get_text("dict")
-    if not _has_evidence(text, rules):
+    if not _regions(_dict_words(text, mat), rules, page.rect):
         return []
     words = _page_words(page, mat)
     if len(words) < 4:
         return []
-    page_width = page.rect.width
-    rows = _group_rows(words)
-    line_h = statistics.median(r.h for r in rows)
-    for r in rows:
-        r.chunks = _split_chunks(r, rules.v, COLUMN_GAP_EM)
-    ruled = [b for b in _ruled_regions(rules, rows, line_h) if len(_rows_in(words, b)) >= 2]
-    # text outside the ruled regions may still hold borderless tables; look in each page column apart
-    free_words = [w for w in words if not any(_word_in(w, b) for b in ruled)] if ruled else words
-    aligned: list[BBox] = []
-    for part in _split_at_gutters(free_words, rows, page_width):
-        part_rows = _group_rows(part) if len(part) != len(words) else rows
-        for r in part_rows:
-            r.chunks = _split_chunks(r, rules.v, COLUMN_GAP_EM)
-        aligned += _aligned_regions(part_rows, page.rect)
-    regions = _merge_regions(ruled + aligned)
+    mono = [
+        _box(*span["bbox"], mat)
+        for block in text.get("blocks", [])
+        for line in block.get("lines", [])
+        for span in line.get("spans", [])
+        if MONO_FONT_RE.search(span.get("font", ""))
+    ]
     blocks: list[Block] = []
     taken: list[BBox] = []
-    for box in sorted(regions, key=lambda b: (b[1], b[0])):
+    for box in sorted(_regions(words, rules, page.rect), key=lambda b: (b[1], b[0])):
         sub = _rows_in(words, box)
         if len(sub) < 2:
             continue
         for r in sub:
             r.chunks = _split_chunks(r, rules.v, CELL_GAP_EM)
         grid = _structure(sub, rules, box)
-        if grid is None or not _plausible(grid, rules, box):
+        if grid is None or not _plausible(grid, rules, box, mono):
             continue
         if any(_overlap(grid.bbox, t) > 0.5 for t in taken):
             continue
