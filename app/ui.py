@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from app.settings import Settings
+from app.ui_repair import build_repair_tab
 from pipelines.batch import write_outputs
 from pipelines.document import Document
 from pipelines.ingest import PdfError
@@ -156,4 +157,6 @@ def build_ui(settings: Settings) -> gr.Blocks:
         gr.Markdown("# ohmlens\nRead datasheets, schematics and damaged drawings.")
         with gr.Tab("Document", elem_id="tab-document"):
             build_document_tab(workspace)
+        with gr.Tab("Repair", elem_id="tab-repair"):
+            build_repair_tab()
     return ui
