@@ -152,7 +152,8 @@ class LatentCache:
             raise CacheError(f"cache: {need} tokens exceed the model's {self.max_positions} positions")
         if absorb is None:
             absorb = past > 0 and seqlen <= self.absorb_max_tokens
-        meta = build_meta(self.lengths, seqlen, kv_len or need, past, absorb, self.data.device)
+        uniform = len(set(self._host)) == 1
+        meta = build_meta(self.lengths, seqlen, kv_len or need, past, absorb, self.data.device, uniform)
         assert meta.write_index is not None
         return meta.write_index, meta
 

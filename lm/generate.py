@@ -16,6 +16,7 @@ costs one graph launch instead of thousands of kernel launches from Python.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from lm.model import LanguageModel
 
 if TYPE_CHECKING:
     from lm.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
 
 
 class GenerationError(ValueError):
@@ -285,11 +288,18 @@ class Generator:
         need = max(cache.host_lengths) + n
         if need > cache.capacity:
             raise GenerationError(f"generation needs {need} cache slots, the workspace has {cache.capacity}")
-        if ws.graphs is None:
-            outs = self._step_body(ws, kind, need)(*inputs)
-        else:
+        outs = None
+        if ws.graphs is not None:
             kv_len = min(-(-need // self.graph_bucket) * self.graph_bucket, cache.capacity)
-            outs = ws.graphs.run((kind, n, kv_len), self._step_body(ws, kind, kv_len), inputs)
+            try:
+                outs = ws.graphs.run((kind, n, kv_len), self._step_body(ws, kind, kv_len), inputs)
+            except RuntimeError as exc:  # e.g. an op that synchronises: decode eagerly instead of failing
+                log.warning("CUDA graph capture failed (%s); decoding without graphs", exc)
+                self.use_graphs = False
+                for w in self._workspaces.values():
+                    w.graphs = None
+        if outs is None:
+            outs = self._step_body(ws, kind, need)(*inputs)
         cache.advance(n)
         return outs
 

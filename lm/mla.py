@@ -19,17 +19,23 @@ rotated by one frequency each.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention.bias import causal_lower_right
 
 from lm.config import LMConfig, yarn_get_mscale
 from lm.layers import Float32Module, RMSNorm
 
 # Pad V up to the query/key width so PyTorch's flash kernel (equal head dims only) can run MLA prefill on CUDA.
-PAD_V_FOR_FLASH = True
+# Off by default: on an H200 (torch 2.11) the unpadded call was faster (tests/benchmarks/results/lm_h200.json).
+PAD_V_FOR_FLASH = False
+# SDPA backends to restrict prefill attention to (None = PyTorch's choice); benchmarks set this to compare.
+SDPA_BACKENDS: list[SDPBackend] | None = None
 
 
 # ---------------------------------------------------------------------- rotary embedding
@@ -113,6 +119,8 @@ class AttentionMeta:
         past: host-side upper bound of ``start`` (0 means no cached tokens: plain causal attention).
         absorb: use the absorbed (latent-space) attention.
         mask: bool [B, S, T] True where query s may attend slot t (None for plain causal).
+        uniform: every row has the same cached length (expanded attention can then use lower-right causal
+            alignment and keep the fused SDPA kernels instead of an explicit mask).
     """
 
     start: torch.Tensor | None = None
@@ -121,6 +129,7 @@ class AttentionMeta:
     past: int = 0
     absorb: bool = False
     mask: torch.Tensor | None = None
+    uniform: bool = False
     _score_bias: torch.Tensor | None = None
 
     def score_bias(self, heads: int, dtype: torch.dtype) -> torch.Tensor:
@@ -137,7 +146,13 @@ class AttentionMeta:
 
 
 def build_meta(
-    start: torch.Tensor | None, seq_len: int, kv_len: int, past: int, absorb: bool, device: torch.device
+    start: torch.Tensor | None,
+    seq_len: int,
+    kv_len: int,
+    past: int,
+    absorb: bool,
+    device: torch.device,
+    uniform: bool = False,
 ) -> AttentionMeta:
     """Attention metadata for ``seq_len`` new tokens written after ``start`` tokens of each cached row."""
     if start is None:
@@ -148,7 +163,7 @@ def build_meta(
     if past > 0 or absorb:
         slots = torch.arange(kv_len, device=device)
         mask = slots[None, None, :] <= write_index[:, :, None]  # [B, S, T]: causal w.r.t. each row's own length
-    return AttentionMeta(start, write_index, kv_len, past, absorb, mask)
+    return AttentionMeta(start, write_index, kv_len, past, absorb, mask, uniform and kv_len == past + seq_len)
 
 
 # ---------------------------------------------------------------------- MLA
@@ -224,7 +239,7 @@ class MLA(nn.Module):
         if meta.absorb:
             out = self._absorbed(q_nope, q_pe, latent, meta.score_bias(self.n_heads, latent.dtype))
         else:
-            out = self._expanded(q_nope, q_pe, latent, meta.mask)
+            out = self._expanded(q_nope, q_pe, latent, None if meta.uniform else meta.mask)
         return self.o_proj(out.flatten(2))  # [B, S, H * dv] -> [B, S, D]
 
     def _expanded(
@@ -241,15 +256,23 @@ class MLA(nn.Module):
         pad = PAD_V_FOR_FLASH and q.is_cuda and mask is None and self.v_dim < self.qk_dim
         if pad:
             v = F.pad(v, (0, self.qk_dim - self.v_dim))
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=None if mask is None else mask[:, None],
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=mask is None,
-            scale=self.softmax_scale,
-        )
+        if mask is not None:
+            attn_mask = mask[:, None]  # rows of different cached lengths: explicit mask
+        elif q.shape[2] != k.shape[2]:
+            attn_mask = causal_lower_right(q.shape[2], k.shape[2])  # same cached length on every row
+        else:
+            attn_mask = None
+        restrict = SDPA_BACKENDS and attn_mask is None  # masked calls keep PyTorch's choice (not all kernels mask)
+        with sdpa_kernel(SDPA_BACKENDS) if restrict else nullcontext():
+            out = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=attn_mask,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=attn_mask is None,
+                scale=self.softmax_scale,
+            )
         if pad:
             out = out[..., : self.v_dim]
         return out.transpose(1, 2)
