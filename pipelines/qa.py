@@ -458,7 +458,8 @@ class QAEngine:
         for t in terms:
             w = index.idf(t)
             total += w
-            if t in have or t.replace("-", "") in have or SYNONYMS.get(t, set()) & have:
+            flat = t.replace("-", "")
+            if t in have or flat in have or (SYNONYMS.get(t, set()) | SYNONYMS.get(flat, set())) & have:
                 got += w
         return got / total if total else 0.0
 

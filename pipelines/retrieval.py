@@ -36,7 +36,7 @@ STOPWORDS = frozenset(
     for from give given has have how i if in into is it its list lists listed me more most my no not of on or other
     our over please shall should show shown shows so some such tell than that the their them then there these this
     those through to under up use used was we were what when where which while who why will with would you your
-    value values device part datasheet document describe described describes find found get mentioned""".split()
+    value values device part datasheet document describe described describes find found get mentioned out""".split()
 )
 
 

@@ -472,7 +472,54 @@ def _point(cond: str) -> float | None:
 
 # ---------------------------------------------------------------- hand-written questions over real PDFs
 
-REAL_QUESTIONS: list[Question] = []  # filled below by _real_questions()
+
+def _real(source: str, question: str, answers: list[str], pages: list[int]) -> Question:
+    """A hand-written question; `answers` are checked in the whole answer text (sentence or table cell)."""
+    return Question("", "real", question, answers, pages, check="text" if answers else "none", source=source)
+
+
+D, P, E = "docling-dev/", "pymupdf4llm-dev/", "tables-icdar2013-eu/"
+REAL_QUESTIONS: list[Question] = [
+    _real(D + "2305.03393v1-pg9.pdf", "Which CPU were the inference timings measured on?", ["AMD EPYC 7763"], [1]),
+    _real(D + "2305.03393v1-pg9.pdf", "How many samples does FinTabNet have?", ["113k"], [1]),
+    _real(
+        D + "2305.03393v1-pg9.pdf", "Which table presents the hyper parameter optimization results?", ["Table 1"], [1]
+    ),
+    _real(D + "amt_handbook_sample.pdf", "Which figure shows the self-locking nuts?", ["Figure 7-26"], [1]),
+    _real(D + "amt_handbook_sample.pdf", "What are wing-type nuts made of?", ["anodized aluminum alloy"], [1]),
+    _real(
+        D + "amt_handbook_sample.pdf", "Which figure shows the stainless steel self-locking nut?", ["Figure 7-27"], [1]
+    ),
+    _real(D + "amt_handbook_sample.pdf", "What is the bellows type nut made of?", ["aluminum alloy only"], [1]),
+    _real(D + "multi_page.pdf", "When was the typewriter patented?", ["1868"], [1]),
+    _real(D + "multi_page.pdf", "Who patented the typewriter?", ["Christopher Latham Sholes"], [1]),
+    _real(D + "multi_page.pdf", "Which operating system was WordStar developed for?", ["CP/M"], [1]),
+    _real(D + "multi_page.pdf", "When was Google Docs introduced?", ["2006"], [2]),
+    _real(D + "multi_page.pdf", "What does LaTeX focus on?", ["precise formatting"], [3]),
+    _real(D + "multi_page.pdf", "Which program lets authors manage large projects such as novels?", ["Scrivener"], [4]),
+    _real(D + "multi_page.pdf", "What is the maximum supply voltage?", [], []),
+    _real(P + "test_370.pdf", "Which university is the author affiliated with?", ["Shimane University"], [1]),
+    _real(P + "test_370.pdf", "In what yield was 2aa isolated in entry 3?", ["92%"], [2]),
+    _real(P + "test_370.pdf", "Which foundation supported the work financially?", ["Tokuyama Science Foundation"], [4]),
+    _real(P + "test_370.pdf", "What is the maximum output current of the regulator?", [], []),
+    _real(P + "test_sce_150_1.pdf", "What is the MAX_PREMIUM?", ["$387.55"], [1]),
+    _real(E + "eu-001.pdf", "How many E-PRTR pollutants are there?", ["91"], [1]),
+    _real(E + "eu-001.pdf", "What is the threshold for releases of methane to air?", ["100 000"], [1]),
+    _real(E + "eu-001.pdf", "What is the threshold for releases of carbon dioxide to air?", ["100 million"], [1]),
+    _real(E + "eu-005.pdf", "What was the five firm concentration ratio of Finland in 1996?", ["89"], [2]),
+    _real(E + "eu-017.pdf", "What share of campylobacteriosis cases in Austria were domestic?", ["92.9"], [2]),
+    _real(
+        E + "eu-017.pdf", "How many confirmed campylobacteriosis cases did Germany report in total?", ["66,107"], [2]
+    ),
+    _real(E + "eu-026.pdf", "What share of households kept the assets that lost in value?", ["75.2"], [3, 4]),
+    _real(E + "eu-026.pdf", "What is the median relative loss of gross financial wealth?", ["9.5%"], [3]),
+    _real(E + "eu-014.pdf", "What share of operating costs does the state subsidy cover?", ["45.3 %"], [2]),
+    _real(E + "eu-014.pdf", "What was the average unit cost per student in 2004?", ["8 467"], [3]),
+    _real(E + "eu-020.pdf", "What is the population size of the Humanities faculty cluster?", ["1168"], [2]),
+    _real(E + "eu-020.pdf", "What is the Bluetooth transmit power?", [], []),
+]
+for _i, _q in enumerate(REAL_QUESTIONS):
+    _q.id = f"r{_i:03d}"
 
 
 # ---------------------------------------------------------------- scoring
