@@ -463,61 +463,114 @@ class _Grid:
 _Placed = tuple[int, int, list[_Word]]  # first column, last column, words of one cell line
 
 
-def _column_bounds(rows: list[_Row], v_rules: list[float], box: BBox, rules_only: bool) -> list[float]:
+def _column_bounds(
+    rows: list[_Row], v_rules: list[float], box: BBox, rules_only: bool, short_rules: list[float]
+) -> list[float]:
     """Column boundaries: vertical rules crossing the region and whitespace corridors of its rows.
 
     With `rules_only` (a grid whose columns are all drawn) whitespace inside a ruled column, such as
-    the stretched spaces of justified cell text, does not make a column.
+    the stretched spaces of justified cell text, does not make a column. A corridor's boundary sits
+    where the alignment of its neighbours puts the cell edge: just right of a right-aligned column,
+    just left of a left-aligned one, else in the middle. Numbers of one width line up on both sides;
+    they count as right-aligned, text of one width as left-aligned. `short_rules` are vertical rules
+    through part of the table (header cell borders); one inside a corridor fixes its boundary.
     """
-    seps = list(v_rules)
     chunks = [c for r in rows for c in r.chunks]
+    multi = [r for r in rows if len(r.chunks) >= 2]
+    bounds: list[tuple[float, float, bool]] = [(x, x, True) for x in v_rules]  # (lo, hi, drawn)
     if not rules_only:
-        multi = [r for r in rows if len(r.chunks) >= 2]
         tol = max(0, int(0.12 * len(multi)))
-        body_chunks = [c for r in multi for c in r.chunks] or chunks
-        for g0, g1 in _corridors(body_chunks, len(multi), tol):
-            if not any(g0 - 2 <= s <= g1 + 2 for s in seps):
-                seps.append((g0 + g1) / 2)
-    seps.sort()
-    if not rules_only:
-        seps = _drop_lone_columns(seps, rows, set(v_rules))
+        for g0, g1 in _corridors([c for r in multi for c in r.chunks] or chunks, len(multi), tol):
+            if not any(g0 - 2 <= x <= g1 + 2 for x in v_rules):
+                bounds.append((g0, g1, False))
+    bounds.sort()
+    if not rules_only and len(multi) >= 4:
+        bounds = _drop_lone_columns(bounds, rows)
+    body = [c for r in multi for c in r.chunks]
+    seps = []
+    for i, (g0, g1, drawn) in enumerate(bounds):
+        if drawn:
+            seps.append(g0)
+            continue
+        prev_hi = bounds[i - 1][1] if i else -1e9
+        next_lo = bounds[i + 1][0] if i + 1 < len(bounds) else 1e9
+        left = [c for c in body if prev_hi < c.x1 <= g0 + 0.5]
+        right = [c for c in body if g1 - 0.5 <= c.x0 < next_lo]
+        pad = min(3.0, (g1 - g0) / 4)
+        flush_right = _aligned([c.x1 for c in left]) and (
+            not _aligned([c.x0 for c in left]) or sum(_is_numeric(c.text) for c in left) > 0.5 * len(left)
+        )
+        flush_left = _aligned([c.x0 for c in right]) and (
+            not _aligned([c.x1 for c in right]) or sum(_is_numeric(c.text) for c in right) <= 0.5 * len(right)
+        )
+        if flush_right and not flush_left:
+            want = g0 + pad
+        elif flush_left and not flush_right:
+            want = g1 - pad
+        else:
+            want = (g0 + g1) / 2
+        seps.append(_settle(g0, g1, want, chunks, short_rules))
     lo = min(box[0], min(c.x0 for c in chunks))
     hi = max(box[2], max(c.x1 for c in chunks))
-    bounds = [lo] + [s for s in seps if lo < s < hi] + [hi]
+    edges = [lo] + [s for s in seps if lo < s < hi] + [hi]
     # columns that never hold text are not columns
-    keep = [bounds[0]]
-    for a, b in zip(bounds, bounds[1:]):
+    keep = [edges[0]]
+    for a, b in zip(edges, edges[1:]):
         if any(c.x0 < b and c.x1 > a and min(c.x1, b) - max(c.x0, a) > 0.5 for c in chunks):
             keep.append(b)
         elif len(keep) > 1:
             keep[-1] = (keep[-1] + b) / 2
-    keep[-1] = bounds[-1]
+    keep[-1] = edges[-1]
     return keep
 
 
-def _drop_lone_columns(seps: list[float], rows: list[_Row], ruled: set[float]) -> list[float]:
+def _settle(g0: float, g1: float, want: float, chunks: list[_Chunk], short_rules: list[float]) -> float:
+    """Where in the corridor (g0, g1) the boundary goes: on a rule drawn there, else at `want` unless
+    that cuts a text (a wide header over the corridor), then in the middle of the nearest free stretch."""
+    drawn = [x for x in short_rules if g0 - 1 <= x <= g1 + 1]
+    if drawn:
+        return min(drawn, key=lambda x: abs(x - want))
+    free: list[tuple[float, float]] = []
+    x = g0
+    for a, b in sorted((max(c.x0, g0), min(c.x1, g1)) for c in chunks if c.x0 < g1 and c.x1 > g0):
+        if a > x:
+            free.append((x, a))
+        x = max(x, b)
+    if x < g1:
+        free.append((x, g1))
+    if not free or any(a <= want <= b for a, b in free):
+        return want
+    a, b = min(free, key=lambda f: min(abs(f[0] - want), abs(f[1] - want)))
+    return (a + b) / 2
+
+
+def _aligned(edges: list[float]) -> bool:
+    """Whether most of these text edges line up (a left- or right-aligned column)."""
+    if len(edges) < 3:
+        return False
+    mid = statistics.median(edges)
+    return sum(abs(e - mid) <= 1.5 for e in edges) >= 0.7 * len(edges)
+
+
+def _drop_lone_columns(bounds: list[tuple[float, float, bool]], rows: list[_Row]) -> list[tuple[float, float, bool]]:
     """Whitespace columns that hold text on one row only are a header floating over a wide column.
 
-    The two whitespace boundaries around such a column become one, halfway between them, so the
-    floating text falls into the column it is centred over; beside a drawn rule, the whitespace
-    boundary goes.
+    The corridors on both sides of such a column become one, so the floating text falls into the
+    column it belongs to; beside a drawn rule, the whitespace boundary goes.
     """
-    multi = [r for r in rows if len(r.chunks) >= 2]
-    if len(multi) < 4:
-        return seps
-    out = list(seps)
+    out = list(bounds)
     i = 0
     while i + 1 < len(out):
         a, b = out[i], out[i + 1]
-        users = sum(1 for r in rows if any(c.x0 < b and c.x1 > a for c in r.chunks))
-        if users > 1 or (a in ruled and b in ruled):
+        users = sum(1 for r in rows if any(c.x0 < b[0] and c.x1 > a[1] for c in r.chunks))
+        if users > 1 or (a[2] and b[2]):
             i += 1
-        elif a in ruled:
+        elif a[2]:
             del out[i + 1]  # a rule stays where it is drawn: drop the whitespace boundary
-        elif b in ruled:
+        elif b[2]:
             del out[i]
         else:
-            out[i : i + 2] = [(a + b) / 2]
+            out[i : i + 2] = [(a[0], b[1], False)]
     return out
 
 
@@ -683,7 +736,8 @@ def _structure(rows: list[_Row], rules: _Rules, box: BBox) -> _Grid | None:
     ]
     # two or more column lines through (nearly) the whole table: all its columns are drawn
     rules_only = len({round(x) for x, span in v_in if span > 0.8 * height}) >= 2
-    cols = _column_bounds(rows, [x for x, _ in v_in], box, rules_only)
+    short = [x for x, a, b in rules.v if box[0] < x < box[2] and min(b, box[3]) - max(a, box[1]) > 3]
+    cols = _column_bounds(rows, [x for x, _ in v_in], box, rules_only, short)
     n_cols = len(cols) - 1
     if n_cols < 2:
         return None
