@@ -8,7 +8,10 @@ unchanged), then join straight wires that still stop at the damage. `repair_comm
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -197,6 +200,20 @@ def detect_damage(gray: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
+@contextmanager
+def _threads_for_load() -> Iterator[None]:
+    """Run torch on one thread while the machine is oversubscribed: OpenMP threads that spin-wait for a
+    busy core make a small net several times slower than one thread alone."""
+    before = torch.get_num_threads()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if before > 1 and load >= (os.cpu_count() or 1):
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def repair_gray(gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
     """Fill the masked pixels of a gray uint8 drawing: inpaint, erase ink left floating in the damage, join
     broken wires. Pixels outside `mask` come back unchanged."""
@@ -252,17 +269,16 @@ def repair_drawing(image: np.ndarray | str | Path, mask: np.ndarray | str | Path
         raise PhotoError("this looks like a photograph, not a drawing on paper; repair works on drawings and scans")
     gray = _to_gray(arr)
     h, w = gray.shape
-    if mask is None:
-        damaged = detect_damage(gray)
-        source = "predicted"
-    else:
-        damaged = load_mask(mask, (h, w))
-        source = "given"
-    share = float(damaged.mean())
-    if share > MAX_DAMAGE:
-        what = "the mask marks" if source == "given" else "the detected damage covers"
-        raise MaskError(f"{what} {share:.0%} of the image as damaged; too little of the drawing is left to repair")
-    out_gray, steps = repair_gray(gray, damaged)
+    damaged = None if mask is None else load_mask(mask, (h, w))
+    source = "predicted" if mask is None else "given"
+    with _threads_for_load():
+        if damaged is None:
+            damaged = detect_damage(gray)
+        share = float(damaged.mean())
+        if share > MAX_DAMAGE:
+            what = "the mask marks" if source == "given" else "the detected damage covers"
+            raise MaskError(f"{what} {share:.0%} of the image as damaged; too little of the drawing is left to repair")
+        out_gray, steps = repair_gray(gray, damaged)
     out = out_gray if arr.ndim == 2 else _recolour(arr, out_gray, damaged)
     stats = {
         "mask_source": source,

@@ -304,7 +304,7 @@ def train(args: argparse.Namespace) -> None:
         print(f"resumed at step {state['step']} ({float(state['seconds']):.0f} s trained)")
     budget = args.minutes * 60.0
     loader = DataLoader(
-        DamagedCrops(Path(args.data), args.seed + int(state["step"])),
+        DamagedCrops(Path(args.data), args.seed + int(state["step"]), size=args.crop),
         batch_size=args.batch,
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
@@ -396,6 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--minutes", type=float, default=3.5, help="wall-time budget (0: use --steps)")
     t.add_argument("--steps", type=int, default=0)
     t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--crop", type=int, default=CROP, help="training crop side in pixels (a multiple of 32)")
     t.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--kl", type=float, default=1e-3)
