@@ -599,6 +599,28 @@ def _merge_placed(placed: list[_Placed]) -> list[_Placed]:
     return out
 
 
+def _widen_to_rules(
+    row: _Row, placed: list[_Placed], cols: list[float], v_rules: list[tuple[float, float, float]]
+) -> list[_Placed]:
+    """In a grid with drawn columns, a cell reaches from the rule left of its text to the rule right of
+    it on its own line: where column rules stop short of a row ("Finland" over four columns), the
+    cell spans the columns between the rules that do cross it."""
+    cy = (row.y0 + row.y1) / 2
+    crossing = sorted(x for x, a, b in v_rules if a - 1 <= cy <= b + 1)
+    inner = [x for x in crossing if cols[0] + 3 < x < cols[-1] - 3]
+    if not inner:
+        return placed  # no column rule crosses this line: nothing says where its cells end
+    n = len(cols) - 1
+    out = []
+    for c0, c1, ws in placed:
+        left = max((x for x in crossing if x <= min(w.x0 for w in ws) + 1), default=cols[0])
+        right = min((x for x in crossing if x >= max(w.x1 for w in ws) - 1), default=cols[-1])
+        first = next((i for i in range(n) if cols[i + 1] > left + 2), c0)
+        last = max((i for i in range(n) if cols[i] < right - 2), default=c1)
+        out.append((min(c0, first), max(c1, last), ws))
+    return _merge_placed(out)
+
+
 def _col_of(x: float, cols: list[float]) -> int:
     n = len(cols) - 1
     for i in range(n):
@@ -742,6 +764,9 @@ def _structure(rows: list[_Row], rules: _Rules, box: BBox) -> _Grid | None:
     if n_cols < 2:
         return None
     lines = [(r, _merge_placed([p for c in r.chunks for p in _place(c, cols)])) for r in rows]
+    if rules_only:
+        v_box = [v for v in rules.v if box[0] - 3 <= v[0] <= box[2] + 3]
+        lines = [(r, _widen_to_rules(r, placed, cols, v_box)) for r, placed in lines]
     # row boundaries: rules across the table and the top and bottom edges of shaded bands
     edges = rules.h + _merge_segments([(y, f[0], f[2]) for f in rules.fills for y in (f[1], f[3])])
     h_in = sorted(
@@ -751,6 +776,7 @@ def _structure(rows: list[_Row], rules: _Rules, box: BBox) -> _Grid | None:
     cells = _cells_of(logical, edges)
     n_rows = len(logical)
     header = _header_rows(cells, n_rows, n_cols)
+    _header_row_spans(cells, header)
     for c in cells:
         c.header = c.row < header
     bbox = _union([c.bbox for c in cells if c.bbox])
@@ -769,15 +795,44 @@ def _is_numeric(text: str) -> bool:
 
 
 def _header_rows(cells: list[Cell], n_rows: int, n_cols: int) -> int:
-    """Leading rows above the first row that carries numbers in its data columns."""
+    """How many leading rows are header: those above the first data row.
+
+    A data row is nearly full and carries numbers in most of its filled data columns; a row with a
+    cell spanning some (not all) columns is a header row (a group label). Without any number the
+    first row is the header.
+    """
     by_row: dict[int, list[Cell]] = {}
     for c in cells:
         by_row.setdefault(c.row, []).append(c)
+    widest = max((len(v) for v in by_row.values()), default=0)
     for r in range(n_rows):
-        data = [c for c in by_row.get(r, []) if c.col > 0]
-        if data and sum(_is_numeric(c.text) for c in data) >= max(1, len(data) // 2):
-            return min(r, max(0, n_rows - 1))
+        row = by_row.get(r, [])
+        if any(1 < c.col_span < n_cols for c in row):
+            continue
+        data = [c for c in row if c.col > 0]
+        if len(row) >= 0.6 * widest and data and sum(_is_numeric(c.text) for c in data) >= max(1, len(data) / 2):
+            return min(r, n_rows - 1)
     return 1 if n_rows > 1 else 0
+
+
+def _header_row_spans(cells: list[Cell], header: int) -> None:
+    """A stub header cell (no header text left of it on other header rows) with nothing above or below
+    it inside the header spans those rows ("Country" beside "2007" over "n | %")."""
+    if header < 2:
+        return
+    taken = {(r, k) for c in cells for r in range(c.row, c.row + c.row_span) for k in range(c.col, c.col + c.col_span)}
+    for c in sorted((c for c in cells if c.row < header), key=lambda c: c.row):
+        cols = range(c.col, c.col + c.col_span)
+        # only a stub cell, left of everything in the header rows it would join
+        if any(o is not c and o.row < header and o.col <= c.col and o.row != c.row for o in cells):
+            continue
+        while c.row > 0 and all((c.row - 1, k) not in taken for k in cols):
+            c.row -= 1
+            c.row_span += 1
+            taken.update((c.row, k) for k in cols)
+        while c.row + c.row_span < header and all((c.row + c.row_span, k) not in taken for k in cols):
+            taken.update((c.row + c.row_span, k) for k in cols)
+            c.row_span += 1
 
 
 def _inside_count(items: list[BBox], box: BBox) -> int:
