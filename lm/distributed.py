@@ -20,9 +20,10 @@ describes (``nccl`` on GPUs, ``gloo`` on CPUs). Then:
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,6 +39,8 @@ from torch.nn.parallel import DistributedDataParallel
 from lm.model import LanguageModel, LMOutput
 from lm.moe import Experts, MoE, grouped_mm
 from lm.train import TrainConfig, Trainer, TrainError
+
+_DDP_OPTIONS = inspect.signature(DistributedDataParallel.__init__).parameters
 
 
 @dataclass(frozen=True)
@@ -207,10 +210,11 @@ class DistributedTrainer(Trainer):
             # Each expert's gradient sums every rank's loss; DDP averages the replicated ones: match it.
             p.register_hook(lambda g: g / ctx.world_size)
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, self.sharded)
-        # Buffers are not broadcast: the correction biases stay equal because every rank applies the same
-        # all-reduced expert loads, and broadcasting would overwrite the load counters mid-step.
+        # Buffers are not re-broadcast before each forward: the correction biases stay equal because every rank
+        # applies the same all-reduced expert loads (newer PyTorch renames the option).
+        no_sync = "forward_sync_buffers" if "forward_sync_buffers" in _DDP_OPTIONS else "broadcast_buffers"
         self.ddp = DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None, broadcast_buffers=False
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None, **{no_sync: False}
         )
 
     def _forward(self, batch: torch.Tensor) -> LMOutput:
@@ -270,6 +274,17 @@ class DistributedTrainer(Trainer):
             shares = torch.stack([ld.max() * ld.numel() / ld.sum().clamp(min=1) for ld in loads])
             res["max_load_ratio"] = float(shares.mean())
         return res
+
+    @torch.no_grad()
+    def evaluate(self, batches: Sequence[torch.Tensor]) -> dict[str, float]:
+        """The single-process validation figures, each rank scoring its row block of every batch."""
+        world = self.ctx.world_size
+        if any(b.shape[0] % world for b in batches):
+            return super().evaluate(batches)  # uneven blocks would weigh rows unequally: every rank scores all
+        local = super().evaluate([b.chunk(world)[self.ctx.rank] for b in batches])
+        means = torch.tensor(list(local.values()), dtype=torch.float64, device=self.device)
+        dist.all_reduce(means)
+        return {k: float(v) / world for k, v in zip(local, means)}
 
     # ------------------------------------------------------------------ checkpoints
     def _expert_states(self) -> Iterator[tuple[dict, str, nn.Parameter]]:

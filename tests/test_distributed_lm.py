@@ -36,6 +36,10 @@ def _batches() -> list[torch.Tensor]:
     return [data.batch(CFG["batch_size"], CFG["seq_len"], seed=0, step=s) for s in range(STEPS)]
 
 
+def _val_batches() -> list[torch.Tensor]:
+    return cycle_dataset(n_docs=20, seed=5).sequential(4, CFG["seq_len"], max_batches=3)
+
+
 def _model() -> LanguageModel:
     torch.manual_seed(1)
     return LanguageModel(preset("debug"))
@@ -108,6 +112,7 @@ def _rank_main(rank: int, port: int, out: str) -> None:
     ep = DistributedTrainer(_model(), TrainConfig(**CFG), ctx, expert_parallel=True, **quiet)
     first = _fit(ep, batches[: STEPS // 2], root / "ep-4")  # checkpoint after step 4 ...
     res["ep"] = _stats(first + _fit(ep, batches, root / "ep-8"))  # ... and after step 8
+    res["ep_val"] = ep.evaluate(_val_batches())
     resumed = DistributedTrainer(_model(), TrainConfig(**CFG), ctx, expert_parallel=True, **quiet)
     resumed.load_checkpoint(root / "single-4")  # written by one process
     res["ep_from_single"] = _stats(_fit(resumed, batches, None))
@@ -130,7 +135,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     history += _fit(single, batches, root / "single-8")
     mp.spawn(_rank_main, args=(_free_port(), str(root)), nprocs=WORLD, join=True)
     res = json.loads((root / "rank0.json").read_text())
-    return {"root": root, "single": _stats(history), "single_model": single.model, **res}
+    val = single.evaluate(_val_batches())
+    return {"root": root, "single": _stats(history), "single_val": val, "single_model": single.model, **res}
 
 
 def _assert_close(got: list[dict], want: list[dict]) -> None:
@@ -153,6 +159,9 @@ def test_two_processes_follow_the_single_process_loss_trajectory(runs: dict, mod
     assert len(runs["single"]) == STEPS
     _assert_close(runs[mode], runs["single"])
     assert runs["single"][-1]["main_loss"] < runs["single"][0]["main_loss"]
+    if mode == "ep":  # validation split over the ranks gives the single-process figures
+        assert runs["ep_val"].keys() == runs["single_val"].keys()
+        assert runs["ep_val"] == pytest.approx(runs["single_val"], rel=1e-4)
 
 
 def test_checkpoints_load_on_any_world_size(runs: dict) -> None:
