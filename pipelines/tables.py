@@ -330,11 +330,6 @@ def _rows_in(words: list[_Word], box: BBox) -> list[_Row]:
     return _group_rows([w for w in words if _word_in(w, box)])
 
 
-def _row_in(row: _Row, box: BBox, slack: float = 2.0) -> bool:
-    cy = (row.y0 + row.y1) / 2
-    return box[1] - slack <= cy <= box[3] + slack and row.x0 >= box[0] - slack and row.x1 <= box[2] + slack
-
-
 def _is_prose(chunk: _Chunk, width: float) -> bool:
     """A line of running text: many words over a good part of the page width."""
     return len(chunk.words) >= 5 and chunk.x1 - chunk.x0 > 0.25 * width
@@ -389,7 +384,7 @@ def _split_at_gutters(words: list[_Word], rows: list[_Row], page_width: float) -
     if len(prose) < 6:
         return [words]
     gutters = []
-    for g0, g1 in _corridors([c for r in rows for c in r.chunks], len(rows), max(1, len(rows) // 20)):
+    for g0, g1 in _corridors([c for r in rows for c in r.chunks], max(1, len(rows) // 20)):
         left = sum(1 for c in prose if g0 - 0.1 * page_width < c.x1 <= g0 + 1)
         right = sum(1 for c in prose if g1 - 1 <= c.x0 < g1 + 0.1 * page_width)
         if left >= 3 and right >= 3:
@@ -418,11 +413,11 @@ def _is_list_item(row: _Row) -> bool:
 
 def _has_corridor(rows: list[_Row]) -> bool:
     """Whether the rows share at least one vertical strip of whitespace with text on both sides."""
-    gaps = _corridors([c for r in rows for c in r.chunks], len(rows), tolerance=0)
+    gaps = _corridors([c for r in rows for c in r.chunks], tolerance=0)
     return bool(gaps)
 
 
-def _corridors(chunks: list[_Chunk], n_rows: int, tolerance: int) -> list[tuple[float, float]]:
+def _corridors(chunks: list[_Chunk], tolerance: int) -> list[tuple[float, float]]:
     """X-intervals covered by at most `tolerance` chunks, between text on both sides."""
     if not chunks:
         return []
@@ -457,7 +452,6 @@ class _Grid:
     cols: list[float]  # n_cols + 1 boundaries
     cells: list[Cell]
     n_rows: int
-    header_rows: int
 
 
 _Placed = tuple[int, int, list[_Word]]  # first column, last column, words of one cell line
@@ -480,7 +474,7 @@ def _column_bounds(
     bounds: list[tuple[float, float, bool]] = [(x, x, True) for x in v_rules]  # (lo, hi, drawn)
     if not rules_only:
         tol = max(0, int(0.12 * len(multi)))
-        for g0, g1 in _corridors([c for r in multi for c in r.chunks] or chunks, len(multi), tol):
+        for g0, g1 in _corridors([c for r in multi for c in r.chunks] or chunks, tol):
             if not any(g0 - 2 <= x <= g1 + 2 for x in v_rules):
                 bounds.append((g0, g1, False))
     bounds.sort()
@@ -780,7 +774,7 @@ def _structure(rows: list[_Row], rules: _Rules, box: BBox) -> _Grid | None:
     for c in cells:
         c.header = c.row < header
     bbox = _union([c.bbox for c in cells if c.bbox])
-    return _Grid(bbox=bbox, cols=cols, cells=cells, n_rows=n_rows, header_rows=header)
+    return _Grid(bbox=bbox, cols=cols, cells=cells, n_rows=n_rows)
 
 
 def _starts_row(placed: list[_Placed]) -> bool:
