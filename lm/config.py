@@ -377,7 +377,8 @@ def _small() -> LMConfig:
         first_k_dense_replace=1,
         max_position_embeddings=4096,
         rope_theta=10000.0,
-        bos_token_id=1,
+        # GPT-2 convention: documents are joined by <eos> (id 2), which therefore also starts a prompt.
+        bos_token_id=2,
         eos_token_id=2,
         pad_token_id=0,
         num_nextn_predict_layers=1,
