@@ -340,10 +340,41 @@ class Builder:
         self._add(elm.Dot().at(at))
         self.layout.dots.append(at)
 
-    def tee(self, at: Pt) -> None:
-        """A T-joint: dotted or not, by the drawing's habit."""
-        if self.style.get("dot_tees", True):
-            self.dot(at)
+    def finish(self) -> None:
+        """Dot the joints: always where four wires meet (else it reads as a crossing), and at
+        T-joints when the drawing's habit is to dot them."""
+        segs = list(self.layout.wires) + [lead for p in self.layout.parts for lead in p.leads]
+        arms: dict[tuple[float, float], set[int]] = {}
+
+        def key(p: Pt) -> tuple[float, float]:
+            return (round(p[0], 4), round(p[1], 4))
+
+        def heading(p: Pt, q: Pt) -> int:
+            return int(round(math.degrees(math.atan2(q[1] - p[1], q[0] - p[0])) / 90.0)) % 4
+
+        ends = {key(p) for a, b in segs for p in (a, b)}
+        for a, b in segs:
+            arms.setdefault(key(a), set()).add(heading(a, b))
+            arms.setdefault(key(b), set()).add(heading(b, a))
+        for pt in ends:
+            for a, b in segs:
+                if key(a) != pt and key(b) != pt and _between(pt, a, b):
+                    arms[pt].update({heading(pt, a), heading(pt, b)})
+        for part in self.layout.parts:
+            if part.leads:
+                continue  # two-terminal parts: their leads are already arms
+            bb = part.element.get_bbox(transform=True, includetext=False)
+            centre = ((bb.xmin + bb.xmax) / 2, (bb.ymin + bb.ymax) / 2)
+            for xy in part.pins.values():
+                if key(xy) in arms:
+                    arms[key(xy)].add(heading(xy, centre))
+        dotted = {key(d) for d in self.layout.dots}
+        for pt, dirs in arms.items():
+            if pt in dotted:
+                continue
+            if len(dirs) >= 4 or (len(dirs) == 3 and self.style.get("dot_tees", True)):
+                self.dot(pt)
+                dotted.add(pt)
 
     def terminal(self, at: Pt, side: str, name: str | None = None) -> str:
         """An open terminal circle with a net name; `side` says where the name goes (left/right/up/down)."""
@@ -351,6 +382,15 @@ class Builder:
         self._add(elm.Dot(open=True).at(at))
         self.layout.terminals.append((at, name, side))
         return name
+
+
+def _between(p: Pt, a: Pt, b: Pt, eps: float = 1e-4) -> bool:
+    """p lies strictly inside the axis-parallel segment a-b."""
+    if abs(a[0] - b[0]) < eps:
+        return abs(p[0] - a[0]) < eps and min(a[1], b[1]) + eps < p[1] < max(a[1], b[1]) - eps
+    if abs(a[1] - b[1]) < eps:
+        return abs(p[1] - a[1]) < eps and min(a[0], b[0]) + eps < p[0] < max(a[0], b[0]) - eps
+    return False
 
 
 def _xy(p: object) -> Pt:
@@ -385,8 +425,6 @@ def _ground_rail(b: Builder, pts: list[Pt], y: float) -> None:
         for p in pts:
             b.wire(p, (p[0], y))
         b.wire((xs[0], y), (xs[-1], y))
-        for x in xs[1:-1]:
-            b.tee((x, y))
         gx = xs[int(b.rng.integers(0, len(xs)))]
         b.ground((gx, y))
 
@@ -414,8 +452,6 @@ def t_ladder(b: Builder) -> None:
             else:
                 b.two(kind, (x, top), (x, 0.0))
             bottoms.append((x, 0.0))
-            if i < n - 1 or rng.random() < 0.5:
-                b.tee((x, top))
     if rng.random() < 0.5:
         b.wire((x, top), (x + g * 0.6, top))
         b.terminal((x + g * 0.6, top), "right")
@@ -430,15 +466,11 @@ def t_bridge(b: Builder) -> None:
     x0, x1, x2 = 0.0, w * 0.8, w * 0.8 + w
     b.two(str(rng.choice(("vsource", "battery"))), (x0, 0.0), (x0, 2 * h))
     b.wire((x0, 2 * h), (x2, 2 * h))
-    b.tee((x1, 2 * h))
     for x in (x1, x2):
         b.two("resistor", (x, 2 * h), (x, h))
         b.two(str(rng.choice(("resistor", "resistor", "potentiometer"))) if x == x2 else "resistor", (x, h), (x, 0.0))
     b.two(str(rng.choice(("resistor", "led", "capacitor"))), (x1, h), (x2, h))
-    b.tee((x1, h))
-    b.tee((x2, h))
     b.wire((x0, 0.0), (x2, 0.0))
-    b.tee((x1, 0.0))
     if rng.random() < 0.7:
         b.ground((x1, 0.0))
     for p in b.layout.parts:
@@ -484,16 +516,12 @@ def t_rectifier(b: Builder) -> None:
         b.wire(a_top, (xa, a_top[1]))
         if abs(a_top[1] - mid) > 1e-6:
             b.wire((xa, a_top[1]), (xa, mid))
-        b.tee((xa, mid))
         cy = mid - 0.8
         b.wire(a_bot, (a_bot[0] + 0.4, a_bot[1]), (a_bot[0] + 0.4, cy), (xb, cy))
         b.wire((xb, cy), (xb, mid))
-        b.tee((xb, cy))
         x = xb + float(rng.uniform(2.0, 2.6))
         b.wire((xa, top), (x, top))
-        b.tee((xb, top))
         b.wire((xa, low), (x, low))
-        b.tee((xb, low))
         h = top
     # smoothing cap, optional zener, load
     xs = [x]
@@ -505,15 +533,12 @@ def t_rectifier(b: Builder) -> None:
     else:
         b.wire((x, h), (x2, h))
         b.two(str(rng.choice(("resistor", "led"))), (x2, h), (x2, low))
-    b.tee((x, h))
     b.wire((x, low), (x2, low))
-    b.tee((x, low))
     xs.append(x2)
     if rng.random() < 0.5:
         b.ground((x2, low))
     if rng.random() < 0.4:
         b.wire((x2, h), (x2 + 1.4, h))
-        b.tee((x2, h))
         b.terminal((x2 + 1.4, h), "right")
 
 
@@ -530,7 +555,6 @@ def t_bjt_amp(b: Builder) -> None:
     b.two("resistor", (xb, top), (xb, by))
     b.two("resistor", (xb, by), (xb, bot))
     b.wire((xb, by), (bx, by))
-    b.tee((xb, by))
     # collector / emitter network
     follower = rng.random() < 0.3
     if follower:
@@ -542,9 +566,7 @@ def t_bjt_amp(b: Builder) -> None:
         xe = lo[0] + 1.6
         b.wire((lo[0], lo[1] - 0.3), (xe, lo[1] - 0.3))
         b.two("capacitor_polarized", (xe, lo[1] - 0.3), (xe, bot))
-        b.tee((lo[0], lo[1] - 0.3))
         b.wire((xe, bot), (lo[0], bot))
-        b.tee((lo[0], bot))
     # rails
     b.wire((xb, top), (hi[0], top))
     b.wire((xb, bot), (lo[0], bot))
@@ -556,7 +578,6 @@ def t_bjt_amp(b: Builder) -> None:
     if rng.random() < 0.6:
         b.two("vsource_ac", (xi, bot), (xi, by))
         b.wire((xi, bot), (xb, bot))
-        b.tee((xb, bot))
     else:
         b.terminal((xi, by), "left")
     gx = xb
@@ -565,7 +586,6 @@ def t_bjt_amp(b: Builder) -> None:
     out = lo if follower else hi
     xo = out[0] + float(rng.uniform(2.4, 3.0))
     b.two("capacitor", (out[0], out[1] - (0.4 if follower else -0.0)), (xo, out[1] - (0.4 if follower else 0.0)))
-    b.tee((out[0], out[1] - (0.4 if follower else 0.0)))
     if rng.random() < 0.5:
         b.two("resistor", (xo, out[1] - (0.4 if follower else 0.0)), (xo, bot - 0.0))
         b.ground((xo, bot))
@@ -589,21 +609,17 @@ def t_mos_stage(b: Builder) -> None:
                 bxx, byy = m.pins["B"]
                 b.wire((bxx, byy), (bxx + 0.6, byy), (bxx + 0.6, (m.pins["S"][1] + rail) / 2))
                 b.wire((bxx + 0.6, (m.pins["S"][1] + rail) / 2), (m.pins["S"][0], (m.pins["S"][1] + rail) / 2))
-                b.tee((m.pins["S"][0], (m.pins["S"][1] + rail) / 2))
         xg = -1.4
         b.wire(p.pins["G"], (xg, p.pins["G"][1]), (xg, n.pins["G"][1]), n.pins["G"])
         ym = (p.pins["G"][1] + n.pins["G"][1]) / 2
-        b.tee((xg, ym))
         b.wire((xg, ym), (xg - 1.2, ym))
         b.terminal((xg - 1.2, ym), "left")
         xd = p.pins["D"][0]
         yd = (p.pins["D"][1] + n.pins["D"][1]) / 2
-        b.tee((xd, yd))
         b.wire((xd, yd), (xd + 1.8, yd))
         if rng.random() < 0.5:
             b.two("capacitor", (xd + 1.8, yd), (xd + 1.8, bot))
             b.ground((xd + 1.8, bot))
-            b.tee((xd + 1.8, yd))
             b.wire((xd + 1.8, yd), (xd + 3.0, yd))
             b.terminal((xd + 3.0, yd), "right")
         else:
@@ -627,7 +643,6 @@ def t_mos_stage(b: Builder) -> None:
     b.two("resistor", (xg, top), (xg, gy))
     b.two("resistor", (xg, gy), (xg, bot))
     b.wire((xg, gy), (gx, gy))
-    b.tee((xg, gy))
     b.wire((xg, top), (hi[0], top))
     b.wire((xg, bot), (lo[0], bot))
     b.supply((xg, top))
@@ -637,7 +652,6 @@ def t_mos_stage(b: Builder) -> None:
     b.terminal((xi, gy), "left")
     xo = hi[0] + 2.4
     b.two("capacitor", (hi[0], hi[1] + 0.4), (xo, hi[1] + 0.4))
-    b.tee((hi[0], hi[1] + 0.4))
     b.terminal((xo, hi[1] + 0.4), "right")
 
 
@@ -655,7 +669,6 @@ def t_opamp(b: Builder) -> None:
         b.two(kind, (xin, m[1]), (xfb, m[1]))
         b.wire((xfb, m[1]), m)
         b.wire((xfb, m[1]), (xfb, fb_y))
-        b.tee((xfb, m[1]))
         fb_kind = "capacitor" if mode == "integrator" else "resistor"
         b.two(fb_kind, (xfb, fb_y), (o[0] + 0.6, fb_y))
         if mode == "inv" and rng.random() < 0.4:
@@ -663,8 +676,6 @@ def t_opamp(b: Builder) -> None:
             b.wire((xfb, fb_y), (xfb, y2))
             b.two("capacitor", (xfb, y2), (o[0] + 0.6, y2))
             b.wire((o[0] + 0.6, y2), (o[0] + 0.6, fb_y))
-            b.tee((xfb, fb_y))
-            b.tee((o[0] + 0.6, fb_y))
         b.wire((o[0] + 0.6, fb_y), (o[0] + 0.6, o[1]))
         b.wire(o, (o[0] + 0.6, o[1]))
         if mode == "summer":
@@ -673,7 +684,6 @@ def t_opamp(b: Builder) -> None:
             xj = xfb - 0.9
             b.two("resistor", (xin, y2), (xj, y2))
             b.wire((xj, y2), (xj, m[1]))
-            b.tee((xj, m[1]))
             b.terminal((xin, y2), "left")
         if rng.random() < 0.6:
             b.two(str(rng.choice(("vsource_ac", "vsource"))), (xin, p[1] - 2.0), (xin, m[1]))
@@ -693,12 +703,11 @@ def t_opamp(b: Builder) -> None:
         b.two("resistor", (xfb, fb_y), (o[0] + 0.6, fb_y))
         b.wire((o[0] + 0.6, fb_y), (o[0] + 0.6, o[1]))
         b.wire(o, (o[0] + 0.6, o[1]))
-        xg = xfb - 1.2
+        xin = p[0] - float(rng.uniform(2.4, 3.0))
+        xg = min(xfb - 1.2, xin - 1.4)  # left of the input branch, so the ground clears it
         b.wire((xfb, fb_y), (xg, fb_y))
-        b.tee((xfb, fb_y))
         b.two("resistor", (xg, fb_y), (xg, fb_y - 2.6))
         b.ground((xg, fb_y - 2.6))
-        xin = p[0] - float(rng.uniform(2.4, 3.0))
         b.two(str(rng.choice(("resistor", "capacitor"))), (xin, p[1]), p)
         if rng.random() < 0.5:
             b.two("vsource_ac", (xin, p[1] - 2.6), (xin, p[1]))
@@ -712,14 +721,12 @@ def t_opamp(b: Builder) -> None:
         b.wire((xin, p[1]), p)
         b.two("vsource", (xin, p[1] - 2.6), (xin, p[1]))
         b.ground((xin, p[1] - 2.6))
-    b.tee((o[0] + 0.6, o[1]))
     xo = o[0] + float(rng.uniform(2.0, 2.6))
     b.wire((o[0] + 0.6, o[1]), (xo, o[1]))
     if rng.random() < 0.5:
         b.two("resistor", (xo, o[1]), (xo, o[1] - 2.8))
         b.ground((xo, o[1] - 2.8))
         if rng.random() < 0.5:
-            b.tee((xo, o[1]))
             b.wire((xo, o[1]), (xo + 1.2, o[1]))
             b.terminal((xo + 1.2, o[1]), "right")
     else:
@@ -743,20 +750,14 @@ def t_mirror(b: Builder) -> None:
     ]
     ref = devs[0]
     b.wire(ref.pins[cn], devs[-1].pins[cn])
-    for d in devs[1:-1]:
-        b.tee(d.pins[cn])
     # diode connection: around the outside of the reference device to the control line
     hx, hy = ref.pins[hn]
     yk = hy + 0.5 * step
     xk = ref.pins[cn][0] + 0.5
     b.wire((hx, hy), (hx, yk), (xk, yk), (xk, ref.pins[cn][1]))
-    b.tee((hx, yk))
-    b.tee((xk, ref.pins[cn][1]))
     for d in devs:
         b.wire(d.pins[ln], (d.pins[ln][0], near))
     b.wire((devs[0].pins[ln][0], near), (devs[-1].pins[ln][0], near))
-    for d in devs[1:-1]:
-        b.tee((d.pins[ln][0], near))
     if sink:
         b.ground((devs[0].pins[ln][0], near))
     else:
@@ -774,8 +775,6 @@ def t_mirror(b: Builder) -> None:
         else:
             b.two(load, (lx, ly), (lx, far))
     b.wire((hx, far), (devs[-1].pins[hn][0], far))
-    for d in devs[1:-1]:
-        b.tee((d.pins[hn][0], far))
     if sink:
         b.supply((devs[-1].pins[hn][0], far))
     else:
@@ -794,7 +793,6 @@ def t_diffpair(b: Builder) -> None:
     ytail = min(e1[1], e2[1]) - 0.8
     b.wire(e1, (e1[0], ytail), (e2[0], ytail), e2)
     xt = (e1[0] + e2[0]) / 2
-    b.tee((xt, ytail))
     b.two(str(rng.choice(("isource", "resistor"))), (xt, ytail), (xt, bot))
     if rng.random() < 0.5:
         b.ground((xt, bot))
@@ -813,7 +811,6 @@ def t_diffpair(b: Builder) -> None:
     y_out = q1.pins[h][1] + 0.7
     for q, side in ((q1, "left"), (q2, "right")):
         dx, _ = q.pins[h]
-        b.tee((dx, y_out))
         ox = dx - 1.4 if side == "left" else dx + 1.4
         b.wire((dx, y_out), (ox, y_out))
         b.terminal((ox, y_out), side)
@@ -832,22 +829,15 @@ def t_regulator(b: Builder) -> None:
     b.wire((xin, top), (cx, top), (cx, cy))
     xz = bx - 1.5
     b.two("resistor", (xz, top), (xz, by))
-    b.tee((xz, top))
     b.wire((xz, by), (bx, by))
-    b.tee((xz, by))
     b.two("zener", (xz, bot), (xz, by))
     if rng.random() < 0.5:
         xc = xz - 1.6
         b.two("capacitor_polarized", (xc, top), (xc, bot))
-        b.tee((xc, top))
-        b.tee((xc, bot))
     b.wire((xin, bot), (ex + 4.0, bot))
-    b.tee((xz, bot))
     yo = ey - 0.6
     b.wire((ex, ey), (ex, yo), (ex + 4.0, yo))
     b.two("capacitor", (ex + 1.8, yo), (ex + 1.8, bot))
-    b.tee((ex + 1.8, yo))
-    b.tee((ex + 1.8, bot))
     b.two(str(rng.choice(("resistor", "led"))), (ex + 4.0, yo), (ex + 4.0, bot))
     if rng.random() < 0.6:
         b.ground((ex + 4.0, bot))
@@ -870,7 +860,6 @@ def t_oscillator(b: Builder) -> None:
         # the capacitor from the inverting node goes left then down to ground
         xc = xm - 1.6
         b.wire((xm, m[1]), (xc, m[1]))
-        b.tee((xm, m[1]))
         b.two("capacitor", (xc, m[1]), (xc, p[1] - 3.2))
         b.ground((xc, p[1] - 3.2))
         # positive feedback divider: out -> R -> + -> R -> gnd; its wire crosses nothing
@@ -879,9 +868,7 @@ def t_oscillator(b: Builder) -> None:
         b.wire(p, (xp, p[1]), (xp, yb))
         b.two("resistor", (xp, yb), (xo, yb))
         b.wire((xo, yb), (xo, o[1]))
-        b.tee((xo, o[1]))
         b.two("resistor", (xp, yb), (xp, yb - 2.6))
-        b.tee((xp, yb))
         b.ground((xp, yb - 2.6))
         b.wire((xo, o[1]), (xo + 1.4, o[1]))
         b.terminal((xo + 1.4, o[1]), "right")
@@ -897,7 +884,6 @@ def t_oscillator(b: Builder) -> None:
     b.two("resistor", (xb, top), (xb, by))
     b.two("resistor", (xb, by), (xb, bot))
     b.wire((xb, by), (bx, by))
-    b.tee((xb, by))
     b.wire((xb, top), (cx, top))
     b.supply((xb, top))
     b.two("resistor", (ex, ey), (ex, bot))
@@ -906,14 +892,10 @@ def t_oscillator(b: Builder) -> None:
     b.two("capacitor", (xt, by), (xt, bot))
     xe2 = ex + 1.6
     b.wire((ex, ey - 0.4), (xe2, ey - 0.4))
-    b.tee((ex, ey - 0.4))
     b.two("capacitor", (xe2, ey - 0.4), (xe2, bot))
     b.wire((xt, bot), (xe2, bot))
-    for x in (xb, ex):
-        b.tee((x, bot))
     b.ground((ex, bot))
     b.wire((cx, cy + 0.5), (cx + 2.0, cy + 0.5))
-    b.tee((cx, cy + 0.5))
     b.terminal((cx + 2.0, cy + 0.5), "right")
 
 
@@ -942,8 +924,6 @@ def t_simple_loop(b: Builder) -> None:
         b.two("capacitor", (x + w * 0.7, h), (x + w * 0.7, 0.0))
         b.wire((x, h), (x + w * 0.7, h))
         b.wire((x, 0.0), (x + w * 0.7, 0.0))
-        b.tee((x, h))
-        b.tee((x, 0.0))
     b.wire((0.0, 0.0), (x, 0.0))
     if rng.random() < 0.4:
         b.ground((0.0, 0.0))
@@ -956,7 +936,6 @@ def t_simple_loop(b: Builder) -> None:
                 (end[0] + 0.6 if end[0] > tx else end[0] - 0.6, ty + 0.6),
                 (end[0] + 0.6 if end[0] > tx else end[0] - 0.6, end[1]),
             )
-            b.tee((end[0] + 0.6 if end[0] > tx else end[0] - 0.6, end[1]))
 
 
 def t_rlc_tank(b: Builder) -> None:
@@ -972,19 +951,14 @@ def t_rlc_tank(b: Builder) -> None:
         b.two(k, (x, h), (x, 0.0))
     b.wire((0.0, h), (xs[-1], h))
     b.wire((0.0, 0.0), (xs[-1], 0.0))
-    for x in xs[:-1]:
-        b.tee((x, h))
-        b.tee((x, 0.0))
     if rng.random() < 0.6:
         b.ground((0.0, 0.0))
     if rng.random() < 0.5:
         # probe wire from the top node to a terminal below the bottom rail: a crossing, not a joint
         xp = xs[-1] + 1.2
         b.wire((xs[-1], h), (xp, h), (xp, -1.5))
-        b.tee((xs[-1], h))
         b.wire((xs[-1], 0.0), (xp + 1.0, 0.0))
         b.terminal((xp + 1.0, 0.0), "right")
-        b.tee((xs[-1], 0.0))
         b.terminal((xp, -1.5), "down")
 
 
@@ -1026,5 +1000,6 @@ def random_circuit(rng: np.random.Generator, style: dict, template: str | None =
         template = names[int(rng.choice(len(names), p=w / w.sum()))]
     b = Builder(rng, style)
     TEMPLATES[template](b)
+    b.finish()
     b.layout.template = template
     return b.layout

@@ -13,16 +13,15 @@ label placement. The truth dict holds, in image pixels (x right, y down):
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 
-from vision.synth import NET_SYMBOLS
 from vision.synth.circuits import SUPPLY_NAMES, Layout, Part, random_circuit
 from vision.synth.raster import FONT_FILES, RasterFigure, text_box
+from vision.synth.spice import spice_line, spice_netlist, spice_node
 
 MAX_SIDE = 1600  # pixels; larger drawings are rendered at a smaller scale
 _EPS = 1e-4
@@ -49,7 +48,7 @@ def sample_style(rng: np.random.Generator) -> dict[str, Any]:
         "dot_radius": float(rng.uniform(0.07, 0.13)),
         "bjt_circle": bool(rng.random() < 0.5),
         "analog_fet": bool(rng.random() < 0.6),
-        "inductor2": bool(rng.random() < 0.6),
+        "inductor2": bool(rng.random() < 0.85),
         "curved_cap": bool(rng.random() < 0.3),
         "ground_kind": "signal" if rng.random() < 0.15 else "ground",
         "supply_name": str(rng.choice(SUPPLY_NAMES)),
@@ -164,70 +163,6 @@ def connectivity(layout: Layout) -> tuple[list[list[tuple[str, str]]], list[tupl
                 if math.hypot(xy[0] - pxy[0], xy[1] - pxy[1]) < _EPS:
                     names[roots.index(uf.find(("p", ref, name)))] = net_name
     return [groups[r] for r in roots], crossings, names
-
-
-# -- SPICE ------------------------------------------------------------------------------------------
-
-
-def spice_node(name: str) -> str:
-    """A SPICE-safe node name ('+5V' -> 'P5V', '-12V' -> 'N12V', '3.3V' -> '3P3V')."""
-    s = name.strip().upper().replace("+", "P").replace("-", "N").replace(".", "P")
-    s = re.sub(r"[^A-Z0-9_]", "_", s)
-    return s or "NET"
-
-
-def spice_line(ctype: str, ref: str, value: str, nodes: dict[str, str]) -> str | None:
-    """One SPICE card for a component; None for net symbols (ground, supply).
-
-    Args:
-        ctype: Component type.
-        ref: Reference designator.
-        value: Value text as drawn ('' when none).
-        nodes: Pin name -> node name.
-    """
-    n = lambda *names: " ".join(nodes.get(k, "NC") for k in names)  # noqa: E731
-    v = value.replace("µ", "u").replace("μ", "u").replace("Ω", "") if value else ""
-    if ctype in NET_SYMBOLS:
-        return None
-    if ctype in ("resistor", "capacitor", "inductor"):
-        letter = {"resistor": "R", "capacitor": "C", "inductor": "L"}[ctype]
-        return f"{_card(letter, ref)} {n('1', '2')} {v or '1'}"
-    if ctype == "capacitor_polarized":
-        return f"{_card('C', ref)} {n('+', '-')} {v or '1u'}"
-    if ctype in ("diode", "led", "zener"):
-        model = v or {"diode": "D", "led": "LED", "zener": "DZ"}[ctype]
-        return f"{_card('D', ref)} {n('A', 'K')} {spice_node(model)}"
-    if ctype in ("npn", "pnp"):
-        return f"{_card('Q', ref)} {n('C', 'B', 'E')} {spice_node(v or ctype.upper())}"
-    if ctype in ("nmos", "pmos"):
-        bulk = nodes.get("B", nodes.get("S", "NC"))
-        return f"{_card('M', ref)} {n('D', 'G', 'S')} {bulk} {spice_node(v or ctype.upper())}"
-    if ctype == "opamp":
-        return f"{_card('X', ref)} {n('+', '-', 'OUT')} {spice_node(v or 'OPAMP')}"
-    if ctype in ("vsource", "battery"):
-        return f"{_card('V', ref)} {n('+', '-')} DC {v or '0'}"
-    if ctype == "vsource_ac":
-        return f"{_card('V', ref)} {n('1', '2')} AC {v or '1'}"
-    if ctype == "isource":
-        return f"{_card('I', ref)} {n('+', '-')} DC {v or '0'}"
-    if ctype == "switch":
-        return f"{_card('X', ref)} {n('1', '2')} SWITCH"
-    if ctype == "crystal":
-        return f"{_card('X', ref)} {n('1', '2')} XTAL" + (f" PARAMS: F={v}" if v else "")
-    if ctype == "potentiometer":
-        return f"{_card('X', ref)} {n('1', 'W', '2')} POT" + (f" PARAMS: R={v}" if v else "")
-    if ctype == "transformer":
-        return f"{_card('X', ref)} {n('P1', 'P2', 'S1', 'S2')} XFMR"
-    return f"* {ref}: unsupported type {ctype}"
-
-
-def _card(letter: str, ref: str) -> str:
-    """SPICE card names start with the element letter: R1 stays R1, Z1 becomes DZ1, RV1 becomes XRV1."""
-    return ref if ref.upper().startswith(letter) else f"{letter}{ref}"
-
-
-def spice_netlist(title: str, cards: list[str]) -> str:
-    return "\n".join([f"* {title}", *cards, ".end", ""])
 
 
 # -- label placement --------------------------------------------------------------------------------
@@ -402,7 +337,11 @@ def render_layout(layout: Layout, style: dict[str, Any], rng: np.random.Generato
         if name is None:
             counter += 1
             name = f"N{counter:03d}"
-        nets.append({"name": name, "pins": [list(p) for p in sorted(pins)]})
+        same = next((n for n in nets if n["name"] == name), None)
+        if same is not None:  # ground symbols and equal supply rails are one net without a wire
+            same["pins"] = sorted(same["pins"] + [list(p) for p in pins])
+        else:
+            nets.append({"name": name, "pins": [list(p) for p in sorted(pins)]})
     node_of = {(r, p): n["name"] for n in nets for r, p in n["pins"]}
     cards = []
     for c in components:

@@ -1,0 +1,1123 @@
+"""Schematic reader: image -> detections -> OCR -> labels -> wire tracing -> `Circuit` -> netlists.
+
+The detector (`vision.detect`) finds symbols, text labels, junction dots and pin points. Label
+texts are read with RapidOCR (offline ONNX models) and assigned to components as references and
+values, or to nets as net names. Wires are traced on the ink that is left once symbols and text are
+masked: horizontal and vertical strokes become segments; a segment end that touches another
+segment (corner, T-joint) connects, two strokes that cross in their middles connect only where a
+junction dot sits; pins connect to the segment ends they touch and to pins they abut.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import networkx as nx
+import numpy as np
+
+from pipelines.document import Circuit, Component, Pin, write_atomic
+from vision.synth import NET_SYMBOLS, OPTIONAL_PINS, REF_PREFIXES, TYPE_PINS
+from vision.synth.spice import spice_line, spice_netlist, spice_node
+
+MAX_PIXELS = 40_000_000  # refuse larger images (about 6300 x 6300)
+MIN_SIDE = 16
+PDF_TARGET_SIDE = 2000  # long side in pixels of a PDF drawing rendered for reading
+COMPONENT_THRESHOLD = 0.35
+TEXT_THRESHOLD = 0.3
+JUNCTION_THRESHOLD = 0.35
+PIN_THRESHOLD = 0.25
+
+
+class SchematicInputError(ValueError):
+    """The input is not something the schematic reader can read (one-line message)."""
+
+
+# -- input ------------------------------------------------------------------------------------------
+
+
+def load_image(image: np.ndarray | str | Path) -> np.ndarray:
+    """A drawing as uint8 gray or RGB, checked for size.
+
+    Raises:
+        SchematicInputError: missing or unreadable file, unsupported array, or too large/small.
+    """
+    from pipelines.repair import RepairInputError
+    from pipelines.repair import load_image as _load
+
+    try:
+        arr = _load(image)
+    except RepairInputError as exc:
+        raise SchematicInputError(str(exc)) from exc
+    h, w = arr.shape[:2]
+    if h * w > MAX_PIXELS:
+        raise SchematicInputError(
+            f"image too large: {w}x{h} is over {MAX_PIXELS // 1_000_000} megapixels; scale it down"
+        )
+    if min(h, w) < MIN_SIDE:
+        raise SchematicInputError(f"image too small: {w}x{h} (at least {MIN_SIDE} pixels a side)")
+    return arr
+
+
+def render_pdf_drawing(path: Path, page: int) -> np.ndarray:
+    """Render the drawing on a PDF page (vector paths or a placed image) at high resolution, as RGB.
+
+    Raises:
+        SchematicInputError: unreadable PDF, page out of range, or a page with no drawing.
+    """
+    import pymupdf
+
+    try:
+        doc = pymupdf.open(path)
+    except Exception as exc:  # pymupdf raises its own types for broken files
+        raise SchematicInputError(f"not a readable PDF: {path.name}") from exc
+    with doc:
+        if not 1 <= page <= doc.page_count:
+            raise SchematicInputError(f"page {page} out of range: {path.name} has {doc.page_count} pages")
+        p = doc[page - 1]
+        rects = [d["rect"] for d in p.get_drawings() if d["rect"].width > 0 or d["rect"].height > 0]
+        rects += [
+            pymupdf.Rect(i["bbox"])
+            for i in p.get_image_info()
+            if min(i["bbox"][2] - i["bbox"][0], i["bbox"][3] - i["bbox"][1]) > 20
+        ]
+        if not rects:
+            raise SchematicInputError(f"page {page} of {path.name} has no drawing")
+        clip = pymupdf.Rect(rects[0])
+        for r in rects[1:]:
+            clip |= r
+        clip = (clip + (-12, -12, 12, 12)) & p.rect
+        zoom = PDF_TARGET_SIDE / max(clip.width, clip.height, 1.0)
+        pix = p.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), clip=clip, colorspace=pymupdf.csRGB, alpha=False)
+        return np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width, 3).copy()
+
+
+def parse_source(source: str) -> tuple[Path, int | None]:
+    """'drawing.pdf:3' -> (drawing.pdf, 3); 'amp.png' -> (amp.png, None).
+
+    Raises:
+        SchematicInputError: a missing file or a bad page number.
+    """
+    m = re.match(r"^(.*\.pdf):(\d+)$", source, re.IGNORECASE)
+    path, page = (Path(m.group(1)), int(m.group(2))) if m else (Path(source), None)
+    if not path.is_file():
+        raise SchematicInputError(f"file not found: {path}")
+    if path.suffix.lower() == ".pdf" and page is None:
+        page = 1
+    if page is not None and page < 1:
+        raise SchematicInputError(f"page numbers start at 1, got {page}")
+    return path, page
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+
+class _Models:
+    """Detector and OCR, loaded once per process on first use."""
+
+    _lock = threading.Lock()
+    detector: Any = None
+    ocr: Any = None
+
+    @classmethod
+    def get(cls) -> tuple[Any, Any]:
+        with cls._lock:
+            if cls.detector is None:
+                import torch
+
+                from vision.detect import load_detector
+
+                torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+                cls.detector = load_detector()
+            if cls.ocr is None:
+                from rapidocr import RapidOCR
+
+                engine = RapidOCR(params={"Global.log_level": "error", "Rec.rec_batch_num": 16})
+                # a first call loads the recogniser; afterwards crops go to it in batches
+                engine(np.full((32, 96, 3), 255, np.uint8), use_det=False, use_cls=False, use_rec=True)
+                cls.ocr = engine
+        return cls.detector, cls.ocr
+
+
+def ocr_crops(engine: Any, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+    """Recognise single-line text crops (BGR uint8) in batches."""
+    if not crops:
+        return []
+    from rapidocr.ch_ppocr_rec import TextRecInput
+
+    out = engine.text_rec(TextRecInput(img=crops))
+    return [(str(t), float(s)) for t, s in zip(out.txts, out.scores)]
+
+
+# -- text ---------------------------------------------------------------------------------------------
+
+_SI = {"p": 1e-12, "n": 1e-9, "u": 1e-6, "µ": 1e-6, "μ": 1e-6, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+_REF_RE = re.compile(r"^(#?[A-Z]{1,3})(\d{1,3})$")
+
+
+def clean_text(text: str) -> str:
+    """OCR text tidied: spaces trimmed, Greek mu and micro sign unified, stray punctuation dropped."""
+    t = text.strip().replace("μ", "µ").replace(" ", "")
+    return t.strip(".,:;'\"`|_")
+
+
+def parse_value(text: str) -> float | None:
+    """A component value as a number: '4.7k' -> 4700, '4k7' -> 4700, '10µF' -> 1e-5, '1M' -> 1e6, '220' -> 220."""
+    t = clean_text(text).replace("u", "µ").replace("Ω", "").replace("ohm", "")
+    t = re.sub(r"(?<=[\dkKMGmµnp])[OQ]$", "", t)  # OCR reads a trailing Ω as O or Q
+    t = re.sub(r"(?i)(F|H|V|A|Hz|W)$", "", t)
+    m = re.match(r"^(\d+)([pnµmkKMG])(\d+)$", t)  # RKM: 4k7
+    if m:
+        return float(f"{m.group(1)}.{m.group(3)}") * _SI[m.group(2)]
+    m = re.match(r"^(\d+(?:\.\d+)?)([pnµmkKMG]?)$", t)
+    if not m:
+        return None
+    return float(m.group(1)) * (_SI[m.group(2)] if m.group(2) else 1.0)
+
+
+def canonical_value(ctype: str, text: str) -> str:
+    """A value text reduced to what must match between two readings of one part."""
+    if not text:
+        return ""
+    if ctype in (
+        "resistor",
+        "capacitor",
+        "capacitor_polarized",
+        "inductor",
+        "potentiometer",
+        "isource",
+        "vsource",
+        "battery",
+        "vsource_ac",
+        "crystal",
+    ):
+        v = parse_value(text)
+        if v is not None:
+            return f"{v:.3g}"
+    return clean_text(text).upper().replace("µ", "U").replace("Ω", "")
+
+
+def ref_prefix_types(text: str) -> tuple[str, set[str]] | None:
+    """('R3', {'resistor'}) for a reference designator; None for other texts."""
+    t = clean_text(text).upper()
+    m = _REF_RE.match(t)
+    if not m:
+        return None
+    types = {ty for ty, prefixes in REF_PREFIXES.items() if m.group(1) in prefixes}
+    return (t, types) if types else None
+
+
+_SEMI = frozenset({"diode", "led", "zener", "npn", "pnp", "nmos", "pmos", "opamp", "crystal", "switch"})
+_WORD_VALUES = {
+    "led": {"RED", "GREEN", "BLUE", "YELLOW", "WHITE", "LED", "IR"},
+    "switch": {"SPST", "SPDT", "PUSH", "NO", "NC"},
+    "nmos": {"NMOS"},
+    "pmos": {"PMOS"},
+    "opamp": {"OPAMP"},
+}
+
+
+def value_types(text: str) -> set[str]:
+    """The component types a value text can belong to ('10nF' -> capacitors, '4k7' -> resistors ...)."""
+    t = clean_text(text)
+    if not t or ref_prefix_types(t):
+        return set()
+    if re.match(r"^\d+(\.\d+)?:\d+(\.\d+)?$", t):
+        return {"transformer"}
+    if re.match(r"^\d+V\d+$", t):  # zener RKM: 5V1
+        return {"zener"}
+    m = re.match(r"^(\d+(?:[.,]\d+)?|\d+[pnuµmkKMGR]\d+)([pnuµmkKMG]?)(Ω|ohms?|R|F|H|Hz|A|V|Vpp|VAC|VDC)?$", t)
+    if m:
+        prefix, unit = m.group(2), m.group(3) or ""
+        if re.match(r"^\d+[pnuµmkKMGR]\d+$", m.group(1)):
+            prefix = re.sub(r"[\d]", "", m.group(1))
+        if unit in ("Ω", "ohm", "ohms") or prefix == "R":
+            return {"resistor", "potentiometer"}
+        if unit == "F":
+            return {"capacitor", "capacitor_polarized"}
+        if unit == "H":
+            return {"inductor"}
+        if unit == "Hz":
+            return {"crystal"}
+        if unit == "A":
+            return {"isource"}
+        if unit.startswith("V"):
+            return {"vsource", "battery", "vsource_ac", "zener"}
+        if prefix in ("p", "n", "u", "µ"):
+            return {"capacitor", "capacitor_polarized", "inductor", "isource"}
+        if prefix == "m":
+            return {"isource", "inductor", "capacitor_polarized"}
+        return {"resistor", "potentiometer"}
+    words = {ty for ty, ws in _WORD_VALUES.items() if t.upper() in ws}
+    if words:
+        return words
+    if re.search(r"\d", t) and re.search(r"[A-Za-z]", t) and re.match(r"^[A-Za-z0-9][A-Za-z0-9\-/.]*$", t):
+        return set(_SEMI) | {"transformer"}  # a part number
+    return set()
+
+
+def value_fits(ctype: str, text: str) -> bool:
+    """Whether a text could be the value of a part of this type."""
+    return ctype in value_types(text)
+
+
+# -- geometry helpers ---------------------------------------------------------------------------------
+
+
+def _box_gap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Distance between two boxes (0 when they overlap)."""
+    dx = max(0.0, max(a[0], b[0]) - min(a[2], b[2]))
+    dy = max(0.0, max(a[1], b[1]) - min(a[3], b[3]))
+    return math.hypot(dx, dy)
+
+
+class _UF:
+    def __init__(self, n: int) -> None:
+        self.p = list(range(n))
+
+    def find(self, a: int) -> int:
+        while self.p[a] != a:
+            self.p[a] = self.p[self.p[a]]
+            a = self.p[a]
+        return a
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.p[ra] = rb
+
+
+@dataclass
+class Segment:
+    """A straight wire stroke: horizontal (y fixed) or vertical (x fixed), in pixels."""
+
+    horizontal: bool
+    a: float  # start along the stroke
+    b: float  # end along the stroke
+    c: float  # the fixed coordinate
+    thick: float
+
+    def endpoints(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        if self.horizontal:
+            return (self.a, self.c), (self.b, self.c)
+        return (self.c, self.a), (self.c, self.b)
+
+    def distance(self, x: float, y: float) -> float:
+        """Distance from a point to the stroke's centre line."""
+        along, across = (x, y) if self.horizontal else (y, x)
+        d_along = max(0.0, self.a - along, along - self.b)
+        return math.hypot(d_along, across - self.c)
+
+
+def binarize(gray: np.ndarray) -> np.ndarray:
+    """Ink mask (bool) from a paper-normalised grayscale image."""
+    thr, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    thr = min(max(thr, 60.0), 190.0)
+    return gray < thr
+
+
+def stroke_width(ink: np.ndarray) -> float:
+    """Typical pen width: median thickness of long horizontal and vertical runs."""
+    vals = []
+    for horizontal in (True, False):
+        k = np.ones((1, 25) if horizontal else (25, 1), np.uint8)
+        m = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_OPEN, k)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        for i in range(1, n):
+            x, y, w, h, area = stats[i]
+            length = w if horizontal else h
+            if length >= 25:
+                vals.append(area / length)
+    return float(np.clip(np.median(vals), 1.0, 12.0)) if vals else 2.0
+
+
+def extract_segments(
+    ink: np.ndarray, stroke: float, text_boxes: list[tuple[float, float, float, float]]
+) -> list[Segment]:
+    """Horizontal and vertical strokes of at least a few pen widths, minus glyph strokes inside text."""
+    L = int(max(10, round(3 * stroke + 4)))
+    segs: list[Segment] = []
+    text_mask = np.zeros(ink.shape, np.uint8)
+    for x0, y0, x1, y1 in text_boxes:
+        text_mask[max(0, int(y0) - 2) : int(y1) + 3, max(0, int(x0) - 2) : int(x1) + 3] = 1
+    for horizontal in (True, False):
+        k = np.ones((1, L) if horizontal else (L, 1), np.uint8)
+        m = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_OPEN, k)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        if n <= 1:
+            continue
+        in_text = np.bincount(labels.ravel(), weights=text_mask.ravel(), minlength=n)
+        for i in range(1, n):
+            x, y, w, h, area = (int(v) for v in stats[i])
+            if in_text[i] > 0.6 * area:
+                continue
+            thick = area / max(1, w if horizontal else h)
+            if thick > 4 * stroke + 3:  # a filled area, not a wire
+                continue
+            if horizontal:
+                segs.append(Segment(True, float(x), float(x + w - 1), y + (h - 1) / 2, thick))
+            else:
+                segs.append(Segment(False, float(y), float(y + h - 1), x + (w - 1) / 2, thick))
+    return segs
+
+
+def dot_junctions(ink: np.ndarray, segs: list[Segment], stroke: float) -> list[tuple[float, float]]:
+    """Filled round blobs thicker than the pen that sit on wires: junction dots."""
+    r = max(2, int(round(stroke * 0.9)))
+    core = cv2.erode(ink.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    n, _, stats, cents = cv2.connectedComponentsWithStats(core, connectivity=8)
+    out = []
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if w > 6 * stroke + 6 or h > 6 * stroke + 6 or area < 2:
+            continue
+        cx, cy = cents[i]
+        if sum(1 for s in segs if s.distance(cx, cy) <= stroke + 2) >= 2:
+            out.append((float(cx), float(cy)))
+    return out
+
+
+def _straight_strokes(ink: np.ndarray, L: int) -> dict[bool, tuple[np.ndarray, np.ndarray]]:
+    """Labelled horizontal (True) and vertical (False) straight strokes at least L pixels long."""
+    out = {}
+    for horizontal in (True, False):
+        k = np.ones((1, L) if horizontal else (L, 1), np.uint8)
+        strokes = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_OPEN, k)
+        _, lab, stats, _ = cv2.connectedComponentsWithStats(strokes, connectivity=8)
+        out[horizontal] = (lab, stats)
+    return out
+
+
+def _restore_strokes(
+    work: np.ndarray,
+    strokes: dict[bool, tuple[np.ndarray, np.ndarray]],
+    boxes: list[tuple[float, float, float, float]],
+    pins: list[tuple[int, tuple[float, float]]],
+    stroke: float,
+) -> None:
+    """Give back straight wires that masking cut: those that run along a box's edge and out on both
+    sides (a rail passing a ground symbol's pin), and those that pass through a pin point (a wire
+    that turns at a pin, or runs inside a neighbour's box to reach it)."""
+    band = int(math.ceil(stroke)) + 2
+    m = 2 * stroke + 2
+
+    def give_back(horizontal: bool, i: int, own: tuple[float, float, float, float] | None = None) -> None:
+        lab, stats = strokes[horizontal]
+        sx, sy, sw, sh, _ = stats[i]
+        sel = lab[sy : sy + sh, sx : sx + sw] == i
+        if own is not None:  # not through the pin's own symbol: its inner strokes may lead to other pins
+            bx0, by0 = max(0, int(own[0]) + 1 - sx), max(0, int(own[1]) + 1 - sy)
+            bx1, by1 = int(math.ceil(own[2])) - sx, int(math.ceil(own[3])) - sy
+            if bx1 > bx0 and by1 > by0:
+                sel[by0:by1, bx0:bx1] = False
+        work[sy : sy + sh, sx : sx + sw] |= sel
+
+    for horizontal in (True, False):
+        lab, stats = strokes[horizontal]
+        for x0, y0, x1, y1 in boxes:
+            X0, Y0, X1, Y1 = int(x0), int(y0), int(math.ceil(x1)), int(math.ceil(y1))
+            edges = ((Y0, Y0 + band), (Y1 - band, Y1)) if horizontal else ((X0, X0 + band), (X1 - band, X1))
+            for e0, e1 in edges:
+                if horizontal:
+                    region = lab[max(0, e0) : e1 + 1, max(0, X0) : X1 + 1]
+                else:
+                    region = lab[max(0, Y0) : Y1 + 1, max(0, e0) : e1 + 1]
+                for i in np.unique(region):
+                    if i == 0:
+                        continue
+                    sx, sy, sw, sh, _ = stats[i]
+                    lo, hi = (sx, sx + sw - 1) if horizontal else (sy, sy + sh - 1)
+                    need_lo, need_hi = (x0 - m, x1 + m) if horizontal else (y0 - m, y1 + m)
+                    if lo <= need_lo and hi >= need_hi:
+                        give_back(horizontal, int(i))
+        r = int(math.ceil(stroke / 2)) + 1
+        for ci, (x, y) in pins:
+            xi, yi = int(round(x)), int(round(y))
+            win = lab[max(0, yi - r) : yi + r + 1, max(0, xi - r) : xi + r + 1]
+            for i in np.unique(win):
+                if i:
+                    give_back(horizontal, int(i), boxes[ci])
+
+
+def _arm_label(lab: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> int:
+    """The most common wire label in a small window (0 when none)."""
+    H, W = lab.shape
+    win = lab[max(0, y0) : min(H, y1 + 1), max(0, x0) : min(W, x1 + 1)]
+    vals = win[win > 0]
+    return int(np.bincount(vals).argmax()) if vals.size else 0
+
+
+def trace_nets(
+    ink: np.ndarray,
+    comp_boxes: list[tuple[float, float, float, float]],
+    text_boxes: list[tuple[float, float, float, float]],
+    junctions: list[tuple[float, float]],
+    pins: list[tuple[int, tuple[float, float]]],
+    stroke: float | None = None,
+    edge_band: set[int] | None = None,
+) -> tuple[list[int], list[Segment], list[int | None]]:
+    """Connect pins through the wires of a drawing.
+
+    The ink left after masking symbols (and dropping glyphs inside label boxes) is split into
+    connected pieces; where a horizontal and a vertical stroke cross in their middles with no
+    junction dot, the crossing is cut out and the two straight continuations are joined instead.
+
+    Args:
+        ink: Ink mask of the whole drawing.
+        comp_boxes: Symbol boxes, masked before tracing.
+        text_boxes: Label boxes; ink pieces lying inside one are glyphs, not wires.
+        junctions: Junction dot centres (where crossing strokes do connect).
+        pins: (component index, (x, y)) for every pin.
+        stroke: Pen width in pixels; measured when None.
+        edge_band: Boxes whose pins sit on opposite edges (two-terminal parts, ground and supply):
+            the whole band along a pin's edge is kept, so a wire that turns at the pin stays whole.
+
+    Returns:
+        A net id per pin (same id = same net), the straight wire segments found, and the net id of
+        each segment (None for a segment that the cut crossings left unlabelled).
+    """
+    if stroke is None:
+        stroke = stroke_width(ink)
+    H, W = ink.shape
+    L = int(max(10, round(3 * stroke + 4)))
+    work = ink.copy()
+    e = 1 + int(round(stroke / 4))  # anti-aliased rims of a symbol must not survive as thin "wires"
+    for x0, y0, x1, y1 in comp_boxes:
+        work[max(0, int(y0) - e) : int(math.ceil(y1)) + e + 1, max(0, int(x0) - e) : int(math.ceil(x1)) + e + 1] = False
+    _restore_strokes(work, _straight_strokes(ink, L), comp_boxes, pins, stroke)
+    # a wire that turns or joins right at a pin lies partly inside the symbol's box: keep the pin's
+    # surroundings (for parts with pins on opposite edges, the whole band along the pin's edge)
+    rp = int(math.ceil(1.5 * stroke)) + 2 + e
+    band = int(math.ceil(stroke)) + 3 + e
+    for ci, (x, y) in pins:
+        xi, yi = int(round(x)), int(round(y))
+        if edge_band is not None and ci in edge_band:
+            x0, y0, x1, y1 = (int(round(v)) for v in comp_boxes[ci])
+            side = min(((abs(y - y0), "t"), (abs(y - y1), "b"), (abs(x - x0), "l"), (abs(x - x1), "r")))[1]
+            g = e + 2
+            sl = {
+                "t": (slice(max(0, y0 - g), y0 + band), slice(max(0, x0 - g), x1 + g + 1)),
+                "b": (slice(max(0, y1 - band), y1 + g + 1), slice(max(0, x0 - g), x1 + g + 1)),
+                "l": (slice(max(0, y0 - g), y1 + g + 1), slice(max(0, x0 - g), x0 + band)),
+                "r": (slice(max(0, y0 - g), y1 + g + 1), slice(max(0, x1 - band), x1 + g + 1)),
+            }[side]
+        else:
+            sl = (slice(max(0, yi - rp), yi + rp + 1), slice(max(0, xi - rp), xi + rp + 1))
+        work[sl] |= ink[sl]
+    if text_boxes:
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(work.astype(np.uint8), connectivity=8)
+        drop = np.zeros(n, bool)
+        for i in range(1, n):
+            x, y, w, h, _ = stats[i]
+            for tx0, ty0, tx1, ty1 in text_boxes:
+                if x >= tx0 - 3 and y >= ty0 - 3 and x + w - 1 <= tx1 + 3 and y + h - 1 <= ty1 + 3:
+                    drop[i] = True
+                    break
+        work &= ~drop[lab]
+    segs = extract_segments(work, stroke, [])
+    juncs = list(junctions) + dot_junctions(work, segs, stroke)
+    tol = stroke + 3.0
+    cut = work.copy()
+    crossings: list[tuple[int, int, int, int]] = []
+    for h in (s for s in segs if s.horizontal):
+        for v in (s for s in segs if not s.horizontal):
+            if not (h.a + tol < v.c < h.b - tol and v.a + tol < h.c < v.b - tol):
+                continue
+            if min(abs(v.c - h.a), abs(v.c - h.b)) <= tol + v.thick / 2:
+                continue
+            if min(abs(h.c - v.a), abs(h.c - v.b)) <= tol + h.thick / 2:
+                continue
+            if any(math.hypot(jx - v.c, jy - h.c) <= 2 * tol for jx, jy in juncs):
+                continue
+            x, y = int(round(v.c)), int(round(h.c))
+            rx, ry = int(math.ceil(v.thick / 2)) + 2, int(math.ceil(h.thick / 2)) + 2
+            cut[max(0, y - ry) : y + ry + 1, max(0, x - rx) : x + rx + 1] = False
+            crossings.append((x, y, rx, ry))
+    n2, lab2 = cv2.connectedComponents(cut.astype(np.uint8), connectivity=8)
+    uf = _UF(n2 + len(pins))
+    for x, y, rx, ry in crossings:
+        left = _arm_label(lab2, y - ry, y + ry, x - rx - 3, x - rx - 1)
+        right = _arm_label(lab2, y - ry, y + ry, x + rx + 1, x + rx + 3)
+        up = _arm_label(lab2, y - ry - 3, y - ry - 1, x - rx, x + rx)
+        down = _arm_label(lab2, y + ry + 1, y + ry + 3, x - rx, x + rx)
+        if left and right:
+            uf.union(left, right)
+        if up and down:
+            uf.union(up, down)
+    tol_pin = max(6.0, 2.5 * stroke + 3)
+    r = int(math.ceil(tol_pin))
+    for k, (_, (x, y)) in enumerate(pins):
+        xi, yi = int(round(x)), int(round(y))
+        y0, x0 = max(0, yi - r), max(0, xi - r)
+        win = lab2[y0 : min(H, yi + r + 1), x0 : min(W, xi + r + 1)]
+        ys, xs = np.nonzero(win)
+        if not len(ys):
+            continue
+        d = np.hypot(xs + x0 - x, ys + y0 - y)
+        best = int(d.argmin())
+        if d[best] > tol_pin:
+            continue
+        uf.union(n2 + k, int(win[ys[best], xs[best]]))
+        for lbl in np.unique(win[ys[d <= stroke + 2], xs[d <= stroke + 2]]):
+            uf.union(n2 + k, int(lbl))
+    tol_pp = max(4.0, 2 * stroke + 2)
+    for k, (ci, (x, y)) in enumerate(pins):
+        for m in range(k + 1, len(pins)):
+            cj, (x2, y2) = pins[m]
+            if ci != cj and math.hypot(x - x2, y - y2) <= tol_pp:
+                uf.union(n2 + k, n2 + m)
+    seg_nets: list[int | None] = []
+    for sg in segs:
+        (ax, ay), (bx, by) = sg.endpoints()
+        lbl = _arm_label(
+            lab2,
+            int(round((ay + by) / 2)) - 1,
+            int(round((ay + by) / 2)) + 1,
+            int(round((ax + bx) / 2)) - 1,
+            int(round((ax + bx) / 2)) + 1,
+        )
+        if not lbl:
+            lbl = _arm_label(lab2, int(ay) - 1, int(ay) + 1, int(ax) - 1, int(ax) + 1)
+        seg_nets.append(uf.find(lbl) if lbl else None)
+    return [uf.find(n2 + k) for k in range(len(pins))], segs, seg_nets
+
+
+# -- pins -------------------------------------------------------------------------------------------
+
+
+def _entry_points(box: tuple[float, float, float, float], ink: np.ndarray, stroke: float) -> list[tuple[float, float]]:
+    """Where ink leaves a symbol box: centres of ink runs in a thin strip just outside each side."""
+    H, W = ink.shape
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    d = int(math.ceil(stroke)) + 2
+    out: list[tuple[float, float]] = []
+    strips = [
+        (True, max(0, y0 - d), max(0, y0 - 1), x0, x1),  # top
+        (True, min(H - 1, y1 + 1), min(H - 1, y1 + d), x0, x1),  # bottom
+        (False, max(0, x0 - d), max(0, x0 - 1), y0, y1),  # left
+        (False, min(W - 1, x1 + 1), min(W - 1, x1 + d), y0, y1),  # right
+    ]
+    for horizontal, a0, a1, b0, b1 in strips:
+        if a1 < a0:
+            continue
+        b0, b1 = max(0, b0), min((W if horizontal else H) - 1, b1)
+        if b1 <= b0:
+            continue
+        band = ink[a0 : a1 + 1, b0 : b1 + 1] if horizontal else ink[b0 : b1 + 1, a0 : a1 + 1].T
+        prof = band.all(axis=0) if band.shape[0] > 0 else np.zeros(0, bool)
+        runs = np.flatnonzero(np.diff(np.concatenate([[0], prof.astype(np.int8), [0]])))
+        for r0, r1 in zip(runs[::2], runs[1::2]):
+            if r1 - r0 > 4 * stroke + 4:  # a wire running along the box, not into it
+                continue
+            c = b0 + (r0 + r1 - 1) / 2
+            edge = y0 if (horizontal and a1 < y0) else y1 if horizontal else x0 if a1 < x0 else x1
+            out.append((c, float(edge)) if horizontal else (float(edge), c))
+    return out
+
+
+def assign_pins(
+    ctype: str,
+    box: tuple[float, float, float, float],
+    cands: list[tuple[str, float, tuple[float, float]]],
+    entries: list[tuple[float, float]],
+) -> dict[str, tuple[float, float]]:
+    """Name the pins of one symbol from detected pin points (role, score, xy), snapped to the
+    points where wires enter the box; missing pins fall back to entry points."""
+    spec = TYPE_PINS[ctype]
+    optional = OPTIONAL_PINS.get(ctype, frozenset())
+    x0, y0, x1, y1 = box
+    size = max(x1 - x0, y1 - y0, 1.0)
+    snap = 0.25 * size + 4
+    used_entries: set[int] = set()
+
+    def snapped(xy: tuple[float, float]) -> tuple[float, float]:
+        best = min(
+            ((math.hypot(xy[0] - e[0], xy[1] - e[1]), i) for i, e in enumerate(entries) if i not in used_entries),
+            default=None,
+        )
+        if best and best[0] <= snap:
+            used_entries.add(best[1])
+            return entries[best[1]]
+        return xy
+
+    out: dict[str, tuple[float, float]] = {}
+    roles: dict[str, list[str]] = {}
+    for name, role in spec:
+        roles.setdefault(role, []).append(name)
+    for role, names in roles.items():
+        pool = sorted((c for c in cands if c[0] == role), key=lambda c: -c[1])
+        picked: list[tuple[float, float]] = []
+        for _, _, xy in pool:
+            if all(math.hypot(xy[0] - p[0], xy[1] - p[1]) > 0.15 * size for p in picked):
+                picked.append(xy)
+            if len(picked) == len(names):
+                break
+        picked = [snapped(p) for p in picked]
+        if role == "generic":
+            picked.sort(key=lambda p: (round(p[0] / max(size * 0.3, 1.0)), p[1]))
+            if ctype == "transformer" and len(picked) == 4:
+                left = sorted(sorted(picked, key=lambda p: p[0])[:2], key=lambda p: p[1])
+                right = sorted(sorted(picked, key=lambda p: p[0])[2:], key=lambda p: p[1])
+                picked = left + right
+        for name, xy in zip(names, picked):
+            out[name] = xy
+    missing = [name for name, _ in spec if name not in out and name not in optional]
+    free = [e for i, e in enumerate(entries) if i not in used_entries]
+    for name in missing:
+        if not free:
+            break
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        far = max(
+            free,
+            key=lambda e: (
+                min((math.hypot(e[0] - p[0], e[1] - p[1]) for p in out.values()), default=0.0)
+                + 1e-3 * math.hypot(e[0] - cx, e[1] - cy)
+            ),
+        )
+        out[name] = far
+        free.remove(far)
+    return out
+
+
+# -- the reader -------------------------------------------------------------------------------------
+
+
+def _crop_for_ocr(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    H, W = gray.shape
+    x0, y0, x1, y1 = box
+    pad = max(2.0, 0.15 * (y1 - y0))
+    c = gray[
+        max(0, int(y0 - pad)) : min(H, int(math.ceil(y1 + pad))),
+        max(0, int(x0 - pad)) : min(W, int(math.ceil(x1 + pad))),
+    ]
+    if c.size == 0:
+        c = np.full((8, 8), 255, np.uint8)
+    if c.shape[0] < 24:
+        k = 32 / max(1, c.shape[0])
+        c = cv2.resize(c, (max(1, int(c.shape[1] * k)), 32), interpolation=cv2.INTER_CUBIC)
+    return cv2.cvtColor(c, cv2.COLOR_GRAY2BGR)
+
+
+def read_schematic(image: np.ndarray | str | Path, *, repair: str = "off") -> Circuit:
+    """Read a schematic drawing into a `Circuit` (pixel coordinates of the input image).
+
+    Args:
+        image: A path or a uint8 gray/RGB array.
+        repair: "off", or "auto" to repair damage first (pipelines.repair) when the drawing allows.
+
+    Raises:
+        SchematicInputError: unreadable, too small or too large input, or a bad `repair` value.
+    """
+    if repair not in ("off", "auto"):
+        raise SchematicInputError(f"repair must be 'off' or 'auto', not {repair!r}")
+    arr = load_image(image)
+    from vision.detect import detect, normalize_paper, to_gray
+
+    warnings: list[str] = []
+    gray = to_gray(arr)
+    if float(gray.std()) < 2.0 or float((gray < 128).mean()) < 1e-5:
+        return Circuit(warnings=["blank image: no ink found"])
+    from pipelines.repair import looks_like_photo
+
+    if looks_like_photo(arr):
+        warnings.append("this looks like a photograph; reading may be unreliable")
+    if repair == "auto":
+        from pipelines.repair import RepairInputError, repair_drawing
+
+        try:
+            fixed = repair_drawing(arr)
+            gray = to_gray(fixed.image)
+            if fixed.stats.get("damaged_share", 0) > 0:
+                warnings.append(f"repaired {fixed.stats['damaged_share']:.1%} of the image before reading")
+        except RepairInputError as exc:
+            warnings.append(f"repair skipped: {exc}")
+    norm = normalize_paper(gray)
+    detector, ocr = _Models.get()
+    dets, pin_pts = detect(
+        detector, norm, box_threshold=min(COMPONENT_THRESHOLD, TEXT_THRESHOLD), pin_threshold=PIN_THRESHOLD
+    )
+    comps = [d for d in dets if d.cls in TYPE_PINS and d.score >= COMPONENT_THRESHOLD]
+    texts = [d for d in dets if d.cls == "text" and d.score >= TEXT_THRESHOLD]
+    juncs = [d for d in dets if d.cls == "junction" and d.score >= JUNCTION_THRESHOLD]
+    if not comps:
+        warnings.append("no circuit found: no component symbols detected")
+        return Circuit(warnings=warnings)
+    reads = [t for t, _ in ocr_crops(ocr, [_crop_for_ocr(norm, t.box) for t in texts])]
+    return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings)
+
+
+def assemble_circuit(
+    norm: np.ndarray,
+    comps: list[Any],
+    texts: list[Any],
+    reads: list[str],
+    juncs: list[Any],
+    pin_pts: list[Any],
+    warnings: list[str] | None = None,
+) -> Circuit:
+    """Build the circuit from detections (boxes with `cls`, `score`, `box`; pins with `role`, `score`, `xy`)
+    and the texts read in the label boxes: pins are named, wires traced and labels assigned."""
+    warnings = list(warnings or [])
+    ink = binarize(norm)
+    stroke = stroke_width(ink)
+    text_boxes = [t.box for t in texts]
+
+    # pins per component
+    comp_pins: list[dict[str, tuple[float, float]]] = []
+    # a pin point belongs to the box it is nearest to (near-ties: shared by abutting symbols)
+    gaps = np.array([[_box_gap(d.box, (*p.xy, *p.xy)) for d in comps] for p in pin_pts]).reshape(
+        len(pin_pts), len(comps)
+    )
+    nearest = gaps.min(axis=1) if len(pin_pts) else np.zeros(0)
+    for ci, d in enumerate(comps):
+        x0, y0, x1, y1 = d.box
+        m = 0.2 * max(x1 - x0, y1 - y0) + 4
+        cands = [
+            (p.role, p.score, p.xy)
+            for pi, p in enumerate(pin_pts)
+            if gaps[pi, ci] <= m and gaps[pi, ci] <= nearest[pi] + 3
+        ]
+        comp_pins.append(assign_pins(d.cls, d.box, cands, _entry_points(d.box, ink, stroke)))
+    flat = [(ci, name, xy) for ci, pins in enumerate(comp_pins) for name, xy in pins.items()]
+    net_ids, segs, seg_nets = trace_nets(
+        ink,
+        [d.box for d in comps],
+        text_boxes,
+        [((j.box[0] + j.box[2]) / 2, (j.box[1] + j.box[3]) / 2) for j in juncs],
+        [(ci, xy) for ci, _, xy in flat],
+        stroke,
+        {ci for ci, d in enumerate(comps) if len(TYPE_PINS[d.cls]) <= 2},
+    )
+
+    # labels: net names beside open wire ends first, then references and values by distance
+    refs: dict[int, str] = {}
+    values: dict[int, str] = {}
+    used: set[int] = set()
+    net_names: dict[int, str] = {}
+    scale = float(np.median([max(d.box[2] - d.box[0], d.box[3] - d.box[1]) for d in comps]))
+    pin_xy = [xy for _, _, xy in flat]
+    open_ends = [
+        (p, i)
+        for i, sg in enumerate(segs)
+        for p in sg.endpoints()
+        if seg_nets[i] is not None
+        and all(math.hypot(p[0] - q[0], p[1] - q[1]) > 3 * stroke + 6 for q in pin_xy)
+        and sum(1 for o in segs if o.distance(*p) <= stroke + 3) == 1
+    ]
+    for ti, t in enumerate(texts):
+        text = clean_text(reads[ti])
+        if not text or ref_prefix_types(text) or not re.match(r"^[A-Za-z+\-][A-Za-z0-9+\-_.]*$", text):
+            continue
+        th = t.box[3] - t.box[1]
+        d_end, seg = min(((_box_gap(t.box, (p[0], p[1], p[0], p[1])), i) for p, i in open_ends), default=(1e9, -1))
+        d_comp = min(_box_gap(t.box, d.box) for d in comps)
+        if d_end <= 1.5 * th + 3 * stroke + 4 and d_end < d_comp:
+            net_names.setdefault(seg_nets[seg], spice_node(text))
+            used.add(ti)
+    pairs = sorted(
+        (_box_gap(t.box, d.box), ti, ci)
+        for ti, t in enumerate(texts)
+        for ci, d in enumerate(comps)
+        if ti not in used and _box_gap(t.box, d.box) <= 1.2 * scale
+    )
+    for _dist, ti, ci in pairs:
+        if ti in used:
+            continue
+        text = clean_text(reads[ti])
+        if not text:
+            continue
+        ctype = comps[ci].cls
+        ref = ref_prefix_types(text)
+        if ref and ctype in ref[1] and ci not in refs and ctype not in NET_SYMBOLS:
+            refs[ci] = ref[0]
+            used.add(ti)
+        elif not ref and ci not in values and (ctype == "supply" or value_fits(ctype, text)):
+            values[ci] = text
+            used.add(ti)
+    for ci, d in enumerate(comps):
+        if d.cls in NET_SYMBOLS:
+            name = "0" if d.cls == "ground" else spice_node(values[ci]) if values.get(ci) else None
+            for k, (cj, _, _) in enumerate(flat):
+                if cj == ci and name and net_names.get(net_ids[k]) != "0":
+                    net_names[net_ids[k]] = name
+
+    # assemble
+    order = sorted(set(net_ids), key=lambda n: net_ids.index(n))
+    names: dict[int, str] = {}
+    taken: set[str] = set()
+    counter = 0
+    for n in order:
+        name = net_names.get(n)
+        if name is None or name in taken and name != "0":
+            counter += 1
+            name = f"N{counter:03d}"
+            while name in taken:
+                counter += 1
+                name = f"N{counter:03d}"
+        names[n] = name
+        taken.add(name)
+    components: list[Component] = []
+    seen_ids: set[str] = set()
+    counts: dict[str, int] = {}
+    for ci, d in enumerate(comps):
+        cid = refs.get(ci)
+        if not cid or cid in seen_ids:
+            prefix = REF_PREFIXES[d.cls][0]
+            counts[prefix] = counts.get(prefix, 0) + 1
+            cid = f"{prefix}?{counts[prefix]}"
+        seen_ids.add(cid)
+        pins = [
+            Pin(name, (round(float(xy[0]), 1), round(float(xy[1]), 1)), names[net_ids[k]])
+            for k, (cj, name, xy) in enumerate(flat)
+            if cj == ci
+        ]
+        components.append(
+            Component(
+                cid, d.cls, values.get(ci, ""), tuple(round(float(v), 1) for v in d.box), pins, round(float(d.score), 3)
+            )
+        )
+    return Circuit(
+        components=components,
+        nets=sorted(set(names.values()), key=lambda s: (s != "0", s)),
+        junctions=[(round((j.box[0] + j.box[2]) / 2, 1), round((j.box[1] + j.box[3]) / 2, 1)) for j in juncs],
+        wires=[[tuple(round(v, 1) for v in p) for p in s.endpoints()] for s in segs],
+        warnings=warnings,
+    )
+
+
+# -- exports ----------------------------------------------------------------------------------------
+
+
+def to_spice(circuit: Circuit, title: str = "ohmlens schematic") -> str:
+    """A SPICE netlist (ground symbols are node 0, supply rails named nodes)."""
+    cards = []
+    for c in circuit.components:
+        card = spice_line(c.type, c.id.replace("?", "_"), c.value, {p.name: p.net or "NC" for p in c.pins})
+        if card:
+            cards.append(card)
+    return spice_netlist(title, cards)
+
+
+def to_json(circuit: Circuit) -> dict[str, Any]:
+    """The circuit as a JSON-ready graph: components {id, type, value, bbox, pins}, nets with members."""
+    members: dict[str, list[list[str]]] = {n: [] for n in circuit.nets}
+    for c in circuit.components:
+        for p in c.pins:
+            if p.net is not None:
+                members.setdefault(p.net, []).append([c.id, p.name])
+    return {
+        "components": [
+            {
+                "id": c.id,
+                "type": c.type,
+                "value": c.value,
+                "bbox": list(c.bbox),
+                "score": c.score,
+                "pins": [{"name": p.name, "xy": list(p.xy), "net": p.net} for p in c.pins],
+            }
+            for c in circuit.components
+        ],
+        "nets": [{"name": n, "pins": members.get(n, [])} for n in circuit.nets],
+        "junctions": [list(j) for j in circuit.junctions],
+        "wires": [[list(p) for p in w] for w in circuit.wires],
+        "warnings": list(circuit.warnings),
+    }
+
+
+def to_kicad(circuit: Circuit, title: str = "ohmlens schematic") -> str:
+    """A KiCad-style (s-expression, 'export' version E) netlist."""
+
+    def q(s: str) -> str:
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = ["(export (version E)", f"  (design (source {q(title)}) (tool {q('ohmlens')}))", "  (components"]
+    for c in circuit.components:
+        if c.type in NET_SYMBOLS:
+            continue
+        lines.append(
+            f"    (comp (ref {q(c.id)}) (value {q(c.value or '~')}) (libsource (lib ohmlens) (part {q(c.type)})))"
+        )
+    lines.append("  )")
+    lines.append("  (nets")
+    members: dict[str, list[tuple[str, str]]] = {}
+    for c in circuit.components:
+        if c.type in NET_SYMBOLS:
+            continue
+        for p in c.pins:
+            if p.net:
+                members.setdefault(p.net, []).append((c.id, p.name))
+    for code, net in enumerate(sorted(members, key=lambda s: (s != "0", s)), start=1):
+        nodes = " ".join(f"(node (ref {q(r)}) (pin {q(p)}))" for r, p in members[net])
+        name = "GND" if net == "0" else net
+        lines.append(f"    (net (code {code}) (name {q(name)}) {nodes})")
+    lines.append("  )")
+    lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
+_PALETTE = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 190, 190),
+    (240, 50, 230),
+    (128, 128, 0),
+    (0, 0, 128),
+    (170, 110, 40),
+    (128, 0, 0),
+    (0, 128, 128),
+]
+
+
+def draw_overlay(image: np.ndarray, circuit: Circuit) -> np.ndarray:
+    """An RGB picture of the drawing with components boxed, pins dotted and nets coloured."""
+    gray = image if image.ndim == 2 else cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2GRAY)
+    faded = (255 - (255 - gray.astype(np.float32)) * 0.45).astype(np.uint8)
+    out = cv2.cvtColor(faded, cv2.COLOR_GRAY2RGB)
+    H, W = gray.shape
+    lw = max(1, int(round(max(H, W) / 700)))
+    colour = {n: _PALETTE[i % len(_PALETTE)] for i, n in enumerate(circuit.nets)}
+    colour["0"] = (90, 90, 90)
+    wire_net: list[str | None] = []
+    pin_xy = [(p.xy, p.net) for c in circuit.components for p in c.pins]
+    for w in circuit.wires:
+        (ax, ay), (bx, by) = w[0], w[-1]
+        best = None
+        for xy, net in pin_xy:
+            d = min(math.hypot(xy[0] - ax, xy[1] - ay), math.hypot(xy[0] - bx, xy[1] - by))
+            if best is None or d < best[0]:
+                best = (d, net)
+        wire_net.append(best[1] if best and best[0] < 12 else None)
+    for w, net in zip(circuit.wires, wire_net):
+        col = colour.get(net, (150, 150, 150)) if net else (150, 150, 150)
+        cv2.line(out, tuple(int(v) for v in w[0]), tuple(int(v) for v in w[-1]), col, lw + 1, cv2.LINE_AA)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    fs = max(0.4, max(H, W) / 2500)
+    for c in circuit.components:
+        x0, y0, x1, y1 = (int(v) for v in c.bbox)
+        cv2.rectangle(out, (x0, y0), (x1, y1), (20, 20, 220), lw, cv2.LINE_AA)
+        tag = f"{c.id} {c.value}".strip()
+        cv2.putText(out, tag, (x0, max(10, y0 - 3)), font, fs, (20, 20, 220), max(1, lw - 1), cv2.LINE_AA)
+        for p in c.pins:
+            col = colour.get(p.net or "", (0, 0, 0))
+            cv2.circle(out, (int(p.xy[0]), int(p.xy[1])), lw + 3, col, -1, cv2.LINE_AA)
+    for x, y in circuit.junctions:
+        cv2.circle(out, (int(x), int(y)), lw + 4, (0, 0, 0), lw, cv2.LINE_AA)
+    return out
+
+
+# -- truth and comparison (benchmarks and tests) ----------------------------------------------------
+
+
+def truth_circuit(truth: dict[str, Any]) -> Circuit:
+    """A synthetic sample's ground truth as a `Circuit`."""
+    node = {(r, p): n["name"] for n in truth["nets"] for r, p in n["pins"]}
+    comps = [
+        Component(
+            c["ref"],
+            c["type"],
+            c["value"],
+            tuple(c["bbox"]),
+            [Pin(name, tuple(xy), node[(c["ref"], name)]) for name, xy in c["pins"].items()],
+        )
+        for c in truth["components"]
+    ]
+    return Circuit(
+        components=comps, nets=[n["name"] for n in truth["nets"]], junctions=[tuple(j) for j in truth["junctions"]]
+    )
+
+
+def circuit_graph(circuit: Circuit) -> nx.Graph:
+    """Bipartite graph of parts and nets for isomorphism tests.
+
+    Part nodes carry (type, canonical value); net nodes carry whether a ground or a supply symbol
+    sits on them; edges carry the pin's role, so symmetric parts compare without pin order.
+    """
+    roles = {(t, name): role for t, pins in TYPE_PINS.items() for name, role in pins}
+    g = nx.Graph()
+    flags: dict[str, set[str]] = {}
+    for c in circuit.components:
+        if c.type in NET_SYMBOLS:
+            for p in c.pins:
+                if p.net:
+                    flags.setdefault(p.net, set()).add(c.type)
+    for c in circuit.components:
+        if c.type in NET_SYMBOLS:
+            continue
+        g.add_node(("c", c.id), kind="part", label=(c.type, canonical_value(c.type, c.value)))
+        for p in c.pins:
+            if p.net is None:
+                continue
+            n = ("n", p.net)
+            if n not in g:
+                g.add_node(n, kind="net", label=tuple(sorted(flags.get(p.net, set()))))
+            role = roles.get((c.type, p.name), "generic")
+            if g.has_edge(("c", c.id), n):
+                g.edges[("c", c.id), n]["role"] = tuple(sorted(set(g.edges[("c", c.id), n]["role"]) | {role}))
+            else:
+                g.add_edge(("c", c.id), n, role=(role,))
+    return g
+
+
+def same_netlist(a: Circuit, b: Circuit) -> bool:
+    """Whether two circuits have isomorphic part/net graphs with equal types, values and pin roles."""
+    ga, gb = circuit_graph(a), circuit_graph(b)
+    if ga.number_of_nodes() != gb.number_of_nodes() or ga.number_of_edges() != gb.number_of_edges():
+        return False
+    return nx.is_isomorphic(
+        ga,
+        gb,
+        node_match=lambda x, y: x["kind"] == y["kind"] and x["label"] == y["label"],
+        edge_match=lambda x, y: x["role"] == y["role"],
+    )
+
+
+# -- the CLI job ------------------------------------------------------------------------------------
+
+
+def schematic_command(source: str, out_dir: Path, fmt: str, repair: str = "off") -> list[Path]:
+    """Read IMAGE or PDF[:PAGE] and write STEM.cir/.json/.net, STEM.json and STEM.overlay.png.
+
+    Raises:
+        SchematicInputError: bad source, format or input image.
+    """
+    if fmt not in ("spice", "json", "kicad"):
+        raise SchematicInputError(f"unknown format {fmt!r} (spice, json or kicad)")
+    path, page = parse_source(source)
+    if path.suffix.lower() == ".pdf":
+        image = render_pdf_drawing(path, page or 1)
+        stem = f"{path.stem}.p{page}"
+    else:
+        image = load_image(path)
+        stem = path.stem
+    circuit = read_schematic(image, repair=repair)
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    data = to_json(circuit)
+    data["source"] = path.name + (f":{page}" if page else "")
+    json_path = out_dir / f"{stem}.json"
+    write_atomic(json_path, json.dumps(data, indent=1, ensure_ascii=False))
+    if fmt == "spice":
+        p = out_dir / f"{stem}.cir"
+        write_atomic(p, to_spice(circuit, title=path.name))
+        written.append(p)
+    elif fmt == "kicad":
+        p = out_dir / f"{stem}.net"
+        write_atomic(p, to_kicad(circuit, title=path.name))
+        written.append(p)
+    written.append(json_path)
+    overlay = draw_overlay(image, circuit)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+    if ok:
+        p = out_dir / f"{stem}.overlay.png"
+        write_atomic(p, buf.tobytes())
+        written.append(p)
+    return written
