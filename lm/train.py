@@ -13,12 +13,22 @@ Data interface (what the schematic and document pipelines plug in):
 * :func:`text_files` — reads text files, for building a corpus with a :class:`~lm.tokenizer.Tokenizer`.
 
 ``Trainer.fit`` takes either a :class:`TokenDataset` or any iterator of ``[batch, seq_len + 1]`` id tensors.
+Documents are joined by EOS, which also starts a prompt (GPT-2 convention; see the ``small`` preset).
+
+Command line (``ohmlens train lm ...`` or ``python -m lm.train ...``; under ``torchrun`` it trains data/expert
+parallel through :mod:`lm.distributed`)::
+
+    ohmlens train lm docs/ more.txt --out runs/lm --preset small --steps 2000 --max-minutes 10
+    ohmlens train lm docs/ --out runs/lm --resume --steps 4000
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -340,3 +350,112 @@ class Trainer:
             state.setdefault(int(idx), {})[key] = value
         self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         self.step = int(meta["step"])
+
+
+# ---------------------------------------------------------------------- command line
+TEXT_SUFFIXES = (".txt", ".md", ".rst", ".py", ".json", ".csv", ".tex", ".html")
+
+
+def find_text_files(inputs: Sequence[str | Path]) -> list[Path]:
+    """Text files named directly or found (recursively, by suffix) in the given folders."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise TrainError(f"train: {path} does not exist")
+    if not found:
+        raise TrainError(f"train: no text files ({', '.join(TEXT_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+    return found
+
+
+def _parser() -> argparse.ArgumentParser:
+    from lm.config import PRESETS
+
+    p = argparse.ArgumentParser(
+        prog="ohmlens train lm", description="Train the DeepSeek-V3-style language backbone on text files."
+    )
+    p.add_argument("data", nargs="+", help="text files or folders (searched for " + " ".join(TEXT_SUFFIXES) + ")")
+    p.add_argument("--out", default="runs/lm", help="checkpoint folder (Hugging Face layout + tokenizer.json)")
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="architecture (default: small)")
+    p.add_argument("--tokenizer", help="tokenizer.json (or its folder) to use instead of training one")
+    p.add_argument("--vocab-size", type=int, default=8192, help="entries of a newly trained tokenizer")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--mtp-weight", type=float, default=0.3, help="weight of the MTP loss")
+    p.add_argument("--bias-update-speed", type=float, default=1e-3, help="aux-loss-free balancing speed")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop (and save) after this long (0 = no limit)")
+    p.add_argument("--val-fraction", type=float, default=0.01, help="tail of the corpus held out for validation")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def train_from_args(args: argparse.Namespace, log: Callable[[str], None] = print) -> list[dict[str, float]]:
+    """Build or resume the model and tokenizer, train on the text files, save everything to ``args.out``."""
+    from lm.config import LMConfig, preset
+    from lm.distributed import make_trainer
+    from lm.tokenizer import Tokenizer
+
+    out = Path(args.out)
+    texts = list(text_files(find_text_files(args.data)))
+    if args.resume:
+        if not (out / "trainer_state.json").is_file():
+            raise TrainError(f"train: nothing to resume in {out}")
+        tok = Tokenizer.load(out)
+        config = LMConfig.load(out)
+    else:
+        tok = Tokenizer.load(args.tokenizer) if args.tokenizer else Tokenizer.train(texts, vocab_size=args.vocab_size)
+        config = preset(args.preset).replace(
+            vocab_size=tok.vocab_size, bos_token_id=tok.eos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id
+        )
+    data = TokenDataset.from_documents(tok.encode_batch(texts), eos_id=tok.eos_id)
+    train, val = data.split(args.val_fraction)
+    log(f"corpus: {len(texts)} files, {len(data)} tokens ({len(train)} train / {len(val)} validation)")
+    cfg = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        mtp_loss_weight=args.mtp_weight,
+        bias_update_speed=args.bias_update_speed,
+        checkpoint_every=args.checkpoint_every,
+        out_dir=str(out),
+        seed=args.seed,
+        max_seconds=args.max_minutes * 60 or None,
+    )
+    torch.manual_seed(args.seed)
+    trainer = make_trainer(LanguageModel(config), cfg, log=log)  # moves the model to this rank's device
+    if args.resume:
+        trainer.load_checkpoint(out)  # weights, optimizer moments, step
+    if int(os.environ.get("RANK", "0")) == 0:
+        tok.save(out, model_max_length=config.max_position_embeddings)
+    val_batches = val.sequential(cfg.batch_size, cfg.seq_len, 8) if len(val) > cfg.seq_len else None
+    return trainer.fit(train, val_batches)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (2 for unusable input, with a one-line message)."""
+    from lm.checkpoint import CheckpointError
+    from lm.config import LMConfigError
+    from lm.tokenizer import TokenizerError
+
+    args = _parser().parse_args(argv)
+    try:
+        train_from_args(args)
+    except (TrainError, TokenizerError, LMConfigError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -87,3 +87,24 @@ def test_data_helpers():
         TrainConfig(steps=0).validate()
     with pytest.raises(TrainError):
         TokenDataset(torch.tensor([1, 2, 3])).batch(1, 8, 0, 0)
+
+
+def test_command_line_trains_saves_and_resumes(tmp_path, capsys):
+    from lm.checkpoint import load_pretrained
+    from lm.tokenizer import Tokenizer
+    from lm.train import main
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(6):
+        (corpus / f"doc{i}.md").write_text(f"# Regulator {i}\nThe LM317 output is 1.25 V to 37 V; load {i} A.\n" * 20)
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--preset", "debug", "--vocab-size", "300", "--batch-size", "2", "--seq-len", "16"]
+    assert main([str(corpus), *common, "--steps", "3", "--val-fraction", "0.2", "--warmup-steps", "1"]) == 0
+    model = load_pretrained(out, dtype=torch.float32)
+    tok = Tokenizer.load(out)
+    assert model.config.vocab_size == tok.vocab_size and model.config.bos_token_id == tok.eos_id
+    assert main([str(corpus), *common, "--steps", "5", "--resume", "--warmup-steps", "1"]) == 0
+    assert '"step": 5.0' in capsys.readouterr().out
+    assert main([str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
