@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from lm.distributed import DistContext, DistributedTrainer, ExpertParallelExpert
 from lm.model import LanguageModel
 from lm.moe import MoE
 from lm.train import TrainConfig, Trainer
-from tests.conftest import _free_port
+from tests.conftest import REPO, _free_port
 from tests.test_lm_train import cycle_dataset
 
 WORLD = 2
@@ -180,3 +182,32 @@ def test_checkpoints_load_on_any_world_size(runs: dict) -> None:
     for name, value in final.model.state_dict().items():
         torch.testing.assert_close(value, want[name], rtol=1e-3, atol=1e-4, msg=name)
     assert sorted(p.name for p in (root / "ep-8").iterdir()) == sorted(p.name for p in (root / "single-8").iterdir())
+
+
+TORCHRUN_SCRIPT = """
+import json, sys
+import torch
+from lm.distributed import make_trainer
+from lm.train import TrainConfig
+from tests.test_distributed_lm import CFG, _batches, _model, _stats
+torch.set_num_threads(1)
+trainer = make_trainer(_model(), TrainConfig(**CFG), log=lambda _: None)
+history = _stats(trainer.fit(iter(_batches())))
+if trainer.ctx.is_main:
+    json.dump({"kind": type(trainer).__name__, "history": history}, open(sys.argv[1], "w"))
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_launch_matches_one_process(runs: dict, tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2` with make_trainer: the environment torchrun sets up is enough."""
+    script = tmp_path / "train_probe.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    out = tmp_path / "result.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["kind"] == "DistributedTrainer"
+    _assert_close(res["history"], runs["single"])
