@@ -506,7 +506,28 @@ DEICTIC_RE = re.compile(
 )
 
 
-def _implicit_links(doc: Document) -> list[Link]:
+_STOPWORDS = frozenset(
+    "the and for with from over into vs versus of to in on at by a an typical example design output input".split()
+)
+
+
+def _title_word(caption: str) -> str | None:
+    """The first content word of a caption's title ("Figure 10-5. Efficiency vs Output Current" → "efficiency")."""
+    m = CAPTION_RE.match(caption)
+    title = caption[m.end() :] if m else caption
+    for w in re.findall(r"[A-Za-z][A-Za-z-]{3,}", title):
+        if w.lower() not in _STOPWORDS:
+            return w.lower()
+    return None
+
+
+def _implicit_links(doc: Document, caption_of: dict[str, Block], named: set[str]) -> list[Link]:
+    """Paragraphs that discuss a table or figure without naming it.
+
+    Deictic phrases ("the following table", "the curves below") point to the nearest one in that direction.
+    A paragraph that names nothing but sits next to a captioned table or figure and opens with the caption's
+    first title word ("Efficiency stays above 90 % …" under "Efficiency vs Output Current") discusses it.
+    """
     order = {b.id: i for i, b in enumerate(doc.blocks)}
     links = []
     for b in doc.blocks:
@@ -514,6 +535,8 @@ def _implicit_links(doc: Document) -> list[Link]:
             continue
         m = DEICTIC_RE.search(b.text)
         if not m:
+            if b.id not in named:
+                links += _topical_link(doc, b, order, caption_of)
             continue
         noun = (m.group("k1") or m.group("k2")).lower()
         backwards = (
@@ -533,6 +556,20 @@ def _implicit_links(doc: Document) -> list[Link]:
     return links
 
 
+def _topical_link(doc: Document, b: Block, order: dict[str, int], caption_of: dict[str, Block]) -> list[Link]:
+    first = re.match(r"\W*([A-Za-z][A-Za-z-]+)", b.text)
+    if not first:
+        return []
+    word = first.group(1).lower()
+    i = order[b.id]
+    near = [t for t in doc.blocks[max(0, i - 4) : i + 5] if t.page == b.page and t.id in caption_of]
+    near.sort(key=lambda t: (abs(order[t.id] - i), order[t.id] > i))  # closest first, the one above on a tie
+    for t in near:
+        if _title_word(caption_of[t.id].text) == word:
+            return [Link(b.id, t.id, "semantic", word, score=0.4)]
+    return []
+
+
 # ---------------------------------------------------------------- the stage
 
 
@@ -543,10 +580,13 @@ def link_document(doc: Document) -> Document:
     label_equations(doc)
     resolver = _Resolver(doc)
     xrefs: list[Link] = []
+    named: set[str] = set()  # blocks that mention a table or figure by label
     for b in doc.blocks:
         if b.kind not in TEXT_KINDS or not b.text:
             continue
         for m in find_mentions(b.text):
+            if m.kind in ("table", "figure"):
+                named.add(b.id)
             if b.kind == "caption" and m.start <= 2 and b.label and m.keys == [b.label]:
                 continue  # the caption's own label
             seen: set[str | None] = set()
@@ -557,6 +597,7 @@ def link_document(doc: Document) -> Document:
                 seen.add(tid)
                 xrefs.append(Link(b.id, tid, "xref", m.text, round(score, 3)))
     existing = {(lk.source, lk.target, lk.text) for lk in doc.links if lk.kind == "semantic"}
-    implicit = [lk for lk in _implicit_links(doc) if (lk.source, lk.target, lk.text) not in existing]
+    caption_of = {lk.target: doc.block(lk.source) for lk in caption_links if lk.target}
+    implicit = [lk for lk in _implicit_links(doc, caption_of, named) if (lk.source, lk.target, lk.text) not in existing]
     doc.links += caption_links + xrefs + implicit
     return doc

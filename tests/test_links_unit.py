@@ -242,3 +242,17 @@ def test_section_prefers_outline_heading() -> None:
     ]
     doc = Document("x", "t.pdf", [(612.0, 792.0)] * 3, blocks, outline=[OutlineEntry("2.1 Overview", 2, 2, "p2-b0")])
     assert xrefs(link_document(doc)) == [("p3-b0", "p2-b0", "Section 2.1")]
+
+
+def test_paragraph_discussing_a_figure_without_naming_it() -> None:
+    blocks = [
+        blk("p1-b0", "figure", 1, (54, 60, 290, 240)),
+        blk("p1-b1", "caption", 1, (80, 246, 260, 258), "Figure 10-5. Efficiency vs Output Current"),
+        blk("p1-b2", "paragraph", 1, (54, 270, 558, 294), "Efficiency stays above 90 % from 0.5 A to full load."),
+        blk("p1-b3", "paragraph", 1, (54, 300, 558, 324), "Efficiency is also listed in Figure 10-5."),
+        blk("p1-b4", "paragraph", 1, (54, 330, 558, 354), "Thermal limits apply at all loads."),
+    ]
+    doc = link_document(Document("x", "t.pdf", [(612.0, 792.0)], blocks))
+    semantic = [(lk.source, lk.target) for lk in doc.links if lk.kind == "semantic"]
+    # the naming paragraph gets an xref instead; an unrelated paragraph gets nothing
+    assert semantic == [("p1-b2", "p1-b0")]

@@ -231,6 +231,7 @@ def score(doc: Document, truth: dict[str, Any]) -> dict[str, Any]:
         "found": found,
         "recall": _ratio(found, len(ann["implicit_links"])),
         "predicted": len(sem),
+        "precision": _ratio(found, len(sem)),
     }
     return {"xrefs": xref, "captions": captions, "split_tables": splits, "implicit_links": implicit}
 
@@ -337,7 +338,7 @@ def _print(title: str, r: dict[str, Any]) -> None:
         print(f"    {k:9s} P {v['precision']:.3f} R {v['recall']:.3f} (gold {v['gold']})")
     print(f"  caption attachment accuracy {c['accuracy']:.3f} (goal 0.95) [{c['correct']}/{c['gold']}]")
     print(f"  split tables merged {s['merged']}/{s['gold']}")
-    print(f"  implicit links found {i['found']}/{i['gold']} (recall {i['recall']:.3f})")
+    print(f"  implicit links found {i['found']}/{i['gold']} (recall {i['recall']:.3f}, precision {i['precision']:.3f})")
     for e in x["false_positive_examples"][:8]:
         print("    FP", e)
     for e in x["missed_examples"][:8]:
