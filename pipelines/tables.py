@@ -68,14 +68,20 @@ class _Chunk(_Words):
 
 
 class _Row(_Words):
-    """One visual line of text across the page (or across a region)."""
+    """One visual line of text across the page (or across a region).
 
-    __slots__ = ("chunks", "h")
+    `core0`/`core1` bound the line's typical word, so a cell centred beside two lines (and grouped
+    with one of them) does not make that line look taller than it is.
+    """
+
+    __slots__ = ("chunks", "h", "core0", "core1")
 
     def __init__(self, words: list[_Word]) -> None:
         super().__init__(words)
         self.chunks: list[_Chunk] = []
         self.h = statistics.median(w.h for w in words)
+        self.core0 = statistics.median(w.y0 for w in words)
+        self.core1 = statistics.median(w.y1 for w in words)
 
 
 @dataclass
@@ -623,7 +629,9 @@ def _col_of(x: float, cols: list[float]) -> int:
     return n - 1
 
 
-def _logical_rows(lines: list[tuple[_Row, list[_Placed]]], h_rules: list[float]) -> list[list[list[_Placed]]]:
+def _logical_rows(
+    lines: list[tuple[_Row, list[_Placed]]], h_rules: list[float]
+) -> tuple[list[list[list[_Placed]]], list[tuple[float, float]]]:
     """Group visual lines into table rows.
 
     Horizontal rules across the region cut it into bands. Where nearly every band holds at most one
@@ -632,6 +640,10 @@ def _logical_rows(lines: list[tuple[_Row, list[_Placed]]], h_rules: list[float])
     row above when it overlaps it vertically, or when it only continues cells of that row: fewer cells
     than a full line, no numbers, all in columns the row uses, set tight under it and not opening a row
     of its own.
+
+    Returns:
+        The rows (each a list of placed lines) and each row's vertical band (first line's core top to
+        last line's core bottom).
     """
     band = [sum(1 for y in h_rules if y < (r.y0 + r.y1) / 2) for r, _ in lines]
     data_per_band: dict[int, int] = {}
@@ -642,12 +654,13 @@ def _logical_rows(lines: list[tuple[_Row, list[_Placed]]], h_rules: list[float])
     row_ruled = n_bands >= 3 and sum(n <= 1 for n in data_per_band.values()) >= 0.7 * n_bands
     full = statistics.median(len(p) for _, p in lines)
     logical: list[list[list[_Placed]]] = []
+    bands: list[tuple[float, float]] = []
     prev: _Row | None = None
     used_by_row: set[int] = set()
     for i, (r, placed) in enumerate(lines):
         used = {c for c0, c1, _ in placed for c in range(c0, c1 + 1)}
         if prev is not None and band[i] == band[i - 1]:
-            gap = r.y0 - prev.y1
+            gap = r.core0 - prev.core1
             same_band_row = row_ruled and data_per_band[band[i]] <= 1
             overlap_v = gap < -0.3 * min(r.h, prev.h)
             continues = (
@@ -659,13 +672,15 @@ def _logical_rows(lines: list[tuple[_Row, list[_Placed]]], h_rules: list[float])
             )
             if same_band_row or overlap_v or continues:
                 logical[-1].append(placed)
+                bands[-1] = (bands[-1][0], max(bands[-1][1], r.core1))
                 used_by_row |= used
                 prev = r
                 continue
         logical.append([placed])
+        bands.append((r.core0, r.core1))
         used_by_row = set(used)
         prev = r
-    return logical
+    return logical, bands
 
 
 def _cells_of(logical: list[list[list[_Placed]]], h_edges: list[tuple[float, float, float]]) -> list[Cell]:
@@ -693,6 +708,27 @@ def _cells_of(logical: list[list[list[_Placed]]], h_edges: list[tuple[float, flo
                 )
             )
     return _join_row_spans(cells, h_edges)
+
+
+def _centred_spans(cells: list[Cell], bands: list[tuple[float, float]]) -> None:
+    """A one-line cell set midway between two rows, with the neighbouring slot empty, spans both rows
+    ("6" beside the "OTSL" and "HTML" rows it belongs to)."""
+    taken = {(c.row, k) for c in cells for k in range(c.col, c.col + c.col_span)}
+    mid = [(a + b) / 2 for a, b in bands]
+    for c in cells:
+        if c.bbox is None or c.row_span != 1 or "\n" in c.text:
+            continue
+        cy = (c.bbox[1] + c.bbox[3]) / 2
+        cols = range(c.col, c.col + c.col_span)
+        for other in (c.row - 1, c.row + 1):
+            if not 0 <= other < len(bands) or any((other, k) in taken for k in cols):
+                continue
+            pitch = abs(mid[other] - mid[c.row])
+            if abs(cy - (mid[other] + mid[c.row]) / 2) < 0.2 * pitch < abs(cy - mid[c.row]) - 0.05 * pitch:
+                c.row = min(c.row, other)
+                c.row_span = 2
+                taken.update((other, k) for k in cols)
+                break
 
 
 CONNECTOR_RE = re.compile(r"(-|,|&|/|\b(and|or|of|the|for|to|in|with|on|by))$", re.IGNORECASE)
@@ -766,8 +802,9 @@ def _structure(rows: list[_Row], rules: _Rules, box: BBox) -> _Grid | None:
     h_in = sorted(
         {round(y, 1) for y, a, b in edges if box[1] < y < box[3] and min(b, box[2]) - max(a, box[0]) > 0.6 * width}
     )
-    logical = _logical_rows(lines, h_in)
+    logical, bands = _logical_rows(lines, h_in)
     cells = _cells_of(logical, edges)
+    _centred_spans(cells, bands)
     n_rows = len(logical)
     header = _header_rows(cells, n_rows, n_cols)
     _header_row_spans(cells, header)
@@ -961,8 +998,6 @@ def extract_tables(page: pymupdf.Page, page_number: int, text: dict | None = Non
     if not _regions(_dict_words(text, mat), rules, page.rect):
         return []
     words = _page_words(page, mat)
-    if len(words) < 4:
-        return []
     mono = [
         _box(*span["bbox"], mat)
         for block in text.get("blocks", [])
@@ -970,9 +1005,34 @@ def extract_tables(page: pymupdf.Page, page_number: int, text: dict | None = Non
         for span in line.get("spans", [])
         if MONO_FONT_RE.search(span.get("font", ""))
     ]
+    return _tables(words, rules, page.rect, page_number, mono)
+
+
+def tables_from_ocr(lines: list[tuple[str, BBox]], page_rect: pymupdf.Rect, page_number: int) -> list[Block]:
+    """Table blocks of a scanned page from its OCR text lines.
+
+    Args:
+        lines: (text, bbox) per OCR text line, bbox in PDF points of the displayed page.
+        page_rect: the displayed page rectangle.
+        page_number: 1-based page number.
+
+    Returns:
+        Blocks as `extract_tables` makes them. A scan has no vector rulings, so only tables whose
+        text lines up in columns are found.
+    """
+    words = [_Word(*box, text.strip()) for text, box in lines if text.strip() and box[2] > box[0] and box[3] > box[1]]
+    return _tables(words, _Rules([], [], [], []), page_rect, page_number, [])
+
+
+def _tables(
+    words: list[_Word], rules: _Rules, page_rect: pymupdf.Rect, page_number: int, mono: list[BBox]
+) -> list[Block]:
+    """Find the regions among these words and rulings, lay each out as a grid, keep the plausible ones."""
+    if len(words) < 4:
+        return []
     blocks: list[Block] = []
     taken: list[BBox] = []
-    for box in sorted(_regions(words, rules, page.rect), key=lambda b: (b[1], b[0])):
+    for box in sorted(_regions(words, rules, page_rect), key=lambda b: (b[1], b[0])):
         sub = _rows_in(words, box)
         if len(sub) < 2:
             continue

@@ -8,7 +8,7 @@ import pymupdf
 import pytest
 
 from pipelines.document import Block, Document
-from pipelines.tables import extract_tables, merge_split_tables
+from pipelines.tables import extract_tables, merge_split_tables, tables_from_ocr
 
 PROSE = (
     "The converter keeps its output in regulation while the input moves between the limits given in the "
@@ -236,6 +236,21 @@ def test_text_dict_is_reused_and_rotated_pages_use_the_displayed_frame() -> None
     got = pymupdf.Rect(blocks[0].bbox)
     assert page.rect.contains(got) and box.contains(got) and got.get_area() > 0.7 * box.get_area()
     assert [b.bbox for b in extract_tables(page, 1)] == [blocks[0].bbox]
+
+
+def test_tables_from_ocr_lines_of_a_scan() -> None:
+    # what an OCR engine returns for a scanned page: one box per text line, cells as separate lines
+    header = ["VIN", "VOUT", "IOUT", "EFFICIENCY"]
+    body = [["12 V", "5 V", "1 A", "93.1 %"], ["12 V", "5 V", "3 A", "90.4 %"], ["24 V", "5 V", "3 A", "88.2 %"]]
+    lines = [("Thermal performance depends on the board layout and the copper area around the pad.", (72, 80, 520, 92))]
+    for r, row in enumerate([header] + body):
+        y = 120 + 16 * r
+        lines += [(text, (140 + 90 * c, y, 140 + 90 * c + 7 * len(text), y + 11)) for c, text in enumerate(row)]
+    lines.append(("Figure 12-1. Efficiency against load current", (200, 200, 420, 212)))
+    blocks = tables_from_ocr(lines, pymupdf.Rect(0, 0, 612, 792), 116)
+    assert [b.id for b in blocks] == ["p116-t0"]
+    assert grid_of(blocks[0]) == [header] + body and blocks[0].table.header_rows() == 1
+    assert tables_from_ocr(lines[:1] + lines[-1:], pymupdf.Rect(0, 0, 612, 792), 116) == []
 
 
 @pytest.mark.data

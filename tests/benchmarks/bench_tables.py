@@ -1,6 +1,6 @@
 """Table extraction on ICDAR-2013 EU (human ground truth): quality and speed against the anchors, in one run.
 
-Usage: python tests/benchmarks/bench_tables.py [--out DIR] [--skip-pymupdf4llm]
+Usage: python tests/benchmarks/bench_tables.py [--out DIR] [--skip-pymupdf4llm] [--library-variants]
 
 1. `extract` (our table extraction; swap in the full `parse_pdf` later) runs on every PDF of
    `../shared/data/tables-icdar2013-eu/` and writes one document JSON per PDF into DIR.
@@ -10,7 +10,9 @@ Usage: python tests/benchmarks/bench_tables.py [--out DIR] [--skip-pymupdf4llm]
 3. The reference scorers `../shared/tools/eval_tables.py` and `eval_cells.py` run on the same folder; their
    figures must equal ours.
 4. Anchors in the same run: PyMuPDF's plain `page.find_tables()` (timed here, written as JSON and scored the
-   same two ways) and pymupdf4llm (the reference `eval_cells.py --anchor pymupdf4llm`).
+   same two ways) and pymupdf4llm (the reference `eval_cells.py --anchor pymupdf4llm`). With
+   `--library-variants`, also PyMuPDF 2's `find_tables(union=True)` (its layout and table-grid ONNX models
+   fused with the line finder) and `find_tables(use_layout=False)` (lines only).
 5. Time per page, ours against `find_tables`: process CPU time and wall time.
 6. If the synthetic datasheet `samples/generated/datasheet-120p-seed0.pdf` is there: tables found against its
    truth, adjacency, split tables linked, and the whole-file time of the table pass.
@@ -233,8 +235,8 @@ def run_ours(folder: Path) -> dict[str, float]:
     return {"pages": pages, "cpu_ms_per_page": 1000 * cpu / pages, "wall_ms_per_page": 1000 * wall / pages}
 
 
-def run_find_tables(folder: Path) -> dict[str, float]:
-    """PyMuPDF's plain find_tables on every page (the anchor), timed, written as JSON with its grids."""
+def run_find_tables(folder: Path, **options: bool) -> dict[str, float]:
+    """PyMuPDF's find_tables on every page (plain: the anchor), timed, written as JSON with its grids."""
     cpu = wall = 0.0
     pages = 0
     for pdf in _pdfs():
@@ -244,7 +246,7 @@ def run_find_tables(folder: Path) -> dict[str, float]:
         with pymupdf.open(pdf) as src:
             for i, page in enumerate(src):
                 c0, w0 = time.process_time(), time.perf_counter()
-                found = page.find_tables().tables
+                found = page.find_tables(**options).tables
                 rows = [t.extract() for t in found]
                 cpu += time.process_time() - c0
                 wall += time.perf_counter() - w0
@@ -338,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="folder for the per-PDF JSON (default: a temporary folder)")
     ap.add_argument("--skip-pymupdf4llm", action="store_true", help="leave out the slow pymupdf4llm anchor")
+    ap.add_argument(
+        "--library-variants",
+        action="store_true",
+        help="also score PyMuPDF 2's find_tables(union=True) and (use_layout=False), its layout-model modes",
+    )
     args = ap.parse_args(argv)
     if not ICDAR.exists():
         print(f"data set not found: {ICDAR}", file=sys.stderr)
@@ -359,6 +366,11 @@ def main(argv: list[str] | None = None) -> int:
     r_ft = {"detection": reference("eval_tables.py", str(ft_dir)), "adjacency": reference("eval_cells.py", str(ft_dir))}
     r_llm = None if args.skip_pymupdf4llm else reference("eval_cells.py", "--anchor", "pymupdf4llm")
     agree = all(s_ours[k] == r_ours[k] and s_ft[k] == r_ft[k] for k in ("detection", "adjacency"))
+    variants = {}
+    if args.library_variants:
+        for name, options in (("union", {"union": True}), ("no_layout", {"use_layout": False})):
+            timing = run_find_tables(out / f"find_tables_{name}", **options)
+            variants[name] = {**score_folder(out / f"find_tables_{name}"), "time": timing}
     synth = run_synthetic()
 
     print(f"\nICDAR-2013 EU, {t_ours['pages']} pages, {sum(1 for p in _pdfs() if p.exists())} PDFs")
@@ -374,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     print("  " + _line("find_tables (reference eval_cells.py)", r_ft["adjacency"]))
     if r_llm:
         print("  " + _line("pymupdf4llm (reference eval_cells.py --anchor pymupdf4llm)", r_llm))
+    for name, v in variants.items():
+        print(
+            f"  find_tables {name}: detection F1 {v['detection']['F1']:.3f}, adjacency F1 {v['adjacency']['F1']:.3f}, "
+            f"{v['time']['cpu_ms_per_page']:.0f} ms CPU/page"
+        )
     print(f"benchmark and reference scorers agree: {agree}")
     ratio_det = s_ours["detection"]["F1"] / max(s_ft["detection"]["F1"], 1e-9)
     ratio_adj = s_ours["adjacency"]["F1"] / max(s_ft["adjacency"]["F1"], 1e-9)
@@ -399,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         "ours": {**s_ours, "reference_scorers": r_ours, "time": t_ours},
         "find_tables": {**s_ft, "reference_scorers": r_ft, "time": t_ft},
         "pymupdf4llm": {"adjacency_reference": r_llm},
+        "find_tables_variants": variants,
         "published_anchors": ANCHORS_PUBLISHED,
         "benchmark_equals_reference": agree,
         "speedup_cpu_vs_find_tables": round(speed, 2),
