@@ -244,11 +244,11 @@ _RANGE_WORDS = ("to", "through", "thru")
 EXTERNAL_AFTER_RE = re.compile(
     r"^\)?\s*(?:of|in|from)\s+(?:the\s+)?(?:[\w\-/®™]+\s+){0,6}?"
     r"(?:user'?s?\s+guide|guide|data\s*sheet|datasheet|application\s+(?:note|report)|app\s+note|standard|"
-    r"specification|manual|handbook|reference|document|book|paper|report|(?-i:[A-Z]{2,}[\w\-]*\d[\w\-]*))",
+    r"specification|manual|handbook|book|paper|report|(?-i:[A-Z]{2,}[\w\-]*\d[\w\-]*))",
     re.IGNORECASE,
 )
 PAGE_DISTRACTOR_RE = re.compile(
-    r"(?:register|memory|flash|eeprom|ram|rom|code|display|config(?:uration)?|web|eeprom|bank|buffer)\s*$",
+    r"(?:register|memory|flash|eeprom|ram|rom|code|display|config(?:uration)?|web|bank|buffer)\s*$",
     re.IGNORECASE,
 )
 
@@ -266,18 +266,18 @@ class Mention:
     external: bool = False
 
 
-def _split_items(kind: str, nums: str) -> tuple[list[str], list[str], int]:
-    """Numbers and the separators between them; the third value is the used length of `nums`."""
+def _split_items(kind: str, nums: str) -> tuple[list[str], list[str], list[int]]:
+    """The numbers of a mention, the separators between them, and where each number ends in `nums`."""
     items: list[str] = []
     seps: list[str] = []
-    used = 0
+    ends: list[int] = []
     for m in _ITEM_RE[kind].finditer(nums):
         if m.group(1):
             items.append(m.group(1))
-            used = m.end()
+            ends.append(m.end())
         else:
             seps.append(m.group(2).strip().lower())
-    return items, seps[: max(0, len(items) - 1)], used
+    return items, seps[: max(0, len(items) - 1)], ends
 
 
 def _shape(num: str) -> tuple[int, bool]:
@@ -301,11 +301,8 @@ def find_mentions(text: str) -> list[Mention]:
     """Every table/figure/section/equation/page mention in a text, in order."""
     out: list[Mention] = []
     for m in MENTION_RE.finditer(text):
-        kind = m.lastgroup
-        if kind is None or "_" in kind:
-            kind = next(k for k, _kw, _n in _KINDS if m.group(k))
-        nums_start = m.start(f"{kind}_nums")
-        items, seps, used = _split_items(kind, m.group(f"{kind}_nums"))
+        kind = next(k for k, _kw, _n in _KINDS if m.group(k))
+        items, seps, ends = _split_items(kind, m.group(f"{kind}_nums"))
         if not items:
             continue
         # a list keeps going only while its items look alike ("Table 3, 4.5 V" is one table)
@@ -314,9 +311,7 @@ def find_mentions(text: str) -> list[Mention]:
         while keep < len(items) and _shape(items[keep].strip("()")) == first:
             keep += 1
         items, seps = items[:keep], seps[: keep - 1]
-        if keep < len(_split_items(kind, m.group(f"{kind}_nums"))[0]):
-            used = _end_of_item(kind, m.group(f"{kind}_nums"), keep)
-        end = nums_start + used
+        end = m.start(f"{kind}_nums") + ends[keep - 1]
         mention_text = text[m.start(kind) : end]
         keys, ranged = _keys(kind, items, seps)
         mention = Mention(kind, m.start(kind), end, keys, mention_text, ranged)
@@ -326,16 +321,6 @@ def find_mentions(text: str) -> list[Mention]:
         mention.external = ext is not None and not re.search(r"\b(?:this|these|our|present)\b", ext.group(0), re.I)
         out.append(mention)
     return out
-
-
-def _end_of_item(kind: str, nums: str, count: int) -> int:
-    seen = 0
-    for m in _ITEM_RE[kind].finditer(nums):
-        if m.group(1):
-            seen += 1
-            if seen == count:
-                return m.end()
-    return len(nums)
 
 
 def _keys(kind: str, items: list[str], seps: list[str]) -> tuple[list[str], bool]:
@@ -374,7 +359,6 @@ class _Resolver:
     """Lookup tables from labels, section numbers and page numbers to target blocks."""
 
     def __init__(self, doc: Document) -> None:
-        self.doc = doc
         self.labels: dict[str, Block] = {}
         self.caption_labels: dict[str, Block] = {}
         for b in doc.blocks:
@@ -405,7 +389,7 @@ class _Resolver:
             if b.kind != "heading":
                 continue
             m = re.match(
-                r"^\s*(?:(?:section|chapter|appendix)\s+|\u00a7\s*)?([A-Z]?\d+(?:\.\d+)*|[A-Z])\.?\s+\S",
+                r"^\s*(?:(?:section|chapter)\s+|\u00a7\s*)?([A-Z]?\d+(?:\.\d+)*)\.?\s+\S",
                 b.text,
                 re.IGNORECASE,
             )
