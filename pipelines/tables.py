@@ -940,9 +940,11 @@ def _dict_words(text: dict, mat: Matrix | None) -> list[_Word]:
     out: list[_Word] = []
     for block in text.get("blocks", []):
         for line in block.get("lines", []):
-            d = line.get("dir", (1, 0))
-            if abs(d[1]) > 0.1 and mat is None or abs(d[0]) > 0.1 and mat is not None and mat[0] == 0:
-                continue  # text running across the reading direction
+            dx, dy = line.get("dir", (1.0, 0.0))
+            if mat is not None:
+                dx, dy = mat[0] * dx + mat[2] * dy, mat[1] * dx + mat[3] * dy
+            if abs(dy) > 0.1:
+                continue  # a line that does not run across the displayed page
             for span in line.get("spans", []):
                 t = span.get("text", "")
                 x0, y0, x1, y1 = span["bbox"]
