@@ -93,6 +93,12 @@ def ours(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return repair_gray(gray, mask)[0]
 
 
+def _write_markdown(name: str, lines: list[str]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / name).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def netlist_report(count: int, fsr: bool) -> None:
     """Netlist exact match of the schematic reader on intact, damaged, OpenCV-repaired and our repaired
     drawings (the end-to-end setting: every method fills the mask our damage net predicts). Writes
@@ -115,15 +121,19 @@ def netlist_report(count: int, fsr: bool) -> None:
                 images[name] = fn(damaged, pred) if pred.any() else damaged
         for name in inputs:
             hits[name].append(bool(same_netlist(read_schematic(images[name]), truth)))
-        if (i + 1) % 25 == 0:
+        if (i + 1) % 25 == 0 or i + 1 == count:
             print(f"{i + 1}/{count} drawings read, {time.time() - t0:.0f} s", flush=True)
+            _netlist_results(hits, i + 1)  # partial results survive an interrupted run
+
+
+def _netlist_results(hits: dict[str, list[bool]], done: int) -> None:
     rates = {k: float(np.mean(v)) for k, v in hits.items()}
     machine = {"node": platform.node(), "cpu": platform.processor() or platform.machine()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "repair_netlist.json").write_text(
-        json.dumps({"machine": machine, "count": count, "exact": rates}, indent=2)
+        json.dumps({"machine": machine, "count": done, "exact": rates}, indent=2)
     )
-    lines = [f"# Netlist exact match of the schematic reader ({count} held-out drawings, seeds {FIRST_SEED}+)", ""]
+    lines = [f"# Netlist exact match of the schematic reader ({done} held-out drawings, seeds {FIRST_SEED}+)", ""]
     lines += ["| input | exact match |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in rates.items()]
     if rates["intact"] > 0:
         lines += [
@@ -131,8 +141,7 @@ def netlist_report(count: int, fsr: bool) -> None:
             f"Repaired / intact: {rates['ours'] / rates['intact']:.3f}; repaired − damaged: "
             f"{100 * (rates['ours'] - rates['damaged']):.1f} points",
         ]
-    (RESULTS / "repair_netlist.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    _write_markdown("repair_netlist.md", lines)
 
 
 def time_1024(repeats: int, threads: int) -> dict[str, float]:
@@ -297,13 +306,8 @@ def main() -> None:
             f"abs Δ pieces {ours_row['abs_delta_ink_pieces'] / max(anchor['abs_delta_ink_pieces'], 1e-9):.3f}",
         ]
     lines += ["", "Netlist exact match: see repair_netlist.md (`--netlist`)."]
-    lines += [
-        "",
-        f"CPU, 1024×1024 drawing, {torch.get_num_threads()} threads: median {timing['median_s']:.3f} s "
-        f"(min {timing['min_s']:.3f} s)",
-    ]
-    (RESULTS / "repair_eval.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += ["", _timing_line(timing)]
+    _write_markdown("repair_eval.md", lines)
 
 
 if __name__ == "__main__":
