@@ -118,9 +118,16 @@ def build_document_tab(workspace: Workspace) -> None:
 
     def _table(doc_id: str | None, choice: str | None):
         if not doc_id or not choice:
-            return []
-        block = workspace.get(doc_id).block(choice.rsplit(" ", 1)[-1])
-        return block.table.grid() if block.table else []
+            return gr.Dataframe(value=[], headers=None)
+        table = workspace.get(doc_id).block(choice.rsplit(" ", 1)[-1]).table
+        rows = table.grid() if table else []
+        if not rows:
+            return gr.Dataframe(value=[], headers=None)
+        # The grid widget needs distinct, non-empty column names: number the blanks and repeats.
+        names: list[str] = []
+        for i, name in enumerate(rows[0] if table.header_rows() else [""] * len(rows[0])):
+            names.append(name if name and name not in names else f"{name or 'col'} {i + 1}".strip())
+        return gr.Dataframe(value=rows[1:] if table.header_rows() else rows, headers=names)
 
     def jump_to_link(doc_id: str | None, evt: gr.SelectData):
         doc = workspace.get(doc_id) if doc_id else None

@@ -294,8 +294,8 @@ def ocr_page(page: pymupdf.Page) -> list[tuple[str, tuple[float, float, float, f
     scale = 72 / dpi
     lines = []
     for box, text in zip(result.boxes, result.txts):
-        xs = [p[0] * scale for p in box]
-        ys = [p[1] * scale for p in box]
+        xs = [float(p[0]) * scale for p in box]  # numpy scalars would not serialise to JSON
+        ys = [float(p[1]) * scale for p in box]
         lines.append((text, (min(xs), min(ys), max(xs), max(ys))))
     return sorted(lines, key=lambda t: (round(t[1][1] / 4), t[1][0]))
 
@@ -598,8 +598,8 @@ def _norm_title(text: str) -> str:
 def _is_heading(text: str, st: _Style, body: float) -> bool:
     if len(text) > 120 or st.n_lines > 3 or text.endswith((".", ",", ";")) and not NUMBERED_HEADING_RE.match(text):
         return False
-    if not any(ch.isalpha() for ch in text):
-        return False
+    if not re.search(r"[^\W\d_]{3}", text):
+        return False  # a heading has at least one real word ("5 V" or "3 A" are values)
     if st.size >= body * 1.15:
         return True
     return st.bold and (NUMBERED_HEADING_RE.match(text) is not None or (len(text) < 60 and st.n_lines == 1))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 
+from pipelines.document import Document
 from pipelines.ingest import PdfError, parse_page_range, parse_pdf
 
 
@@ -37,6 +38,7 @@ def test_scanned_page_is_ocred_and_flagged(scanned_pdf: Path) -> None:
     text = " ".join(b.text for b in doc.blocks).upper()
     assert "SUPPLY VOLTAGE" in text
     assert all(b.ocr for b in doc.blocks) and doc.metadata["ocr_pages"] == [1]
+    assert Document.from_json(doc.to_json()) == doc  # OCR geometry serialises
 
 
 def test_page_range_limits_pages(text_pdf: Path) -> None:
