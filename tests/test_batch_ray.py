@@ -12,6 +12,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -84,6 +85,10 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         for proc in reversed(nodes):
             _stop(proc)
         auth.undo()
+        # `ray start` records the head for later `ray.init()` calls; a stopped cluster must not stay recorded.
+        marker = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if marker.exists() and marker.read_text().strip().endswith(f":{port}"):
+            marker.unlink()
 
 
 def _build_pdf(path: Path, text_pages: int) -> Path:
