@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipelines.document import Block, Cell, Document, Link, Table
 from pipelines.qa import NOT_FOUND, ChatSession, QAError, ask_command
@@ -85,6 +86,15 @@ def qa_document() -> Document:
         Link("p3-b1", "p2-b3", "continues"),
     ]
     return Document("cd" * 32, "tps999.pdf", [(612.0, 792.0)] * 3, b, links)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread than on two contended ones (the CI machine has two cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
