@@ -138,19 +138,37 @@ def _check_size(arr: np.ndarray) -> None:
         raise ImageSizeError(f"image too large: {w}x{h} is over {MAX_PIXELS // 1_000_000} megapixels; scale it down")
 
 
-def looks_like_photo(rgb_or_gray: np.ndarray) -> bool:
-    """True for a photograph: a drawing is mostly blank paper of one tone; a photo spreads over many tones
-    and, in colour, over many saturated hues."""
-    small = cv2.resize(rgb_or_gray, (256, 256), interpolation=cv2.INTER_AREA)
+def looks_like_photo(image: np.ndarray) -> bool:
+    """True for a photograph rather than a drawing on paper.
+
+    Once uneven lighting is divided out, a drawing (even a stained or shaded one) has nearly all its pixels in
+    one or two flat tones, paper and perhaps a fill; a photograph spreads over many. A dark dominant tone is
+    not paper either.
+    """
+    small = cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA)
     gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    paper = np.percentile(gray, 90)
-    paper_share = float((np.abs(gray.astype(np.int16) - paper) <= 28).mean())
-    if small.ndim == 3:
-        sat = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)[..., 1]
-        colourful = float(((sat > 90) & (gray > 40)).mean())
-    else:
-        colourful = 0.0
-    return paper_share < 0.4 or (colourful > 0.25 and paper_share < 0.6)
+    light = cv2.GaussianBlur(cv2.dilate(gray, np.ones((15, 15), np.uint8)), (0, 0), 8)
+    flat = np.clip(gray.astype(np.float32) / np.maximum(light, 1) * 255.0, 0, 255).astype(np.uint8)
+    return _two_tone_share(flat) < 0.72 or _dominant_level(gray) < 100
+
+
+def _tone_mass(gray: np.ndarray) -> np.ndarray:
+    """Pixels within ±12 levels of each gray level."""
+    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
+    return np.convolve(hist, np.ones(25), mode="same")
+
+
+def _dominant_level(gray: np.ndarray) -> int:
+    return int(np.argmax(_tone_mass(gray)))
+
+
+def _two_tone_share(gray: np.ndarray) -> float:
+    """Share of pixels in the two most common tones (two peaks at least 25 levels apart)."""
+    mass = _tone_mass(gray)
+    first = int(np.argmax(mass))
+    top = mass[first]
+    mass[max(0, first - 24) : first + 25] = 0.0
+    return float((top + mass.max()) / gray.size)
 
 
 def load_mask(mask: np.ndarray | str | Path, shape: tuple[int, int]) -> np.ndarray:

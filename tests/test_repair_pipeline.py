@@ -143,13 +143,19 @@ def test_huge_image_is_refused_before_any_work() -> None:
 
 
 def test_colour_photos_are_refused_and_drawings_are_not() -> None:
-    for photo in (skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee()):
+    for photo in (skimage.data.astronaut(), skimage.data.chelsea(), skimage.data.coffee(), skimage.data.camera()):
         assert looks_like_photo(photo)
-        with pytest.raises(PhotoError, match="photograph"):
-            repair_drawing(photo)
+    with pytest.raises(PhotoError, match="photograph"):
+        repair_drawing(skimage.data.astronaut())
     assert not looks_like_photo(drawing())
     damaged, _ = apply_damage(cv2.cvtColor(drawing(), cv2.COLOR_GRAY2RGB), np.random.default_rng(2))
     assert not looks_like_photo(damaged)
+    shaded = drawing()
+    shaded[:, :400] = np.minimum(shaded[:, :400], 190)  # grey fill behind half the drawing
+    assert not looks_like_photo(shaded)
+    ramp = (drawing() * np.linspace(0.55, 1.0, 640)[None, :]).astype(np.uint8)  # a scan lit from one side
+    assert not looks_like_photo(ramp)
+    assert looks_like_photo(255 - drawing())  # light lines on a dark ground: not ink on paper
 
 
 @pytest.mark.parametrize(
