@@ -23,9 +23,10 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -198,12 +199,15 @@ class DistributedTrainer(Trainer):
     ) -> None:
         if cfg.batch_size % ctx.world_size:
             raise TrainError(f"train: batch_size {cfg.batch_size} must be a multiple of {ctx.world_size} processes")
-        if cfg.max_seconds is not None:
-            raise TrainError("train: max_seconds is not supported on several processes (ranks would stop apart)")
         self.ctx = ctx
         model.to(ctx.device)
         self.sharded = shard_experts(model, ctx) if expert_parallel else []
         super().__init__(model, cfg, log=log if ctx.is_main else lambda _: None)
+        # Each rank's own clock would stop the ranks at different steps (and hang the collectives): the time
+        # limit is checked here instead, on one agreed clock, and ends `fit` by moving its last step.
+        self.cfg = replace(cfg, max_seconds=None)
+        self.max_seconds = cfg.max_seconds
+        self.started: float | None = None
         params = dict(model.named_parameters())
         self.expert_params = [params[n] for n in self.sharded]
         for p in self.expert_params:
@@ -250,8 +254,20 @@ class DistributedTrainer(Trainer):
             g.expert_load.copy_(load)
         return [g.update_bias(self.cfg.bias_update_speed) for g in gates]
 
+    def _stop_when_out_of_time(self) -> None:
+        if self.max_seconds is None:
+            return
+        assert self.started is not None
+        late = torch.tensor([float(time.perf_counter() - self.started > self.max_seconds)], device=self.device)
+        dist.broadcast(late, src=0)  # rank 0's clock decides for everyone
+        if late.item() and self.step < self.cfg.steps:
+            self.log(f"stopping at step {self.step}: max_seconds reached")
+            self.cfg.steps = self.step  # `fit` ends its loop, then validates and saves as usual
+
     def train_step(self, batch: torch.Tensor, stats: bool = True) -> dict[str, float]:
         """One optimizer step on the global ``batch`` [B, S + 1] (this rank trains on its B / world rows)."""
+        if self.started is None:
+            self.started = time.perf_counter()
         rows = batch.chunk(self.ctx.world_size)[self.ctx.rank]
         self.model.train()
         lr = self._set_lr()
@@ -262,6 +278,7 @@ class DistributedTrainer(Trainer):
         self.optimizer.zero_grad(set_to_none=True)
         loads = self._update_biases()
         self.step += 1
+        self._stop_when_out_of_time()
         if not stats:
             return {}
         names = [n for n in ("loss", "main_loss", "mtp_loss", "aux_loss") if getattr(out, n) is not None]

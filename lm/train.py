@@ -458,4 +458,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a script (`torchrun lm/train.py`, `python lm/train.py`): use the importable module, so that its
+    # classes are the ones lm.distributed and the isinstance checks in `fit` see, not copies in __main__.
+    from lm.train import main as package_main
+
+    sys.exit(package_main())

@@ -120,6 +120,9 @@ def _rank_main(rank: int, port: int, out: str) -> None:
     res["ep_from_single"] = _stats(_fit(resumed, batches, None))
     ddp = DistributedTrainer(_model(), TrainConfig(**CFG), ctx, expert_parallel=False, **quiet)
     res["ddp"] = _stats(_fit(ddp, batches, None))
+    timed = DistributedTrainer(_model(), TrainConfig(**CFG, max_seconds=0.0), ctx, **quiet)
+    _fit(timed, batches, None)  # every rank must stop at rank 0's step, or the collectives would hang
+    res["timed_stop_step"] = timed.step
     if ctx.is_main:
         (root / "rank0.json").write_text(json.dumps(res))
     dist.destroy_process_group()
@@ -161,6 +164,7 @@ def test_two_processes_follow_the_single_process_loss_trajectory(runs: dict, mod
     assert len(runs["single"]) == STEPS
     _assert_close(runs[mode], runs["single"])
     assert runs["single"][-1]["main_loss"] < runs["single"][0]["main_loss"]
+    assert runs["timed_stop_step"] == 1  # a time limit stops every rank after the same step
     if mode == "ep":  # validation split over the ranks gives the single-process figures
         assert runs["ep_val"].keys() == runs["single_val"].keys()
         assert runs["ep_val"] == pytest.approx(runs["single_val"], rel=1e-4)
