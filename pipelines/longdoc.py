@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
 from lm.cache import LatentCache, config_fingerprint
 from lm.checkpoint import load_pretrained
@@ -111,27 +112,35 @@ def block_text(doc: Document) -> list[tuple[str, str]]:
 
 @dataclass
 class Encoded:
-    """Token ids of the marked document and each block's token span [start, end)."""
+    """Token ids of a stretch of the marked document (BOS first) and each block's token span [start, end)."""
 
     ids: list[int]
     spans: dict[str, tuple[int, int]]
-    truncated: bool
+    truncated: bool = False
 
 
 def encode_document(doc: Document, tokenizer: Tokenizer, max_tokens: int) -> Encoded:
     """BOS, then `[block id] text` per block; stops before the block that would not fit in `max_tokens`."""
-    ids = [tokenizer.bos_id]
-    spans: dict[str, tuple[int, int]] = {}
+    windows = encode_windows(doc, tokenizer, max_tokens)
+    first = windows[0]
+    first.truncated = len(windows) > 1
+    return first
+
+
+def encode_windows(doc: Document, tokenizer: Tokenizer, window: int) -> list[Encoded]:
+    """The marked document cut at block boundaries into windows of at most `window` tokens, each opened by BOS
+    (a model with fewer positions than the document has tokens reads it window by window)."""
     pieces = block_text(doc)
     encoded = tokenizer.encode_batch([f"[{bid}] {text}\n" for bid, text in pieces])
-    truncated = False
+    out = [Encoded([tokenizer.bos_id], {})]
     for (bid, _), toks in zip(pieces, encoded, strict=True):
-        if len(ids) + len(toks) > max_tokens:
-            truncated = True
-            break
-        spans[bid] = (len(ids), len(ids) + len(toks))
-        ids += toks
-    return Encoded(ids, spans, truncated)
+        toks = toks[: window - 1]  # a block longer than a whole window keeps its start
+        if len(out[-1].ids) + len(toks) > window:
+            out.append(Encoded([tokenizer.bos_id], {}))
+        cur = out[-1]
+        cur.spans[bid] = (len(cur.ids), len(cur.ids) + len(toks))
+        cur.ids += toks
+    return out
 
 
 # ---------------------------------------------------------------- the pass and its saved cache
@@ -139,75 +148,107 @@ def encode_document(doc: Document, tokenizer: Tokenizer, max_tokens: int) -> Enc
 
 @dataclass
 class PassResult:
-    """What one pass over a document produced."""
+    """What one pass over a document produced: one cache row per window."""
 
     cache: LatentCache
-    encoded: Encoded
+    windows: list[Encoded]
     block_vectors: dict[str, np.ndarray]
     seconds: float
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(w.ids) for w in self.windows)
 
 
 class LongDocPass:
     """Runs documents through the backbone once and keeps their latent caches in the workspace."""
 
-    def __init__(self, workspace: Workspace, lm: LMBundle, chunk: int = 1024) -> None:
+    def __init__(self, workspace: Workspace, lm: LMBundle, chunk: int = 1024, reserve: int = 256) -> None:
         self.workspace = workspace
         self.lm = lm
         self.chunk = chunk
+        self.reserve = reserve  # positions left free in each window for a question and its answer
 
     def cache_path(self, doc_id: str) -> Path:
         """Where a document's cache lives: named by the document and the model architecture it belongs to."""
         return self.workspace.root / "caches" / f"{doc_id}-{config_fingerprint(self.lm.model.config)}.safetensors"
 
     @torch.inference_mode()
-    def run(self, doc: Document, reserve: int = 256) -> PassResult:
-        """Prefill the whole document (as far as the model's positions reach, keeping `reserve` for questions),
-        save the cache, and return it with per-block mean hidden states."""
+    def _prefill(self, ids: list[int], capacity: int) -> tuple[LatentCache, torch.Tensor, torch.Tensor]:
+        """A fresh 1-row cache holding `ids`, their hidden states [S, D] and the last position's logits."""
+        model = self.lm.model
+        cache = LatentCache.for_model(model.config, 1, capacity, model.dtype, model.device)
+        t = torch.tensor([ids], device=model.device)
+        hidden, logits = [], None
+        for c0 in range(0, len(ids), self.chunk):
+            out = model(t[:, c0 : c0 + self.chunk], cache=cache, logits_to_keep=1)
+            hidden.append(out.hidden[0].float())
+            logits = out.logits
+        assert logits is not None
+        return cache, torch.cat(hidden), logits
+
+    def run(self, doc: Document) -> PassResult:
+        """Prefill the whole document window by window, save the cache (one row per window), and return it with
+        each block's mean hidden state."""
         start = time.perf_counter()
         model = self.lm.model
-        enc = encode_document(doc, self.lm.tokenizer, self.lm.max_tokens - reserve)
-        cache = LatentCache.for_model(model.config, 1, len(enc.ids) + reserve, model.dtype, model.device)
-        ids = torch.tensor([enc.ids], device=model.device)
-        hidden = []
-        for c0 in range(0, len(enc.ids), self.chunk):
-            out = model(ids[:, c0 : c0 + self.chunk], cache=cache, logits_to_keep=1)
-            hidden.append(out.hidden[0].float())
-        states = torch.cat(hidden).cpu().numpy()
-        vectors = {bid: states[a:b].mean(0) for bid, (a, b) in enc.spans.items()}
+        windows = encode_windows(doc, self.lm.tokenizer, self.lm.max_tokens - self.reserve)
+        width = max(len(w.ids) for w in windows)
+        cache = LatentCache.for_model(model.config, len(windows), width, model.dtype, model.device)
+        vectors: dict[str, np.ndarray] = {}
+        for k, w in enumerate(windows):
+            part, states, _ = self._prefill(w.ids, len(w.ids))
+            cache.data[:, k, : len(w.ids)] = part.data[:, 0, : len(w.ids)]
+            arr = states.cpu().numpy()
+            vectors.update({bid: arr[a:b].mean(0) for bid, (a, b) in w.spans.items()})
+        cache.set_lengths([len(w.ids) for w in windows])
         path = self.cache_path(doc.id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"doc_id": doc.id, "tokens": str(len(enc.ids)), "truncated": str(enc.truncated),
-                "spans": json.dumps(enc.spans)}  # fmt: skip
+        meta = {"doc_id": doc.id, "tokens": str(sum(len(w.ids) for w in windows)),
+                "spans": json.dumps([w.spans for w in windows])}  # fmt: skip
         cache.save(path, metadata=meta)
-        return PassResult(cache, enc, vectors, time.perf_counter() - start)
+        return PassResult(cache, windows, vectors, time.perf_counter() - start)
 
-    def load(self, doc_id: str, extra: int = 256) -> LatentCache | None:
-        """The saved cache of a document (with room for `extra` more tokens), or None when there is none."""
+    def window_of(self, doc_id: str, block_id: str | None) -> int:
+        """The window (cache row) holding a block; the first one when the block is not given or not found."""
+        path = self.cache_path(doc_id)
+        if block_id is None or not path.exists():
+            return 0
+        with safe_open(str(path), framework="pt") as f:
+            spans = json.loads((f.metadata() or {}).get("spans", "[]"))
+        return next((k for k, s in enumerate(spans) if block_id in s), 0)
+
+    def load(self, doc_id: str, window: int = 0, extra: int = 256) -> LatentCache | None:
+        """One window of a document's saved cache (with room for `extra` more tokens), or None when there is none."""
         path = self.cache_path(doc_id)
         if not path.exists():
             return None
-        cached = LatentCache.load(path, config=self.lm.model.config)
-        return cached.clone(capacity=cached.host_lengths[0] + extra)
+        saved = LatentCache.load(path, config=self.lm.model.config)
+        n = saved.host_lengths[window]
+        row = LatentCache(saved.num_layers, 1, n + extra, saved.dim, saved.data.dtype, "cpu",
+                          saved.max_positions, saved.fingerprint)  # fmt: skip
+        row.data[:, 0, :n] = saved.data[:, window, :n]
+        row.set_lengths([n])
+        return row
 
     @torch.inference_mode()
-    def first_token(self, doc: Document, question: str, use_cache: bool) -> tuple[int, float]:
-        """Time to the first answer token: from the saved cache, or by encoding document and question anew."""
+    def first_token(
+        self, doc: Document, question: str, use_cache: bool, block_id: str | None = None
+    ) -> tuple[int, float]:
+        """Time to the first answer token, with the window holding `block_id` as context: from the saved cache,
+        or by encoding that window and the question anew."""
         q_ids = self.lm.tokenizer.encode(f"\nQuestion: {question}\nAnswer:")
+        window = self.window_of(doc.id, block_id)
         start = time.perf_counter()
         if use_cache:
-            cache = self.load(doc.id, extra=len(q_ids) + 8)
+            cache = self.load(doc.id, window, extra=len(q_ids) + 8)
             if cache is None:
                 raise LongDocError("no saved cache for this document: run the pass first")
-            out = self.lm.model(torch.tensor([q_ids]), cache=cache, logits_to_keep=1)
+            logits = self.lm.model(torch.tensor([q_ids]), cache=cache, logits_to_keep=1).logits
         else:
-            enc = encode_document(doc, self.lm.tokenizer, self.lm.max_tokens - 256)
-            ids = enc.ids + q_ids
-            cache = LatentCache.for_model(self.lm.model.config, 1, len(ids) + 8, self.lm.model.dtype, "cpu")
-            t = torch.tensor([ids])
-            for c0 in range(0, len(ids), self.chunk):
-                out = self.lm.model(t[:, c0 : c0 + self.chunk], cache=cache, logits_to_keep=1)
-        token = int(out.logits[0, -1].argmax())
-        return token, time.perf_counter() - start
+            ids = encode_windows(doc, self.lm.tokenizer, self.lm.max_tokens - self.reserve)[window].ids + q_ids
+            logits = self._prefill(ids, len(ids) + 8)[2]
+        return int(logits[0, -1].argmax()), time.perf_counter() - start
 
 
 def cache_bytes_per_token(lm: LMBundle, dtype_bytes: int = 2) -> dict[str, int]:

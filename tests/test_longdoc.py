@@ -62,15 +62,29 @@ def test_saved_cache_gives_the_same_first_token_as_re_encoding(debug_lm, tmp_pat
     result = runner.run(doc)
     path = runner.cache_path(doc.id)
     assert path.exists() and path.suffix == ".safetensors"
-    n = len(result.encoded.ids)
     per_token = cache_bytes_per_token(debug_lm, dtype_bytes=4)
-    assert path.stat().st_size >= n * per_token["mla_latent"]
+    assert path.stat().st_size >= result.tokens * per_token["mla_latent"]
     assert per_token["mla_latent"] < per_token["standard_kv"]
-    assert set(result.block_vectors) == set(result.encoded.spans)
-    for question in ("What is the maximum input voltage?", "Which figure shows the pin-out?"):
-        cached, _ = runner.first_token(doc, question, use_cache=True)
-        fresh, _ = runner.first_token(doc, question, use_cache=False)
+    assert set(result.block_vectors) == {b for w in result.windows for b in w.spans}
+    for question, block in (("What is the maximum input voltage?", None), ("Which figure shows the pin-out?", "p1-b5")):
+        cached, _ = runner.first_token(doc, question, use_cache=True, block_id=block)
+        fresh, _ = runner.first_token(doc, question, use_cache=False, block_id=block)
         assert cached == fresh
+
+
+def test_a_document_longer_than_the_model_is_read_in_windows(debug_lm, tmp_path: Path) -> None:
+    doc = qa_document()
+    small = random_lm("debug", debug_lm.tokenizer, max_positions=448)  # room for less than the whole document
+    runner = LongDocPass(Workspace(tmp_path / "ws"), small, chunk=128, reserve=64)
+    result = runner.run(doc)
+    assert len(result.windows) >= 2 and all(len(w.ids) <= 448 - 64 for w in result.windows)
+    assert result.cache.batch_size == len(result.windows)
+    last_block = next(iter(result.windows[-1].spans))
+    k = runner.window_of(doc.id, last_block)
+    assert k == len(result.windows) - 1
+    cached, _ = runner.first_token(doc, "What is the reset value?", use_cache=True, block_id=last_block)
+    fresh, _ = runner.first_token(doc, "What is the reset value?", use_cache=False, block_id=last_block)
+    assert cached == fresh
     other = qa_document()
     other.id = "00" * 32
     with pytest.raises(LongDocError, match="run the pass first"):
