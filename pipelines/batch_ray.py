@@ -107,14 +107,11 @@ def parse_part(data: bytes, name: str, pages: list[int], doc_id: str, password: 
 
 def merge_parts(path: Path, parts: list[_Part], password: str | None, crops_dir: Path | None) -> Document:
     """One document from its page-range parts (in page order), finished as `parse_pdf` finishes it."""
-    from pipelines.ingest import classify_blocks, default_stages, file_sha256, mark_running_text, open_pdf
+    from pipelines.ingest import finish_document, new_document, open_pdf
 
     pdf = open_pdf(path, password)
     try:
-        doc = Document(id=file_sha256(path), source=path.name)
-        doc.page_sizes = [(pdf[i].rect.width, pdf[i].rect.height) for i in range(pdf.page_count)]
-        doc.metadata = {k: v for k, v in (pdf.metadata or {}).items() if v}
-        doc.metadata["pages_parsed"] = "all"
+        doc = new_document(path, pdf, list(range(1, pdf.page_count + 1)))
         toc = pdf.get_toc(simple=True)
     finally:
         pdf.close()
@@ -129,14 +126,7 @@ def merge_parts(path: Path, parts: list[_Part], password: str | None, crops_dir:
             for crop, png in part.crops.items():
                 write_atomic(crops_dir / crop, png)
     doc.metadata["ocr_pages"] = ocr_pages
-    layout = [partial(mark_running_text, styles=styles), partial(classify_blocks, styles=styles, toc=toc)]
-    for stage in layout + default_stages():
-        try:
-            doc = stage(doc)
-        except Exception as exc:
-            name = getattr(stage, "__name__", None) or getattr(getattr(stage, "func", None), "__name__", "stage")
-            doc.problems.append(f"stage {name}: {type(exc).__name__}: {exc}")
-    return doc
+    return finish_document(doc, styles, toc)
 
 
 def page_ranges(page_count: int, part_pages: int) -> list[list[int]]:

@@ -9,8 +9,11 @@ beyond the text itself.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
 import statistics
+import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -30,9 +33,11 @@ MAX_FILE_BYTES = 2 * 1024**3
 Stage = Callable[[Document], Document]
 Progress = Callable[[int, int], None]
 
+# A caption opens with its label, then punctuation, a capitalised title or nothing: "Table 3. Ratings",
+# "Figure 7-2 Block Diagram"; "Table 38 lists…" and "Fig. 4 shows…" open sentences, not captions.
 CAPTION_RE = re.compile(
-    r"^\s*(Table|Tab\.|Figure|Fig\.?|Scheme|Chart|Diagram|Listing)\s*[A-Z]?\d+([.\-–]\d+)*[a-z]?\s*[.:\-–—|]?(\s|$)",
-    re.IGNORECASE,
+    r"^\s*(?i:Table|Tab\.|Figure|Fig\.?|Scheme|Chart|Diagram|Listing)\s*[A-Z]?\d+([.\-–]\d+)*[a-z]?"
+    r"(\s*[.:\-–—|](\s|$)|\s+(?=[A-Z(\d])|\s*$)"
 )
 NUMBERED_HEADING_RE = re.compile(r"^(\d+(\.\d+){0,5}|[A-Z](\.\d+){1,4}|Appendix\s+[A-Z])\.?\s+\S")
 BULLET_RE = re.compile(r"^\s*([•◦▪▫●○■□►▸‣⁃∙·\-–*]|\(?[0-9]{1,2}[.)]|\(?[a-z][.)])\s+")
@@ -177,7 +182,8 @@ def _segments(text_block: dict) -> Iterable[tuple[str, tuple[float, float, float
             in_caption = CAPTION_RE.match(current[0][0]) is not None  # captions mix bold labels and plain text
             starts_new = (
                 (not in_caption and (abs(ln[2] - prev[2]) >= 1.0 or ln[3] != prev[3] or ln[4] != prev[4]))
-                or CAPTION_RE.match(ln[0])
+                # a caption starts apart from the text above it; flush under a paragraph it is a wrapped line
+                or (CAPTION_RE.match(ln[0]) and ln[1][1] - prev[1][3] > 0.25 * ln[2])
                 or BULLET_RE.match(ln[0])
                 or ln[1][1] - prev[1][3] > max(ln[2], 6) * 0.9  # a vertical gap: new paragraph
             )
@@ -269,70 +275,111 @@ def _dpi_for(rect: pymupdf.Rect, dpi: int) -> int:
     return max(18, int(dpi * (MAX_RENDER_PIXELS / pixels) ** 0.5))
 
 
-_OCR_ENGINE = None
+# text, bbox in points, paragraph key, font size estimate in points
+OcrLine = tuple[str, tuple[float, float, float, float], tuple[int, int], float]
+TESSERACT_WORD_TO_SIZE = 1.25  # median word box height (x-height words pull it down) to font size
+RAPIDOCR_LINE_TO_SIZE = 0.8  # rapidocr pads its line boxes
+_RAPIDOCR = None
 
 
-def _ocr_engine():
-    global _OCR_ENGINE
-    if _OCR_ENGINE is None:
+def _rapidocr():
+    global _RAPIDOCR
+    if _RAPIDOCR is None:
         from rapidocr import RapidOCR
 
-        _OCR_ENGINE = RapidOCR(params={"Global.log_level": "error"})
-    return _OCR_ENGINE
+        _RAPIDOCR = RapidOCR(params={"Global.log_level": "error"})
+    return _RAPIDOCR
 
 
-def ocr_page(page: pymupdf.Page) -> list[tuple[str, tuple[float, float, float, float]]]:
-    """OCR a page image: (line text, bbox in points) pairs in top-down order."""
+def ocr_page(page: pymupdf.Page) -> list[OcrLine]:
+    """OCR a page image: its lines top-down.
+
+    Tesseract (Debian's tesseract-ocr) is used when installed: about eight times less CPU per page than
+    the PP-OCR models that rapidocr ships, which remain the fallback so a pip-only install still OCRs.
+    """
+    dpi = _dpi_for(page.rect, OCR_DPI)
+    pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY)
+    scale = 72 / dpi
+    if shutil.which("tesseract"):
+        return _tesseract_lines(pix.tobytes("png"), scale)
     import numpy as np
 
-    dpi = _dpi_for(page.rect, OCR_DPI)
-    pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csRGB)
-    img = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, 3)
-    result = _ocr_engine()(img)
+    img = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width)
+    result = _rapidocr()(np.stack([img] * 3, axis=-1))
     if result.boxes is None or result.txts is None:
         return []
-    scale = 72 / dpi
     lines = []
     for box, text in zip(result.boxes, result.txts):
         xs = [float(p[0]) * scale for p in box]  # numpy scalars would not serialise to JSON
         ys = [float(p[1]) * scale for p in box]
-        lines.append((text, (min(xs), min(ys), max(xs), max(ys))))
+        size = (max(ys) - min(ys)) * RAPIDOCR_LINE_TO_SIZE
+        lines.append((text, (min(xs), min(ys), max(xs), max(ys)), (-1, -1), size))
     return sorted(lines, key=lambda t: (round(t[1][1] / 4), t[1][0]))
 
 
-def _ocr_blocks(lines: list[tuple[str, tuple[float, float, float, float]]]) -> list[tuple[str, tuple, _Style]]:
-    """Group OCR lines into paragraphs by vertical gaps and left alignment."""
+def _tesseract_lines(png: bytes, scale: float) -> list[OcrLine]:
+    """Run tesseract on one page image and gather its words into lines (TSV output)."""
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}  # its threads cost more than they save on small pages
+    out = subprocess.run(
+        ["tesseract", "stdin", "stdout", "--psm", "3", "tsv"], input=png, capture_output=True, env=env, timeout=300
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"tesseract failed: {out.stderr.decode(errors='replace').strip()[:200]}")
+    lines: dict[tuple[int, int, int], list] = {}
+    for row in out.stdout.decode("utf-8", errors="replace").splitlines()[1:]:
+        f = row.split("\t")
+        if len(f) < 12 or f[0] != "5" or not f[11].strip():
+            continue
+        key = (int(f[2]), int(f[3]), int(f[4]))  # block, paragraph, line
+        x, y, w, h = (int(v) * scale for v in f[6:10])
+        lines.setdefault(key, []).append((f[11], (x, y, x + w, y + h)))
+    result = []
+    for (block, par, _), words in lines.items():
+        box = (
+            min(b[0] for _, b in words),
+            min(b[1] for _, b in words),
+            max(b[2] for _, b in words),
+            max(b[3] for _, b in words),
+        )
+        size = statistics.median(b[3] - b[1] for _, b in words) * TESSERACT_WORD_TO_SIZE
+        result.append((" ".join(t for t, _ in words), box, (block, par), size))
+    return sorted(result, key=lambda t: (round(t[1][1] / 4), t[1][0]))
+
+
+def _ocr_blocks(lines: list[OcrLine]) -> list[tuple[str, tuple, _Style]]:
+    """Group OCR lines into paragraphs: the engine's own paragraphs, split further at gaps and size changes."""
     out: list[tuple[str, tuple, _Style]] = []
     group: list = []
-    for text, box in lines:
-        h = box[3] - box[1]
+    for line in lines:
+        _, box, key, size = line
         if group:
-            last = group[-1][1]
+            _, last, last_key, last_size = group[-1]
             if (
-                box[1] - last[3] > 0.8 * h
-                or abs(box[0] - group[0][1][0]) > 3 * h
-                or abs(h - (last[3] - last[1])) > 0.3 * h
+                (key != last_key and key != (-1, -1))
+                or box[1] - last[3] > 0.8 * size
+                or abs(box[0] - group[0][1][0]) > 3 * size
+                or abs(size - last_size) > 0.25 * size
             ):
                 out.append(_merge_ocr(group))
                 group = []
-        group.append((text, box))
+        group.append(line)
     if group:
         out.append(_merge_ocr(group))
     return out
 
 
-def _merge_ocr(group: list) -> tuple[str, tuple, _Style]:
+def _merge_ocr(group: list[OcrLine]) -> tuple[str, tuple, _Style]:
     box = (
-        min(b[0] for _, b in group),
-        min(b[1] for _, b in group),
-        max(b[2] for _, b in group),
-        max(b[3] for _, b in group),
+        min(g[1][0] for g in group),
+        min(g[1][1] for g in group),
+        max(g[1][2] for g in group),
+        max(g[1][3] for g in group),
     )
-    size = statistics.median((b[3] - b[1]) * 0.8 for _, b in group)
-    return " ".join(t for t, _ in group), box, _Style(round(size * 2) / 2, False, False, 0.0, len(group))
+    size = statistics.median(g[3] for g in group)
+    return " ".join(g[0] for g in group), box, _Style(round(size * 2) / 2, False, False, 0.0, len(group))
 
 
-def _figure_regions(page: pymupdf.Page, tables: list[Block]) -> list[tuple[tuple, str]]:
+def _figure_regions(page: pymupdf.Page, tables: list[Block], drawings: list[dict]) -> list[tuple[tuple, str]]:
     """Clusters of raster images and vector drawings worth reporting as figures: (bbox, "raster"|"vector")."""
     page_area = page.rect.width * page.rect.height
     rasters = []
@@ -343,7 +390,7 @@ def _figure_regions(page: pymupdf.Page, tables: list[Block]) -> list[tuple[tuple
     table_boxes = [t.bbox for t in tables]
     paths = [
         d
-        for d in page.get_cdrawings()
+        for d in drawings
         if _area(d["rect"]) < 0.5 * page_area and not any(_inside(tuple(d["rect"]), t, slack=3) for t in table_boxes)
     ]
     drawings = [tuple(d["rect"]) for d in paths]
@@ -468,12 +515,13 @@ def parse_page(
     text = page.get_text("dict", flags=pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES, sort=True)
     segments = [seg for tb in text["blocks"] if tb["type"] == 0 for seg in _segments(tb) if seg[0]]
     segments = _attach_prefixes(segments)
+    drawings = page.get_cdrawings()  # read once: figure clusters, schematic evidence and the OCR test use it
     ocr = False
     if not segments and options.ocr:
         covered = sum((pymupdf.Rect(i["bbox"]) & page.rect).get_area() for i in page.get_image_info()) / max(
             page.rect.get_area(), 1
         )
-        if covered > 0.3 or page.get_cdrawings():
+        if covered > 0.3 or drawings:
             segments = _ocr_blocks(ocr_page(page))
             ocr = bool(segments)
 
@@ -483,8 +531,8 @@ def parse_page(
 
         tables = extract_tables(page, number, text)
     if tables:
-        tables = _drop_tables_inside_figures(tables, _absorb_labels(_figure_regions(page, []), segments))
-    figures = [] if ocr else _absorb_labels(_figure_regions(page, tables), segments)
+        tables = _drop_tables_inside_figures(tables, _absorb_labels(_figure_regions(page, [], drawings), segments))
+    figures = [] if ocr else _absorb_labels(_figure_regions(page, tables, drawings), segments)
 
     items: list[tuple[tuple, Block]] = []
     for t in tables:
@@ -492,7 +540,7 @@ def parse_page(
     for i, (box, src) in enumerate(figures):
         inner = [s for s in segments if _inside(s[1], box, slack=4)]
         inner_text = " ".join(s[0] for s in inner)
-        is_schematic = src == "vector" and _looks_like_schematic(box, inner_text, page.get_cdrawings())
+        is_schematic = src == "vector" and _looks_like_schematic(box, inner_text, drawings)
         kind = "schematic" if is_schematic else "figure"
         fig = Block(id="", kind=kind, page=number, bbox=box, text=inner_text)
         if options.crops_dir is not None:
@@ -645,10 +693,7 @@ def parse_pdf(
             if isinstance(pages, str)
             else pages or list(range(1, pdf.page_count + 1))
         )
-        doc = Document(id=file_sha256(path), source=path.name)
-        doc.page_sizes = [(pdf[i].rect.width, pdf[i].rect.height) for i in range(pdf.page_count)]
-        doc.metadata = {k: v for k, v in (pdf.metadata or {}).items() if v}
-        doc.metadata["pages_parsed"] = page_numbers if len(page_numbers) < pdf.page_count else "all"
+        doc = new_document(path, pdf, page_numbers)
         options = ParseOptions(pages=page_numbers, password=password, crops_dir=crops_dir, ocr=ocr)
         styles: dict[int, _Style] = {}
         ocr_pages = []
@@ -667,7 +712,24 @@ def parse_pdf(
         toc = pdf.get_toc(simple=True)
     finally:
         pdf.close()
-    # Layout stages need the fonts seen during the page pass; later stages read the document alone.
+    return finish_document(doc, styles, toc, stages)
+
+
+def new_document(path: Path, pdf: pymupdf.Document, page_numbers: list[int]) -> Document:
+    """An empty document for an open PDF: id, page sizes, metadata."""
+    doc = Document(id=file_sha256(path), source=path.name)
+    doc.page_sizes = [(pdf[i].rect.width, pdf[i].rect.height) for i in range(pdf.page_count)]
+    doc.metadata = {k: v for k, v in (pdf.metadata or {}).items() if v}
+    doc.metadata["pages_parsed"] = page_numbers if len(page_numbers) < pdf.page_count else "all"
+    return doc
+
+
+def finish_document(doc: Document, styles: dict[int, _Style], toc: list, stages: list[Stage] | None = None) -> Document:
+    """Run the document-level stages after the page pass; a failing stage is reported, not fatal.
+
+    The layout stages need the fonts seen during the page pass (`styles`, keyed by block object id);
+    the later stages (`stages`, default `default_stages()`) read the document alone.
+    """
     layout: list[Stage] = [partial(mark_running_text, styles=styles), partial(classify_blocks, styles=styles, toc=toc)]
     for stage in layout + (default_stages() if stages is None else stages):
         try:
