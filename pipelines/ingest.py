@@ -136,6 +136,43 @@ def _span_is_bold(span: dict) -> bool:
     return bool(span["flags"] & 16) or "bold" in span["font"].lower() or "black" in span["font"].lower()
 
 
+def _split_side_by_side(text_block: dict) -> list[dict]:
+    """Split a block whose lines hold runs far apart (captions of two figures side by side) into columns."""
+    runs: list[dict] = []
+    for line in text_block["lines"]:
+        current: list[dict] = []
+        for sp in (sp for sp in line["spans"] if sp["text"].strip()):
+            if current and sp["bbox"][0] - current[-1]["bbox"][2] > max(2.5 * sp["size"], 15):
+                runs.append(_line_of(current))
+                current = []
+            current.append(sp)
+        if current:
+            runs.append(_line_of(current))
+    columns: list[list[dict]] = []
+    for run in sorted(runs, key=lambda r: (r["bbox"][1], r["bbox"][0])):
+        last = [c[-1]["bbox"] for c in columns]
+        home = next((c for c, b in zip(columns, last) if b[0] < run["bbox"][2] and run["bbox"][0] < b[2]), None)
+        if home is None:
+            columns.append([run])
+        else:
+            home.append(run)
+    if len(columns) <= 1:
+        return [text_block]
+    return [{"type": 0, "lines": col} for col in columns]
+
+
+def _line_of(spans: list[dict]) -> dict:
+    return {
+        "spans": spans,
+        "bbox": (
+            min(sp["bbox"][0] for sp in spans),
+            min(sp["bbox"][1] for sp in spans),
+            max(sp["bbox"][2] for sp in spans),
+            max(sp["bbox"][3] for sp in spans),
+        ),
+    }
+
+
 def _segments(text_block: dict) -> Iterable[tuple[str, tuple[float, float, float, float], _Style]]:
     """Split a PyMuPDF text block where style changes or a caption / list item begins."""
     lines = []
@@ -513,7 +550,8 @@ def parse_page(
     """Blocks of one page in reading order, with ids `p{number}-b{i}`."""
     width = page.rect.width
     text = page.get_text("dict", flags=pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES, sort=True)
-    segments = [seg for tb in text["blocks"] if tb["type"] == 0 for seg in _segments(tb) if seg[0]]
+    blocks = [part for tb in text["blocks"] if tb["type"] == 0 for part in _split_side_by_side(tb)]
+    segments = [seg for tb in blocks for seg in _segments(tb) if seg[0]]
     segments = _attach_prefixes(segments)
     drawings = page.get_cdrawings()  # read once: figure clusters, schematic evidence and the OCR test use it
     ocr = False
