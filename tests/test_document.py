@@ -106,4 +106,5 @@ def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
     write_atomic(target, "old")
     write_atomic(target, "new content")
     assert target.read_text() == "new content"
+    assert target.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in target.parent.iterdir()] == ["out.json"]
