@@ -8,6 +8,7 @@ database; embeddings are keyed by text hash, so re-indexing or adding a document
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -23,9 +24,9 @@ import torch
 from pipelines.document import Block, Document
 from pipelines.store import Workspace
 
-UNITS_VERSION = 4  # bump when unit construction changes: stored units of older versions are rebuilt
+UNITS_VERSION = 5  # bump when unit construction changes: stored units of older versions are rebuilt
 EMBED_MODEL = "all-MiniLM-L6-v2"
-EMBED_MAX_TOKENS = 96  # most units are shorter; truncating long paragraphs keeps indexing fast
+EMBED_MAX_TOKENS = 64  # most units are shorter; truncating long paragraphs halves indexing time
 RRF_K = 60
 VALUES_SEP = " || "
 
@@ -60,11 +61,16 @@ def stem(word: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=65536)
+def _tokens(text: str) -> tuple[str, ...]:
+    text = normalise(text)
+    return tuple([stem(t) for t in _WORD_RE.findall(text)] + [c.replace("/", "-") for c in _COMPOUND_RE.findall(text)])
+
+
 def tokens(text: str) -> list[str]:
     """Stemmed word tokens of a text (numbers kept whole, "4.5" stays one token); hyphenated compounds such as
     "on-time" count whole as well as by their parts, so "on-time" and "off-time" differ."""
-    text = normalise(text)
-    return [stem(t) for t in _WORD_RE.findall(text)] + [c.replace("/", "-") for c in _COMPOUND_RE.findall(text)]
+    return list(_tokens(text))
 
 
 def content_terms(text: str) -> list[str]:
@@ -211,7 +217,9 @@ def table_view(doc: Document, block: Block, captions: dict[str, Block] | None = 
         parts.append(follows[parts[-1].id])
     captions = caption_index(doc) if captions is None else captions
     assert first.table is not None
-    n_head = first.table.header_rows() or (1 if first.table.n_rows > 1 else 0)
+    n_head = first.table.header_rows()
+    if not n_head or n_head > 3 or n_head >= first.table.n_rows - 1:
+        n_head = 1 if first.table.n_rows > 1 else 0  # no header flags, or body rows flagged as header
     grid = _grid_filled(first)
     n_cols = first.table.n_cols
     columns = []
@@ -229,7 +237,11 @@ def table_view(doc: Document, block: Block, captions: dict[str, Block] | None = 
     body_rows: list[tuple[Block, int, list[str]]] = []
     for k, part in enumerate(parts):
         g = grid if k == 0 else _grid_filled(part)
-        skip = n_head if k == 0 else (part.table.header_rows() if part.table else 0)
+        skip = n_head
+        if k:  # a continued part repeats the header rows, or starts with data
+            skip = 0
+            while skip < len(g) and skip < n_head and [t.strip() for t in g[skip]] == grid[skip][: len(g[skip])]:
+                skip += 1
         for r in range(skip, len(g)):
             cells = (g[r] + [""] * n_cols)[:n_cols]
             body_rows.append((part, r, cells))

@@ -626,7 +626,13 @@ def load_doc(workspace: Workspace, pdf: Path, truth: dict, oracle: bool) -> tupl
         doc.id = "gold-" + doc.id  # never mistaken for our parse of the same file in a reused workspace
         workspace.add(doc)
     else:
-        doc = workspace.parse(pdf)
+        from pipelines.ingest import parse_pdf
+
+        parsed = parse_pdf(pdf, crops_dir=workspace.crops_dir("eval"))
+        # OCR boxes can come back as numpy floats, which the store's JSON refuses: make them plain numbers
+        doc = Document.from_json(json.dumps(parsed.to_dict(), default=float))
+        workspace.keep_file(pdf, doc.id)
+        workspace.add(doc)
     return doc, time.perf_counter() - start
 
 
@@ -667,9 +673,18 @@ def main(argv: list[str] | None = None) -> int:
     retriever.search(retriever.index(doc), "warm-up query")
 
     if args.calibrate:
+        # answer everything once (threshold 0), then replay the not-found decision at each threshold
+        rows = run_questions(workspace, doc, questions, retriever, threshold=0.0)
         sweep = {}
-        for t in [x / 100 for x in range(30, 111, 4)]:
-            sweep[t] = summarise(run_questions(workspace, doc, questions, retriever, threshold=t))
+        for t in [x / 100 for x in range(30, 111, 2)]:
+            replay = []
+            for r in rows:
+                declined = not r["found"] or r["score"] < t
+                correct = declined if r["check"] == "none" else (r["correct"] and not declined)
+                replay.append(
+                    {**r, "found": not declined, "correct": correct, "page_ok": r["page_ok"] and not declined}
+                )
+            sweep[t] = summarise(replay)
         calibrate(sweep)
         return 0
 
