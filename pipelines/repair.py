@@ -24,13 +24,12 @@ import torch
 from pipelines.document import write_atomic
 from vision.damage_net import DamageNet, predict_damage
 from vision.inpaint import InpaintNet, fuse_batchnorm, inpaint_image
-from vision.wire_complete import complete_wires, drop_floating_ink
+from vision.wire_complete import complete_wires
 
 MIN_SIDE = 32  # pixels; smaller images hold too little drawing to repair
 MAX_PIXELS = 6000 * 6000
 MAX_DAMAGE = 0.6  # share of the image; beyond it there is too little intact drawing to repair from
 DAMAGE_THRESHOLD = 0.4  # on the net's probability; tuned for mask IoU on held-out synthetic damage
-FLOATING_MAX_AREA = 400  # pixels; larger ink pieces drawn inside the damage are kept even when they float
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -233,17 +232,15 @@ def _threads_for_load() -> Iterator[None]:
 
 
 def repair_gray(gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-    """Fill the masked pixels of a gray uint8 drawing: inpaint, erase ink left floating in the damage, join
-    broken wires. Pixels outside `mask` come back unchanged."""
+    """Fill the masked pixels of a gray uint8 drawing: inpaint, then join broken wires. Pixels outside `mask`
+    come back unchanged."""
     _, inpainter = _models()
     if not mask.any():
-        return gray.copy(), {"floating_erased": 0, "wire_endpoints": 0, "wires_joined": 0, "wires_extended": 0}
+        return gray.copy(), {"wire_endpoints": 0, "wires_joined": 0, "wires_extended": 0}
     repaired = inpaint_image(inpainter, torch.from_numpy(gray).float() / 255.0, torch.from_numpy(mask))
     out = np.clip(np.round(repaired.numpy() * 255.0), 0, 255).astype(np.uint8)
-    out, floating = drop_floating_ink(out, mask, max_area=FLOATING_MAX_AREA)
     out, wires = complete_wires(out, mask)
     stats = {
-        "floating_erased": floating,
         "wire_endpoints": wires.endpoints,
         "wires_joined": wires.joined,
         "wires_extended": wires.extended,

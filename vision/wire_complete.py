@@ -110,7 +110,7 @@ def _segment(a: tuple[int, int], b: tuple[int, int]) -> tuple[np.ndarray, np.nda
 
 
 def complete_wires(
-    gray: np.ndarray, mask: np.ndarray, max_gap: int | None = None, inside: float = 0.6
+    gray: np.ndarray, mask: np.ndarray, max_gap: int | None = None, inside: float = 0.6, solid: float = 0.55
 ) -> tuple[np.ndarray, WireStats]:
     """Join broken straight wires across damaged regions.
 
@@ -119,6 +119,8 @@ def complete_wires(
         mask: damaged pixels (H, W), bool or 0/255; only these pixels may be painted.
         max_gap: longest gap to bridge in pixels (default: 20% of the shorter side, at least 60).
         inside: share of a bridged gap that must lie in the (slightly grown) mask.
+        solid: a pixel is ink when darker than this share of the paper level; a lower value also treats faint,
+            half-restored strokes as broken, so they get re-drawn solid.
 
     Returns:
         The drawing with the joins painted in, and what was done.
@@ -130,7 +132,7 @@ def complete_wires(
     h, w = gray.shape
     max_gap = max_gap or max(60, int(0.2 * min(h, w)))
     paper = float(np.percentile(gray, 90))
-    ink = gray < paper * 0.55
+    ink = gray < paper * solid
     if not ink.any():
         return gray.copy(), stats
     ink_level = float(np.median(gray[ink]))
@@ -176,7 +178,7 @@ def complete_wires(
             used.update((p, q))
             _paint(out, damaged, (a.fx + xa, a.fy + ya), (b.fx + xa, b.fy + ya), max(a.width, b.width), ink_level)
             stats.joined += 1
-        roi_ink = out[ya:yb, xa:xb] < paper * 0.55  # joins just drawn can be what a stem runs into
+        roi_ink = out[ya:yb, xa:xb] < paper * solid  # joins just drawn can be what a stem runs into
         for p, a in enumerate(ends):
             if p in used:
                 continue
@@ -189,34 +191,6 @@ def complete_wires(
             _paint(out, damaged, (a.fx + xa, a.fy + ya), (hit[1] + xa, hit[0] + ya), a.width, ink_level)
             stats.extended += 1
     return out, stats
-
-
-def drop_floating_ink(gray: np.ndarray, mask: np.ndarray, max_area: int | None = None) -> tuple[np.ndarray, int]:
-    """Erase ink that an inpainter left floating inside the damage: pieces that lie wholly in the mask and
-    touch no ink outside it (remnants of a scribble or of a tear's edge, half-drawn specks). Pieces larger
-    than `max_area` pixels are kept: a drawn-in symbol part is worth keeping even when it floats.
-
-    Returns:
-        The cleaned drawing and the number of pieces erased.
-    """
-    damaged = mask.astype(bool)
-    paper = float(np.percentile(gray, 90))
-    ink = gray < paper * 0.55
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
-    anchored = np.zeros(n, bool)
-    anchored[np.unique(labels[ink & ~damaged])] = True
-    anchored[0] = True
-    if max_area is not None:
-        anchored |= stats[:, cv2.CC_STAT_AREA] > max_area
-    floating = ~anchored[labels]
-    if not floating.any():
-        return gray.copy(), 0
-    # Their anti-aliased rims go too, but never a pixel of kept ink or a known pixel.
-    halo = cv2.dilate(floating.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & damaged
-    halo &= ~(ink & anchored[labels])
-    out = gray.copy()
-    out[halo] = np.maximum(out[halo], np.uint8(round(paper)))
-    return out, int((~anchored).sum())
 
 
 def _ray_to_ink(ink: np.ndarray, end: _End, max_gap: int) -> tuple[int, int] | None:
