@@ -55,7 +55,7 @@ def test_given_mask_repairs_a_cut_wire_and_keeps_every_known_pixel() -> None:
     hole = mask > 0
     err_before = np.abs(damaged.astype(int) - intact)[hole].mean()
     err_after = np.abs(result.image.astype(int) - intact)[hole].mean()
-    assert err_after < 0.25 * err_before
+    assert err_after < 0.35 * err_before
     # The bottom wire is one stroke again across its hole.
     row = result.image[370:391, 410:480] < 128
     assert row.any(axis=0).all()
