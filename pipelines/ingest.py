@@ -8,6 +8,7 @@ beyond the text itself.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -41,6 +42,7 @@ CAPTION_RE = re.compile(
 )
 NUMBERED_HEADING_RE = re.compile(r"^(\d+(\.\d+){0,5}|[A-Z](\.\d+){1,4}|Appendix\s+[A-Z])\.?\s+\S")
 BULLET_RE = re.compile(r"^\s*([•◦▪▫●○■□►▸‣⁃∙·\-–*]|\(?[0-9]{1,2}[.)]|\(?[a-z][.)])\s+")
+EQUATION_NUMBER_RE = re.compile(r"\(\s*\d+(\.\d+)?[a-z]?\s*\)")
 MATH_FONT_RE = re.compile(r"CMMI|CMSY|CMEX|Math|Symbol|STIX|Cambria\s*Math", re.IGNORECASE)
 MONO_FONT_RE = re.compile(r"Mono|Courier|Consol|Menlo|Code|Typewriter|CMTT", re.IGNORECASE)
 MATH_CHARS = set("=+−×÷∑∫√≤≥≈∞∂∆αβγδεθλμπσωΩ^_")
@@ -136,13 +138,36 @@ def _span_is_bold(span: dict) -> bool:
     return bool(span["flags"] & 16) or "bold" in span["font"].lower() or "black" in span["font"].lower()
 
 
+def _to_displayed_frame(
+    page: pymupdf.Page, text: dict, drawings: list[dict], images: list[tuple]
+) -> tuple[dict, list[dict], list[tuple]]:
+    """Move text, drawing and image boxes of a rotated page into the displayed page's frame.
+
+    PyMuPDF reports them unrotated, while tables, crops, OCR and the viewer use the page as shown.
+    """
+    m = page.rotation_matrix
+
+    def rot(box) -> tuple:
+        return tuple(pymupdf.Rect(box) * m)
+
+    for block in text["blocks"]:
+        block["bbox"] = rot(block["bbox"])
+        for line in block.get("lines", []):
+            line["bbox"] = rot(line["bbox"])
+            for span in line["spans"]:
+                span["bbox"] = rot(span["bbox"])
+    drawings = [{**d, "rect": rot(d["rect"])} for d in drawings]
+    return text, drawings, [rot(box) for box in images]
+
+
 def _split_side_by_side(text_block: dict) -> list[dict]:
     """Split a block whose lines hold runs far apart (captions of two figures side by side) into columns."""
     runs: list[dict] = []
     for line in text_block["lines"]:
         current: list[dict] = []
         for sp in (sp for sp in line["spans"] if sp["text"].strip()):
-            if current and sp["bbox"][0] - current[-1]["bbox"][2] > max(2.5 * sp["size"], 15):
+            far = current and sp["bbox"][0] - current[-1]["bbox"][2] > max(2.5 * sp["size"], 15)
+            if far and not EQUATION_NUMBER_RE.fullmatch(sp["text"].strip()):  # "(3)" belongs to its formula
                 runs.append(_line_of(current))
                 current = []
             current.append(sp)
@@ -372,14 +397,20 @@ def _tesseract_lines(png: bytes, scale: float) -> list[OcrLine]:
         lines.setdefault(key, []).append((f[11], (x, y, x + w, y + h)))
     result = []
     for (block, par, _), words in lines.items():
-        box = (
-            min(b[0] for _, b in words),
-            min(b[1] for _, b in words),
-            max(b[2] for _, b in words),
-            max(b[3] for _, b in words),
-        )
-        size = statistics.median(b[3] - b[1] for _, b in words) * TESSERACT_WORD_TO_SIZE
-        result.append((" ".join(t for t, _ in words), box, (block, par), size))
+        height = statistics.median(b[3] - b[1] for _, b in words)
+        runs = [[words[0]]]
+        for word in words[1:]:
+            if word[1][0] - runs[-1][-1][1][2] > 1.5 * height:  # a column gap: table cells, not one line
+                runs.append([])
+            runs[-1].append(word)
+        for run in runs:
+            box = (
+                min(b[0] for _, b in run),
+                min(b[1] for _, b in run),
+                max(b[2] for _, b in run),
+                max(b[3] for _, b in run),
+            )
+            result.append((" ".join(t for t, _ in run), box, (block, par), height * TESSERACT_WORD_TO_SIZE))
     return sorted(result, key=lambda t: (round(t[1][1] / 4), t[1][0]))
 
 
@@ -416,12 +447,14 @@ def _merge_ocr(group: list[OcrLine]) -> tuple[str, tuple, _Style]:
     return " ".join(g[0] for g in group), box, _Style(round(size * 2) / 2, False, False, 0.0, len(group))
 
 
-def _figure_regions(page: pymupdf.Page, tables: list[Block], drawings: list[dict]) -> list[tuple[tuple, str]]:
+def _figure_regions(
+    page: pymupdf.Page, tables: list[Block], drawings: list[dict], images: list[tuple]
+) -> list[tuple[tuple, str]]:
     """Clusters of raster images and vector drawings worth reporting as figures: (bbox, "raster"|"vector")."""
     page_area = page.rect.width * page.rect.height
     rasters = []
-    for info in page.get_image_info():
-        r = pymupdf.Rect(info["bbox"]) & page.rect
+    for box in images:
+        r = pymupdf.Rect(box) & page.rect
         if not r.is_empty and r.get_area() < 0.9 * page_area:
             rasters.append(tuple(r))
     table_boxes = [t.bbox for t in tables]
@@ -550,27 +583,39 @@ def parse_page(
     """Blocks of one page in reading order, with ids `p{number}-b{i}`."""
     width = page.rect.width
     text = page.get_text("dict", flags=pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES, sort=True)
-    blocks = [part for tb in text["blocks"] if tb["type"] == 0 for part in _split_side_by_side(tb)]
+    drawings = page.get_cdrawings()  # read once: figure clusters, schematic evidence and the OCR test use it
+    images = [info["bbox"] for info in page.get_image_info()]
+    shown = text  # boxes in the displayed frame; `text` stays as PyMuPDF gives it, for the table finder
+    if page.rotation:
+        shown, drawings, images = _to_displayed_frame(page, copy.deepcopy(text), drawings, images)
+    blocks = [part for tb in shown["blocks"] if tb["type"] == 0 for part in _split_side_by_side(tb)]
     segments = [seg for tb in blocks for seg in _segments(tb) if seg[0]]
     segments = _attach_prefixes(segments)
-    drawings = page.get_cdrawings()  # read once: figure clusters, schematic evidence and the OCR test use it
     ocr = False
     if not segments and options.ocr:
-        covered = sum((pymupdf.Rect(i["bbox"]) & page.rect).get_area() for i in page.get_image_info()) / max(
+        covered = sum((pymupdf.Rect(box) & page.rect).get_area() for box in images) / max(
             page.rect.get_area(), 1
         )
         if covered > 0.3 or drawings:
-            segments = _ocr_blocks(ocr_page(page))
+            ocr_lines = ocr_page(page)
+            segments = _ocr_blocks(ocr_lines)
             ocr = bool(segments)
 
     tables: list[Block] = []
-    if options.tables and not ocr:
+    if options.tables and ocr:
+        from pipelines.tables import tables_from_ocr
+
+        tables = tables_from_ocr([(line[0], line[1]) for line in ocr_lines], page.rect, number)
+        for t in tables:
+            t.ocr = True
+    elif options.tables:
         from pipelines.tables import extract_tables
 
         tables = extract_tables(page, number, text)
-    if tables:
-        tables = _drop_tables_inside_figures(tables, _absorb_labels(_figure_regions(page, [], drawings), segments))
-    figures = [] if ocr else _absorb_labels(_figure_regions(page, tables, drawings), segments)
+    if tables and not ocr:
+        drawn = _absorb_labels(_figure_regions(page, [], drawings, images), segments)
+        tables = _drop_tables_inside_figures(tables, drawn)
+    figures = [] if ocr else _absorb_labels(_figure_regions(page, tables, drawings, images), segments)
 
     items: list[tuple[tuple, Block]] = []
     for t in tables:
