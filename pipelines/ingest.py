@@ -162,19 +162,31 @@ def _to_displayed_frame(
 
 def _split_side_by_side(text_block: dict) -> list[dict]:
     """Split a block whose lines hold runs far apart (captions of two figures side by side) into columns."""
-    runs: list[dict] = []
+
+    def far(left: dict, right: dict) -> bool:
+        gap = right["bbox"][0] - left["bbox"][2]
+        number = EQUATION_NUMBER_RE.fullmatch("".join(s["text"] for s in right["spans"]).strip())
+        return gap > max(2.5 * right["spans"][0]["size"], 15) and not number  # "(3)" belongs to its formula
+
+    pieces = []  # PyMuPDF lines, cut where spans sit far apart
     for line in text_block["lines"]:
         current: list[dict] = []
-        for sp in (sp for sp in line["spans"] if sp["text"].strip()):
-            far = current and sp["bbox"][0] - current[-1]["bbox"][2] > max(2.5 * sp["size"], 15)
-            if far and not EQUATION_NUMBER_RE.fullmatch(sp["text"].strip()):  # "(3)" belongs to its formula
-                runs.append(_line_of(current))
+        for sp in line["spans"]:
+            if current and sp["text"].strip() and far(_line_of(current), _line_of([sp])):
+                pieces.append(_line_of(current))
                 current = []
             current.append(sp)
-        if current:
-            runs.append(_line_of(current))
+        if current and any(sp["text"].strip() for sp in current):
+            pieces.append(_line_of(current))
+    runs: list[dict] = []  # pieces on one baseline and close together form one run ("5.1" + "Overview")
+    for piece in sorted(pieces, key=lambda p: (round(p["bbox"][1]), p["bbox"][0])):
+        prev = runs[-1] if runs else None
+        if prev and abs(prev["bbox"][1] - piece["bbox"][1]) < 2 and not far(prev, piece):
+            runs[-1] = _line_of(prev["spans"] + piece["spans"])
+        else:
+            runs.append(piece)
     columns: list[list[dict]] = []
-    for run in sorted(runs, key=lambda r: (r["bbox"][1], r["bbox"][0])):
+    for run in runs:
         last = [c[-1]["bbox"] for c in columns]
         home = next((c for c, b in zip(columns, last) if b[0] < run["bbox"][2] and run["bbox"][0] < b[2]), None)
         if home is None:

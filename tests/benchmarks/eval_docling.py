@@ -13,32 +13,18 @@ Writes tests/benchmarks/results/docling.json.
 
 from __future__ import annotations
 
-import collections
 import json
-import re
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from bench_tables import _norm, relations  # noqa: E402  (the ICDAR scorers' rules, shared)
+
 from pipelines.ingest import parse_pdf  # noqa: E402
 
-norm = lambda s: re.sub(r"[^0-9a-z]", "", (s or "").lower())  # noqa: E731  (the ICDAR scorers' normalisation)
-
-
-def relations(cells: list[tuple[int, int, int, int, str]]) -> collections.Counter:
-    """ICDAR-2013 adjacency relations, exactly as ../shared/tools/eval_cells.py computes them."""
-    cells = [c for c in cells if norm(c[4])]
-    rel: collections.Counter = collections.Counter()
-    for r0, c0, r1, c1, t in cells:
-        right = [c for c in cells if c[1] > c1 and c[0] <= r0 <= c[2]]
-        if right:
-            rel[(norm(t), norm(min(right, key=lambda c: c[1])[4]), "h")] += 1
-        down = [c for c in cells if c[0] > r1 and c[1] <= c0 <= c[3]]
-        if down:
-            rel[(norm(t), norm(min(down, key=lambda c: c[0])[4]), "v")] += 1
-    return rel
+norm = _norm
 
 
 def box_of(prov: dict, page_height: float) -> tuple[float, float, float, float]:
