@@ -204,8 +204,11 @@ class LongDocPass:
         cache.set_lengths([len(w.ids) for w in windows])
         path = self.cache_path(doc.id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"doc_id": doc.id, "tokens": str(sum(len(w.ids) for w in windows)),
-                "spans": json.dumps([w.spans for w in windows])}  # fmt: skip
+        meta = {
+            "doc_id": doc.id,
+            "tokens": str(sum(len(w.ids) for w in windows)),
+            "spans": json.dumps([w.spans for w in windows]),
+        }
         cache.save(path, metadata=meta)
         return PassResult(cache, windows, vectors, time.perf_counter() - start)
 
@@ -225,8 +228,9 @@ class LongDocPass:
             return None
         saved = LatentCache.load(path, config=self.lm.model.config)
         n = saved.host_lengths[window]
-        row = LatentCache(saved.num_layers, 1, n + extra, saved.dim, saved.data.dtype, "cpu",
-                          saved.max_positions, saved.fingerprint)  # fmt: skip
+        row = LatentCache(
+            saved.num_layers, 1, n + extra, saved.dim, saved.data.dtype, "cpu", saved.max_positions, saved.fingerprint
+        )
         row.data[:, 0, :n] = saved.data[:, window, :n]
         row.set_lengths([n])
         return row

@@ -86,10 +86,13 @@ def _units_case(text: str) -> str:
     def fix(m: re.Match[str]) -> str:
         unit = m.group(2)
         table = {"v": "V", "a": "A", "hz": "Hz", "f": "F", "h": "H", "w": "W", "s": "s", "ω": "Ω"}
-        prefix, base = (unit[0], unit[1:]) if len(unit) > 1 and unit[1:] in table else ("", unit)
-        if base not in table:
-            return m.group(0)
-        prefix = {"m": "m", "k": "k", "µ": "µ", "u": "µ", "n": "n", "p": "p", "g": "G"}.get(prefix, prefix)
+        prefixes = {"m": "m", "k": "k", "µ": "µ", "u": "µ", "n": "n", "p": "p", "g": "G"}
+        if unit in table:
+            prefix, base = "", unit
+        elif len(unit) > 1 and unit[0] in prefixes and unit[1:] in table:
+            prefix, base = prefixes[unit[0]], unit[1:]
+        else:
+            return m.group(0)  # "2aa" names a compound; it is not a quantity
         if prefix == "m" and base == "hz":
             prefix = "M"  # "mhz" is always megahertz in a datasheet question
         return f"{m.group(1)} {prefix}{table[base]}"
@@ -214,6 +217,10 @@ SYNONYMS: dict[str, set[str]] = {
     "chip": {"device"},
     "ambient": {"ta"},
     "junction": {"tj"},
+    "share": {"percent", "%", "proportion", "fraction"},
+    "percentage": {"percent", "%", "share", "proportion"},
+    "proportion": {"percent", "share", "fraction"},
+    "financially": {"financial"},
 }
 _QUESTION_NOISE = frozenset(
     {
@@ -631,6 +638,13 @@ class QAEngine:
             for c, r in enumerate(view.roles)
             if r in ("label", "condition") and row.cells[c]
         )
+        # "entry 3", "pin 7": the question names a column and this row's cell in it
+        asked_text = f" {_norm_text(intent.question)} "
+        keyed = keyed or any(
+            f" {_norm_text(f'{view.columns[c]} {row.cells[c]}')} " in asked_text
+            for c, r in enumerate(view.roles)
+            if r == "label" and row.cells[c] and view.columns[c]
+        )
         named = self.coverage(index, intent.terms, f"{name} {condition}")  # the row itself, not its table
         title_terms = set(content_terms(_strip_label(view.title, view.label)))
         title_fit = len(title_terms & set(intent.terms)) / len(title_terms) if title_terms else 0.0
@@ -683,13 +697,20 @@ class QAEngine:
             context, _, body = (
                 h.unit.text.rpartition(" — ") if h.unit.kind in ("paragraph", "list_item") else ("", "", h.unit.text)
             )
-            for sentence in split_sentences(body):
-                cov = self.coverage(index, intent.terms, sentence + " " + context)
+            sentences = split_sentences(body)
+            counting = bool(_COUNT_RE.match(intent.question))
+            for k, sentence in enumerate(sentences):
+                before = sentences[k - 1] if k else ""  # the sentence before often names what this one quantifies
+                cov = self.coverage(index, intent.terms, f"{sentence} {before} {context}")
                 own = self.coverage(index, intent.terms, sentence)
                 evidence = 0.7 * cov + 0.3 * own + 0.5 * max(h.cosine, 0.0)
                 ranked = evidence - 0.004 * rank
                 if intent.stat or intent.asked:
                     ranked -= 0.1  # a spec question is better answered by a table row when one fits
+                if h.unit.kind == "heading":
+                    ranked -= 0.1  # a heading names a topic; it rarely answers a question about it
+                if counting and re.search(r"\d", sentence):
+                    ranked += 0.1  # "how many …?" wants a sentence with a number in it
                 answer = Answer(
                     sentence,
                     True,
@@ -788,9 +809,15 @@ class QAEngine:
                     if seg_label and _same_label(seg_label, label):
                         value = _strip_label(text, label) or label
                         obj = index.doc.block(obj_id)
-                        return Answer(f"{label} is on page {obj.page}: {value}", True,
-                                      [Citation(obj.page, obj.id, text)], value, "label", 1.0,
-                                      question=intent.question)  # fmt: skip
+                        return Answer(
+                            f"{label} is on page {obj.page}: {value}",
+                            True,
+                            [Citation(obj.page, obj.id, text)],
+                            value,
+                            "label",
+                            1.0,
+                            question=intent.question,
+                        )
         if not targets:
             objs = [b for b in index.doc.blocks if _same_label(b.label, label) and b.kind != "caption"]
             caps = [b for b in index.doc.blocks if b.kind == "caption" and _same_label(b.label, label)]
@@ -882,6 +909,9 @@ def _strip_label(text: str, label: str | None) -> str:
     return text.strip()
 
 
+_COUNT_RE = re.compile(
+    r"^\s*(?:how (?:many|much|long|often|large|high|low)|what (?:number|percentage|share|fraction))\b", re.I
+)
 _SENT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
 
 

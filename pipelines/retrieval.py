@@ -57,8 +57,8 @@ def stem(word: str) -> str:
     for suffix, keep in (("ies", "y"), ("ing", ""), ("es", ""), ("ed", ""), ("s", "")):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             base = word[: -len(suffix)] + keep
-            if suffix == "es" and not base.endswith(("ss", "sh", "ch", "x", "z")):
-                return word[:-1]  # "voltages" → "voltage", "boxes" → "box"
+            if suffix == "es" and not base.endswith(("s", "sh", "ch", "x", "z")):
+                return word[:-1]  # "voltages" → "voltage"; "boxes" → "box", "focuses" → "focus"
             return base
     return word
 
@@ -433,9 +433,12 @@ class Embedder:
             torch.set_num_threads(threads)
             try:
                 vecs = model.encode(
-                    texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                    texts,
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
                     show_progress_bar=False,
-                )  # fmt: skip
+                )
             finally:
                 torch.set_num_threads(before)
         return vecs.astype(np.float32)
@@ -481,9 +484,15 @@ def _export_onnx(model, path: Path) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         out = Path(tmp) / path.name
         torch.onnx.export(
-            _Pooled(bert).eval(), tuple(enc[n] for n in names), str(out), input_names=names,
-            output_names=["embedding"], dynamic_axes=axes, opset_version=17, dynamo=False,
-        )  # fmt: skip
+            _Pooled(bert).eval(),
+            tuple(enc[n] for n in names),
+            str(out),
+            input_names=names,
+            output_names=["embedding"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
         os.replace(out, path)
 
 

@@ -58,8 +58,13 @@ def score_links(proposed: list, truth: set[tuple[str, str]]) -> dict:
     tp = len(got & truth)
     p = tp / len(got) if got else 0.0
     r = tp / len(truth) if truth else 0.0
-    return {"proposed": len(got), "correct": tp, "precision": round(p, 3), "recall": round(r, 3),
-            "f1": round(2 * p * r / (p + r), 3) if p + r else 0.0}  # fmt: skip
+    return {
+        "proposed": len(got),
+        "correct": tp,
+        "precision": round(p, 3),
+        "recall": round(r, 3),
+        "f1": round(2 * p * r / (p + r), 3) if p + r else 0.0,
+    }
 
 
 def best_threshold(doc: Document, vectors: dict, truth: set, method: str) -> dict:
@@ -108,8 +113,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = random.Random(args.seed)
     blocks = [b for b in doc.blocks if b.kind in ("paragraph", "caption") and b.id in result.block_vectors]
-    questions = ["What is the maximum input voltage?", "Which figure shows the pin-out?",
-                 "What is the reset value of CTRL1?", "and at 85 °C?", "How is the soft-start time set?"]  # fmt: skip
+    questions = [
+        "What is the maximum input voltage?",
+        "Which figure shows the pin-out?",
+        "What is the reset value of CTRL1?",
+        "and at 85 °C?",
+        "How is the soft-start time set?",
+    ]
     with_cache, without = [], []
     for q, b in zip(questions[: args.questions], rng.sample(blocks, args.questions), strict=False):
         tok_a, t_a = runner.first_token(doc, q, use_cache=True, block_id=b.id)
@@ -141,14 +151,14 @@ def main(argv: list[str] | None = None) -> int:
             "parameters_M": round(lm.model.config.num_parameters() / 1e6, 1),
             "max_positions": lm.max_tokens,
             "layers": lm.model.config.num_hidden_layers,
-        },  # fmt: skip
+        },
         "document": {
             "name": truth["source"],
             "pages": doc.page_count,
             "tokens": result.tokens,
             "tokens_per_page": round(tokens_per_page, 1),
             "windows": len(result.windows),
-        },  # fmt: skip
+        },
         "cache": {
             "bytes_per_token_bf16": per_token,
             "per_100_pages_MB_bf16": {k: round(v * tokens_per_page * 100 / 1e6, 2) for k, v in per_token.items()},
@@ -163,14 +173,14 @@ def main(argv: list[str] | None = None) -> int:
             "cached_ms_median": round(ttft_cached * 1000, 1),
             "reencode_ms_median": round(ttft_fresh * 1000, 1),
             "speedup": round(ttft_fresh / ttft_cached, 1),
-        },  # fmt: skip
+        },
         "semantic_links": {
             "truth_links": len(implicit),
             "pass": lm_best,
             "minilm_baseline": base_best,
             "pass_links_kept": kept,
             "minilm_encode_s": round(minilm_s, 2),
-        },  # fmt: skip
+        },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "longdoc.json").write_text(json.dumps(out, indent=1), encoding="utf-8")
