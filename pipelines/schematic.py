@@ -134,11 +134,18 @@ class _Models:
                 from vision.detect import load_detector
 
                 torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
-                cls.detector = load_detector()
+                cls.detector = load_detector(fuse_bn=True)
             if cls.ocr is None:
                 from rapidocr import RapidOCR
 
-                engine = RapidOCR(params={"Global.log_level": "error", "Rec.rec_batch_num": 16})
+                engine = RapidOCR(
+                    params={
+                        "Global.log_level": "error",
+                        "Rec.rec_batch_num": 16,
+                        "EngineConfig.onnxruntime.intra_op_num_threads": 2,
+                        "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+                    }
+                )
                 # a first call loads the recogniser; afterwards crops go to it in batches
                 engine(np.full((32, 96, 3), 255, np.uint8), use_det=False, use_cls=False, use_rec=True)
                 cls.ocr = engine
@@ -368,18 +375,29 @@ def extract_segments(
 
 
 def dot_junctions(ink: np.ndarray, segs: list[Segment], stroke: float) -> list[tuple[float, float]]:
-    """Filled round blobs thicker than the pen that sit on wires: junction dots."""
-    r = max(2, int(round(stroke * 0.9)))
-    core = cv2.erode(ink.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    n, _, stats, cents = cv2.connectedComponentsWithStats(core, connectivity=8)
+    """Filled round blobs on two or more wires, clearly fatter than those wires: junction dots.
+
+    A plain crossing of two strokes of width w holds an inked disc of radius about 0.7 w at its
+    centre; a dot holds one of at least its own radius, which drawings make larger than w.
+    """
+    dist = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 5)
+    r = max(1, int(round(0.6 * stroke)))
+    core = (dist > r).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
     out = []
     for i in range(1, n):
-        x, y, w, h, area = stats[i]
-        if w > 6 * stroke + 6 or h > 6 * stroke + 6 or area < 2:
+        x, y, w, h, _ = stats[i]
+        if w > 6 * stroke + 6 or h > 6 * stroke + 6:
             continue
-        cx, cy = cents[i]
-        if sum(1 for s in segs if s.distance(cx, cy) <= stroke + 2) >= 2:
-            out.append((float(cx), float(cy)))
+        sub = np.where(lab[y : y + h, x : x + w] == i, dist[y : y + h, x : x + w], 0)
+        cy, cx = np.unravel_index(int(sub.argmax()), sub.shape)
+        cx, cy = float(cx + x), float(cy + y)
+        near = [sg for sg in segs if sg.distance(cx, cy) <= stroke + 2]
+        if len(near) < 2:
+            continue
+        width = max(sg.thick for sg in near)
+        if float(sub.max()) >= 0.9 * width:
+            out.append((cx, cy))
     return out
 
 
@@ -650,15 +668,20 @@ def assign_pins(
     roles: dict[str, list[str]] = {}
     for name, role in spec:
         roles.setdefault(role, []).append(name)
-    for role, names in roles.items():
-        pool = sorted((c for c in cands if c[0] == role), key=lambda c: -c[1])
+    # the most confident roles choose first; two pins never share a spot
+    order = sorted(roles, key=lambda r: -max((c[1] for c in cands if c[0] == r), default=0.0))
+    taken: list[tuple[float, float]] = []
+    sep = 0.2 * size
+    for role in order:
+        names = roles[role]
         picked: list[tuple[float, float]] = []
-        for _, _, xy in pool:
-            if all(math.hypot(xy[0] - p[0], xy[1] - p[1]) > 0.15 * size for p in picked):
+        for _, _, xy in sorted((c for c in cands if c[0] == role), key=lambda c: -c[1]):
+            if all(math.hypot(xy[0] - p[0], xy[1] - p[1]) > sep for p in picked + taken):
                 picked.append(xy)
             if len(picked) == len(names):
                 break
         picked = [snapped(p) for p in picked]
+        taken += picked
         if role == "generic":
             picked.sort(key=lambda p: (round(p[0] / max(size * 0.3, 1.0)), p[1]))
             if ctype == "transformer" and len(picked) == 4:
@@ -669,10 +692,18 @@ def assign_pins(
             out[name] = xy
     missing = [name for name, _ in spec if name not in out and name not in optional]
     free = [e for i, e in enumerate(entries) if i not in used_entries]
+    if len(spec) == 2 and x1 - x0 > 0 and y1 - y0 > 0:
+        # two-terminal parts end at the two ends of their long axis
+        if x1 - x0 >= y1 - y0:
+            ends = [(x0, (y0 + y1) / 2), (x1, (y0 + y1) / 2)]
+        else:
+            ends = [((x0 + x1) / 2, y0), ((x0 + x1) / 2, y1)]
+        free += [e for e in ends if all(math.hypot(e[0] - f[0], e[1] - f[1]) > sep for f in free)]
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     for name in missing:
+        free = [f for f in free if all(math.hypot(f[0] - p[0], f[1] - p[1]) > sep for p in out.values())]
         if not free:
             break
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         far = max(
             free,
             key=lambda e: (
@@ -686,6 +717,37 @@ def assign_pins(
 
 
 # -- the reader -------------------------------------------------------------------------------------
+
+
+def grow_text_box(ink: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """Widen a label box over the ink of characters it cut off (glyphs closer than half a text height)."""
+    H, W = ink.shape
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    h = max(1, y1 - y0)
+    ya, yb = max(0, y0 + h // 6), min(H, y1 - h // 6 + 1)
+    if yb <= ya:
+        return box
+    lo, hi = max(0, x0 - 2 * h), min(W, x1 + 2 * h + 1)
+    cols = ink[ya:yb, lo:hi].any(axis=0)
+    gap = max(2, int(0.3 * h))
+
+    def walk(start: int, step: int, limit: int) -> int:
+        edge, run = start, 0
+        x = start + step
+        while 0 <= x - lo < len(cols) and abs(x - start) <= limit:
+            if cols[x - lo]:
+                edge, run = x, 0
+            else:
+                run += 1
+                if run > gap:
+                    break
+            x += step
+        return edge
+
+    # only a side whose edge cuts through ink was cut short; a clean edge stays where it is
+    nx0 = walk(x0, -1, int(1.5 * h)) if 0 <= x0 - 1 - lo < len(cols) and cols[x0 - 1 - lo] else x0
+    nx1 = walk(x1, 1, int(1.5 * h)) if 0 <= x1 + 1 - lo < len(cols) and cols[x1 + 1 - lo] else x1
+    return (float(min(x0, nx0)), box[1], float(max(x1, nx1)), box[3])
 
 
 def _crop_for_ocr(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -717,7 +779,7 @@ def read_schematic(image: np.ndarray | str | Path, *, repair: str = "off") -> Ci
     if repair not in ("off", "auto"):
         raise SchematicInputError(f"repair must be 'off' or 'auto', not {repair!r}")
     arr = load_image(image)
-    from vision.detect import detect, normalize_paper, to_gray
+    from vision.detect import Detection, detect, normalize_paper, to_gray
 
     warnings: list[str] = []
     gray = to_gray(arr)
@@ -748,6 +810,8 @@ def read_schematic(image: np.ndarray | str | Path, *, repair: str = "off") -> Ci
     if not comps:
         warnings.append("no circuit found: no component symbols detected")
         return Circuit(warnings=warnings)
+    ink = binarize(norm)
+    texts = [Detection(t.cls, t.score, grow_text_box(ink, t.box)) for t in texts]
     reads = [t for t, _ in ocr_crops(ocr, [_crop_for_ocr(norm, t.box) for t in texts])]
     return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings)
 
@@ -812,7 +876,9 @@ def assemble_circuit(
     ]
     for ti, t in enumerate(texts):
         text = clean_text(reads[ti])
-        if not text or ref_prefix_types(text) or not re.match(r"^[A-Za-z+\-][A-Za-z0-9+\-_.]*$", text):
+        if not text or ref_prefix_types(text) or value_types(text):
+            continue
+        if not re.match(r"^[A-Za-z+\-][A-Za-z0-9+\-_.]*$", text):
             continue
         th = t.box[3] - t.box[1]
         d_end, seg = min(((_box_gap(t.box, (p[0], p[1], p[0], p[1])), i) for p, i in open_ends), default=(1e9, -1))

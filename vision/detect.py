@@ -232,8 +232,11 @@ def _class_agnostic_nms(dets: list[Detection], config: DetectorConfig, iou: floa
 # -- loading and running ----------------------------------------------------------------------------
 
 
-def load_detector(path: str | Path | None = None, device: str = "cpu") -> SchematicDetector:
+def load_detector(path: str | Path | None = None, device: str = "cpu", fuse_bn: bool = False) -> SchematicDetector:
     """Build the detector from a safetensors file (config in its metadata).
+
+    With `fuse_bn`, batch norms are folded into the convolutions before them (torch.fx): same
+    outputs, about a third less CPU time; the returned module still carries `.config`.
 
     Raises:
         DetectorWeightsError: the file is missing or does not match the architecture.
@@ -257,7 +260,14 @@ def load_detector(path: str | Path | None = None, device: str = "cpu") -> Schema
         raise DetectorWeightsError(
             f"{p.name}: weights do not fit ({len(missing)} missing, {len(unexpected)} unexpected)"
         )
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if fuse_bn:
+        from torch.fx.experimental.optimization import fuse
+
+        fused = fuse(model)
+        fused.config = config
+        return fused  # type: ignore[return-value]
+    return model
 
 
 def save_detector(model: SchematicDetector, path: str | Path, half: bool = True) -> None:

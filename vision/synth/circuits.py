@@ -666,7 +666,9 @@ def t_opamp(b: Builder) -> None:
     if mode in ("inv", "integrator", "diff", "summer"):
         xin = xfb - float(rng.uniform(2.6, 3.2))
         kind = "capacitor" if mode == "diff" else "resistor"
-        b.two(kind, (xin, m[1]), (xfb, m[1]))
+        xj = xfb - 0.9 if mode == "summer" else xfb  # summing joint, clear of the input part
+        b.two(kind, (xin - (0.9 if mode == "summer" else 0.0), m[1]), (xj, m[1]))
+        b.wire((xj, m[1]), (xfb, m[1]))
         b.wire((xfb, m[1]), m)
         b.wire((xfb, m[1]), (xfb, fb_y))
         fb_kind = "capacitor" if mode == "integrator" else "resistor"
@@ -680,11 +682,11 @@ def t_opamp(b: Builder) -> None:
         b.wire(o, (o[0] + 0.6, o[1]))
         if mode == "summer":
             # a second input resistor joins the summing node from above
-            y2 = m[1] + 1.0
-            xj = xfb - 0.9
-            b.two("resistor", (xin, y2), (xj, y2))
+            y2 = m[1] + 1.2
+            b.two("resistor", (xin - 0.9, y2), (xj, y2))
             b.wire((xj, y2), (xj, m[1]))
-            b.terminal((xin, y2), "left")
+            b.terminal((xin - 0.9, y2), "left")
+            xin -= 0.9
         if rng.random() < 0.6:
             b.two(str(rng.choice(("vsource_ac", "vsource"))), (xin, p[1] - 2.0), (xin, m[1]))
             b.ground((xin, p[1] - 2.0))

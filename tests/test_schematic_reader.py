@@ -1,0 +1,217 @@
+"""Schematic reader: wire tracing, value parsing, exports, bad inputs, one end-to-end read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pymupdf
+import pytest
+
+from pipelines.document import Circuit, Component, Pin
+from pipelines.schematic import (
+    SchematicInputError,
+    binarize,
+    canonical_value,
+    parse_source,
+    parse_value,
+    read_schematic,
+    same_netlist,
+    schematic_command,
+    to_json,
+    to_kicad,
+    to_spice,
+    trace_nets,
+    truth_circuit,
+    value_types,
+)
+from vision.synth.render import render_sample
+
+# Five little "parts" (boxes with two pins each) wired so that one vertical wire crosses a
+# horizontal one: R1.2 - R3.1 run down x=150; R4.2 - R2.1 run along y=100 across it; R5.1 tees
+# into the vertical wire at y=130.
+BOXES = {
+    "R1": ((20, 40, 60, 60), ((20, 50), (60, 50))),
+    "R2": ((180, 90, 220, 110), ((180, 100), (220, 100))),
+    "R3": ((140, 150, 160, 190), ((150, 150), (150, 190))),
+    "R4": ((60, 90, 100, 110), ((60, 100), (100, 100))),
+    "R5": ((180, 120, 220, 140), ((180, 130), (220, 130))),
+}
+
+
+def _wiring(dot: bool) -> np.ndarray:
+    img = np.full((220, 260), 255, np.uint8)
+    for (x0, y0, x1, y1), _ in BOXES.values():
+        cv2.rectangle(img, (x0 + 4, y0 + 4), (x1 - 4, y1 - 4), 0, 3)  # the "symbol"
+        cv2.line(img, (x0, (y0 + y1) // 2), (x0 + 4, (y0 + y1) // 2), 0, 3)
+        cv2.line(img, (x1 - 4, (y0 + y1) // 2), (x1, (y0 + y1) // 2), 0, 3)
+    cv2.line(img, (60, 50), (150, 50), 0, 3)
+    cv2.line(img, (150, 50), (150, 150), 0, 3)
+    cv2.line(img, (100, 100), (180, 100), 0, 3)
+    cv2.line(img, (150, 130), (180, 130), 0, 3)
+    if dot:
+        cv2.circle(img, (150, 100), 6, 0, -1)
+    return img
+
+
+def _nets(dot: bool) -> dict[tuple[str, int], int]:
+    img = _wiring(dot)
+    names = list(BOXES)
+    pins = [(i, xy) for i, n in enumerate(names) for xy in BOXES[n][1]]
+    ids, segs, _ = trace_nets(binarize(img), [BOXES[n][0] for n in names], [], [], pins)
+    assert segs, "no wire segments found"
+    keys = [(n, k) for n in names for k in range(2)]
+    return dict(zip(keys, ids))
+
+
+def test_plain_crossing_does_not_connect_but_tee_does() -> None:
+    net = _nets(dot=False)
+    assert net[("R1", 1)] == net[("R3", 0)] == net[("R5", 0)]  # corner and T-joint join
+    assert net[("R4", 1)] == net[("R2", 0)]  # the crossing wire keeps its own net
+    assert net[("R1", 1)] != net[("R4", 1)]
+    assert len({net[("R1", 0)], net[("R2", 1)], net[("R3", 1)], net[("R4", 0)], net[("R1", 1)]}) == 5
+
+
+def test_junction_dot_joins_a_crossing() -> None:
+    net = _nets(dot=True)
+    assert net[("R1", 1)] == net[("R3", 0)] == net[("R4", 1)] == net[("R2", 0)] == net[("R5", 0)]
+
+
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("4.7k", 4700.0),
+        ("4k7", 4700.0),
+        ("10µF", 1e-5),
+        ("10uF", 1e-5),
+        ("100nF", 1e-7),
+        ("1M", 1e6),
+        ("220", 220.0),
+        ("2.2kΩ", 2200.0),
+        ("33mA", 0.033),
+        ("16MHz", 16e6),
+        ("1N4148", None),
+        ("VCC", None),
+    ],
+)
+def test_parse_value(text: str, value: float | None) -> None:
+    got = parse_value(text)
+    assert (got is None and value is None) or (
+        got is not None and value is not None and abs(got - value) < 1e-9 * max(1, value)
+    )
+
+
+def test_value_types_and_canonical_values() -> None:
+    assert "capacitor" in value_types("100nF") and "resistor" not in value_types("100nF")
+    assert value_types("4k7") == {"resistor", "potentiometer"}
+    assert "diode" in value_types("1N4148") and "npn" in value_types("2N3904")
+    assert value_types("VOUT") == set() and value_types("R12") == set()
+    assert value_types("5V1") == {"zener"}
+    assert canonical_value("resistor", "4k7") == canonical_value("resistor", "4.7kΩ")
+    assert canonical_value("capacitor", "0.1µF") == canonical_value("capacitor", "100nF")
+
+
+def _circuit() -> Circuit:
+    return Circuit(
+        components=[
+            Component("V1", "vsource", "5V", (0, 0, 10, 30), [Pin("+", (5, 0), "IN"), Pin("-", (5, 30), "0")]),
+            Component("R1", "resistor", "4.7k", (20, 0, 50, 10), [Pin("1", (20, 5), "IN"), Pin("2", (50, 5), "OUT")]),
+            Component("C1", "capacitor", "100nF", (60, 0, 70, 30), [Pin("1", (65, 0), "OUT"), Pin("2", (65, 30), "0")]),
+            Component("#GND1", "ground", "", (60, 40, 70, 50), [Pin("1", (65, 40), "0")]),
+        ],
+        nets=["0", "IN", "OUT"],
+    )
+
+
+def test_exports() -> None:
+    c = _circuit()
+    spice = to_spice(c)
+    lines = spice.splitlines()
+    assert "V1 IN 0 DC 5V" in lines and "R1 IN OUT 4.7k" in lines and "C1 OUT 0 100nF" in lines
+    assert lines[-1] == ".end" and not any("GND" in ln for ln in lines[1:])
+    kicad = to_kicad(c)
+    assert kicad.count("(comp ") == 3 and '(net (code 1) (name "GND")' in kicad
+    assert kicad.count("(") == kicad.count(")")
+    data = to_json(c)
+    json.dumps(data)
+    assert {x["id"] for x in data["components"]} == {"V1", "R1", "C1", "#GND1"}
+    out = next(n for n in data["nets"] if n["name"] == "OUT")
+    assert sorted(map(tuple, out["pins"])) == [("C1", "1"), ("R1", "2")]
+    other = _circuit()
+    other.components[1].value = "4k7"  # same value written another way
+    assert same_netlist(c, other)
+    other.components[2].pins[0].net = "IN"
+    assert not same_netlist(c, other)
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(SchematicInputError, match="not a readable image"):
+        read_schematic(text)
+    with pytest.raises(SchematicInputError, match="not found"):
+        read_schematic(tmp_path / "missing.png")
+    with pytest.raises(SchematicInputError, match="too large"):
+        read_schematic(np.zeros((7000, 7000), np.uint8))
+    with pytest.raises(SchematicInputError, match="too small"):
+        read_schematic(np.zeros((8, 8), np.uint8))
+    with pytest.raises(SchematicInputError, match="repair"):
+        read_schematic(np.full((64, 64), 255, np.uint8), repair="always")
+    blank = read_schematic(np.full((300, 400), 255, np.uint8))
+    assert blank.components == [] and any("blank" in w for w in blank.warnings)
+    with pytest.raises(SchematicInputError, match="file not found"):
+        parse_source(str(tmp_path / "x.pdf:2"))
+    pdf = tmp_path / "text.pdf"
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "Only text on this page.")
+    doc.save(pdf)
+    with pytest.raises(SchematicInputError, match="no drawing"):
+        schematic_command(f"{pdf}:1", tmp_path / "out", "spice")
+    with pytest.raises(SchematicInputError, match="out of range"):
+        schematic_command(f"{pdf}:4", tmp_path / "out", "spice")
+    with pytest.raises(SchematicInputError, match="unknown format"):
+        schematic_command(str(text), tmp_path / "out", "eagle")
+
+
+def test_photo_without_a_circuit_gives_an_empty_circuit() -> None:
+    rng = np.random.default_rng(0)
+    photo = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 6)
+    photo = cv2.resize(cv2.resize(photo, (40, 30)), (640, 480), interpolation=cv2.INTER_CUBIC)
+    c = read_schematic(photo)
+    assert c.components == [] and any("no circuit" in w for w in c.warnings)
+
+
+def test_end_to_end_on_a_synthetic_drawing(tmp_path: Path) -> None:
+    s = render_sample(5001)  # a clean drawing with a handful of parts
+    src = tmp_path / "loop.png"
+    cv2.imwrite(str(src), s.image)
+    written = schematic_command(str(src), tmp_path / "out", "spice")
+    names = sorted(p.name for p in written)
+    assert names == ["loop.cir", "loop.json", "loop.overlay.png"]
+    data = json.loads((tmp_path / "out" / "loop.json").read_text())
+    truth = truth_circuit(s.truth)
+    assert len(data["components"]) >= 0.8 * len(truth.components)
+    found = {c["type"] for c in data["components"]}
+    assert found & {c.type for c in truth.components}
+    cir = (tmp_path / "out" / "loop.cir").read_text()
+    assert cir.startswith("* loop.png") and cir.rstrip().endswith(".end")
+    overlay = cv2.imread(str(tmp_path / "out" / "loop.overlay.png"))
+    assert overlay.shape[:2] == s.image.shape[:2]
+
+
+def test_vector_pdf_page_renders_and_reads(tmp_path: Path) -> None:
+    s = render_sample(5002, {"paper": "white", "color": False})
+    png = tmp_path / "fig.png"
+    cv2.imwrite(str(png), s.image)
+    pdf = tmp_path / "doc.pdf"
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 60), "Figure 1. Application circuit")
+    page.insert_image(pymupdf.Rect(72, 80, 72 + s.image.shape[1] * 0.5, 80 + s.image.shape[0] * 0.5), filename=str(png))
+    doc.save(pdf)
+    written = schematic_command(f"{pdf}:1", tmp_path / "out", "kicad")
+    assert sorted(p.name for p in written) == ["doc.p1.json", "doc.p1.net", "doc.p1.overlay.png"]
+    net = (tmp_path / "out" / "doc.p1.net").read_text()
+    assert net.startswith("(export (version E)") and "(comp " in net
