@@ -15,6 +15,7 @@ import math
 import os
 import re
 import threading
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,19 +33,21 @@ RRF_K = 60
 log = logging.getLogger(__name__)
 VALUES_SEP = " || "
 
-_WORD_RE = re.compile(r"[A-Za-z0-9µΩθψ°]+(?:[.,][0-9]+)?")
+_WORD_RE = re.compile(r"[A-Za-z0-9µΩωθψ°]+(?:[.,][0-9]+)?")
 _COMPOUND_RE = re.compile(r"[A-Za-z0-9µΩθψ]+(?:[-/_:][A-Za-z0-9µΩθψ]+)+")
 STOPWORDS = frozenset(
     """a about above after all also an and any are as at be been below between both but by can could did do does
     for from give given has have how i if in into is it its list lists listed me more most my no not of on or other
     our over please shall should show shown shows so some such tell than that the their them then there these this
     those through to under up use used was we were what when where which while who why will with would you your
-    value values device part datasheet document describe described describes find found get mentioned out""".split()
+    value values device part datasheet document describe described describes find found get mentioned out many
+    much whose""".split()
 )
 
 
 def normalise(text: str) -> str:
-    """Lower-case text with typographic minus signs and micro signs made plain."""
+    """Lower-case text with ligatures ("ﬁ") unfolded and typographic minus signs and micro signs made plain."""
+    text = unicodedata.normalize("NFKC", text) if not text.isascii() else text
     return text.replace("–", "-").replace("−", "-").replace("μ", "µ").lower()
 
 
@@ -76,9 +79,12 @@ def tokens(text: str) -> list[str]:
 
 
 def content_terms(text: str) -> list[str]:
-    """Stemmed tokens without stop words, in order of first appearance."""
+    """Stemmed tokens without stop words (dropped before stemming: "does" is not "doe"), in order of first
+    appearance."""
     seen: dict[str, None] = {}
-    for t in tokens(text):
+    norm = normalise(text)
+    words = [stem(w) for w in _WORD_RE.findall(norm) if w not in STOPWORDS]
+    for t in words + [c.replace("/", "-") for c in _COMPOUND_RE.findall(norm)]:
         if t not in STOPWORDS and (len(t) > 1 or t.isdigit()):
             seen.setdefault(t, None)
     return list(seen)
