@@ -720,7 +720,7 @@ def assign_pins(
 
 
 def grow_text_box(ink: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    """Widen a label box over the ink of characters it cut off (glyphs closer than half a text height)."""
+    """Widen a label box over the ink of characters it cut off (glyphs closer than 0.3 text heights)."""
     H, W = ink.shape
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     h = max(1, y1 - y0)
@@ -787,7 +787,8 @@ def read_schematic(image: np.ndarray | str | Path, *, repair: str = "off") -> Ci
         return Circuit(warnings=["blank image: no ink found"])
     from pipelines.repair import looks_like_photo
 
-    if looks_like_photo(arr):
+    photo = looks_like_photo(arr)
+    if photo:
         warnings.append("this looks like a photograph; reading may be unreliable")
     if repair == "auto":
         from pipelines.repair import RepairInputError, repair_drawing
@@ -807,6 +808,8 @@ def read_schematic(image: np.ndarray | str | Path, *, repair: str = "off") -> Ci
     comps = [d for d in dets if d.cls in TYPE_PINS and d.score >= COMPONENT_THRESHOLD]
     texts = [d for d in dets if d.cls == "text" and d.score >= TEXT_THRESHOLD]
     juncs = [d for d in dets if d.cls == "junction" and d.score >= JUNCTION_THRESHOLD]
+    if photo and (len(comps) < 2 or float(np.mean([d.score for d in comps])) < 0.5):
+        comps = []  # a few unsure symbols in a photograph are texture, not a circuit
     if not comps:
         warnings.append("no circuit found: no component symbols detected")
         return Circuit(warnings=warnings)
