@@ -1108,16 +1108,22 @@ def _continues(
 ) -> bool:
     """Whether `second` (top of the next page) carries on `first` (bottom of the page before)."""
     a, b = first.table, second.table
-    if a is None or b is None or a.n_cols != b.n_cols:
+    if a is None or b is None:
         return False
+    announced = False  # "Table 4. Pin Functions (continued)" names the first part
     for blk in between:
         if blk.kind in RUNNING_KINDS:
             continue
         if blk.kind == "caption" and (CONTINUED_RE.search(blk.text) or (first_label and _label(blk) == first_label)):
-            continue  # "Table 4. Pin Functions (continued)"
+            announced = announced or bool(first_label and _label(blk) == first_label and CONTINUED_RE.search(blk.text))
+            continue
         return False  # a caption of another table, a paragraph or a figure sits between them
     if (heights[0] and first.bbox[3] < 0.5 * heights[0]) or (heights[1] and second.bbox[1] > 0.5 * heights[1]):
         return False  # not at the foot of one page and the head of the next
+    if announced:
+        return True  # the document says so, even where a short part's columns came out differently
+    if a.n_cols != b.n_cols:
+        return False
     ca, cb = _column_centres(a), _column_centres(b)
     width = max(first.bbox[2] - first.bbox[0], second.bbox[2] - second.bbox[0], 1.0)
     if ca is not None and cb is not None and any(abs(x - y) > 0.08 * width for x, y in zip(ca, cb)):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from pipelines.document import Block, Document
+from pipelines.document import Block, Cell, Document, Table
 from pipelines.tables import extract_tables, merge_split_tables, tables_from_ocr
 
 PROSE = (
@@ -269,3 +269,22 @@ def test_icdar_pages_match_the_human_ground_truth() -> None:
         ]
         a_tp, a_fp, a_fn = adjacency(load_gt_cells(ICDAR / f"{stem}-str.xml"), pred)
         assert 2 * a_tp / (2 * a_tp + a_fp + a_fn) > 0.95, stem
+
+
+def _announced_split(caption: str | None, second_cols: int) -> Document:
+    first = Block("p1-b2", "table", 1, (72, 600, 500, 740), table=Table(2, 3, [Cell(0, c, f"h{c}") for c in range(3)]))
+    second = Block(
+        "p2-b2", "table", 2, (72, 90, 500, 140), table=Table(1, second_cols, [Cell(0, 0, "x"), Cell(0, 1, "y")])
+    )
+    blocks = [Block("p1-b1", "caption", 1, (72, 580, 400, 595), "Table 4. Pin Functions"), first]
+    if caption:
+        blocks.append(Block("p2-b1", "caption", 2, (72, 70, 400, 85), caption))
+    blocks.append(second)
+    return Document(id="x", source="x.pdf", page_sizes=[(612, 792), (612, 792)], blocks=blocks)
+
+
+def test_continued_caption_links_parts_whose_columns_differ() -> None:
+    doc = merge_split_tables(_announced_split("Table 4. Pin Functions (continued)", 2))
+    assert [(lk.source, lk.target) for lk in doc.links if lk.kind == "continues"] == [("p2-b2", "p1-b2")]
+    assert merge_split_tables(_announced_split(None, 2)).links == []
+    assert merge_split_tables(_announced_split("Table 5. Other (continued)", 2)).links == []
