@@ -8,7 +8,9 @@ from pathlib import Path
 import gradio as gr
 
 from app.settings import Settings
+from app.ui_chat import build_chat_tab
 from app.ui_repair import build_repair_tab
+from app.ui_schematic import build_schematic_tab
 from pipelines.batch import write_outputs
 from pipelines.document import Document
 from pipelines.ingest import PdfError
@@ -164,6 +166,10 @@ def build_ui(settings: Settings) -> gr.Blocks:
         gr.Markdown("# ohmlens\nRead datasheets, schematics and damaged drawings.")
         with gr.Tab("Document", elem_id="tab-document"):
             build_document_tab(workspace)
+        with gr.Tab("Schematic", elem_id="tab-schematic"):
+            build_schematic_tab()
         with gr.Tab("Repair", elem_id="tab-repair"):
             build_repair_tab()
+        with gr.Tab("Chat", elem_id="tab-chat"):
+            build_chat_tab(workspace)
     return ui
