@@ -954,6 +954,15 @@ class ChatSession:
         self.history: list[tuple[str, Answer]] = []
         self._last: Intent | None = None
 
+    @classmethod
+    def open(cls, doc: str, workspace: Workspace, reader: Reader | None = None) -> ChatSession:
+        """A session about DOC: a PDF path (parsed into the workspace when new) or a stored document's reference.
+
+        Raises:
+            QAError: neither an existing PDF nor a stored document (PdfError for an unreadable PDF).
+        """
+        return cls(workspace, open_document(doc, workspace), reader=reader)
+
     def ask(self, question: str) -> Answer:
         """Answer one turn.
 

@@ -180,6 +180,11 @@ def test_ask_command_json_history_and_bad_input(tmp_path: Path, text_pdf: Path) 
     assert again.found and "600 mA" in again.answer
     with pytest.raises(QAError, match="no such document"):
         ask_command("missing.pdf", "What?", [], ws)
+    chat = ChatSession.open(stored[:10], ws)
+    assert chat.ask("What is the typical quiescent current?").found
+    assert ws.chat_turns(chat.session_id)[0][1] == "What is the typical quiescent current?"  # turns are kept
+    with pytest.raises(QAError, match="no such document"):
+        ChatSession.open("nowhere", ws)
     with pytest.raises(QAError, match="empty"):
         ask_command(str(text_pdf), "  ", [], ws)
 
