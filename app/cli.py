@@ -294,7 +294,7 @@ def chat(
     from pipelines.store import Workspace
 
     try:
-        session = ChatSession(doc, Workspace(settings.workspace))
+        session = ChatSession.open(doc, Workspace(settings.workspace))
     except ValueError as exc:
         _fail(str(exc))
     console.print("Ask a question (empty line or Ctrl-D to quit).")
