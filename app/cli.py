@@ -260,6 +260,10 @@ def ask(
         list[str] | None, typer.Option(help="An earlier question of the conversation (repeatable).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print {answer, found, citations} as JSON.")] = False,
+    lm: Annotated[
+        str | None,
+        typer.Option(help="Answer with a language model: a DeepSeek-format checkpoint folder, or 'small' for ours."),
+    ] = None,
 ) -> None:
     """Answer a question about a document, with page citations.
 
@@ -271,7 +275,7 @@ def ask(
     from pipelines.store import Workspace
 
     try:
-        answer = ask_command(doc, question, history or [], Workspace(settings.workspace))
+        answer = ask_command(doc, question, history or [], Workspace(settings.workspace), reader=_reader(lm))
     except ValueError as exc:
         _fail(str(exc))
     if json_out:
@@ -282,9 +286,22 @@ def ask(
         typer.echo(f"  [p. {c.page}, {c.block_id}] {c.text}")
 
 
+def _reader(lm: str | None):
+    """The generative reader for --lm, or None for extractive answers."""
+    if lm is None:
+        return None
+    from pipelines.longdoc import LMReader, load_lm
+
+    return LMReader(load_lm(None if lm == "small" else lm))
+
+
 @app.command()
 def chat(
     doc: Annotated[str, typer.Argument(help="A PDF, or a stored document (id, id prefix or file name).")],
+    lm: Annotated[
+        str | None,
+        typer.Option(help="Answer with a language model: a DeepSeek-format checkpoint folder, or 'small' for ours."),
+    ] = None,
 ) -> None:
     """Ask questions about a document interactively; follow-ups keep the conversation's context.
 
@@ -294,7 +311,7 @@ def chat(
     from pipelines.store import Workspace
 
     try:
-        session = ChatSession.open(doc, Workspace(settings.workspace))
+        session = ChatSession.open(doc, Workspace(settings.workspace), reader=_reader(lm))
     except ValueError as exc:
         _fail(str(exc))
     console.print("Ask a question (empty line or Ctrl-D to quit).")
