@@ -416,29 +416,45 @@ def _restore_strokes(
     work: np.ndarray,
     strokes: dict[bool, tuple[np.ndarray, np.ndarray]],
     boxes: list[tuple[float, float, float, float]],
+    rails: list[int],
     pins: list[tuple[int, tuple[float, float]]],
     stroke: float,
 ) -> None:
-    """Give back straight wires that masking cut: those that run along a box's edge and out on both
-    sides (a rail passing a ground symbol's pin), and those that pass through a pin point (a wire
-    that turns at a pin, or runs inside a neighbour's box to reach it)."""
+    """Give back straight wires that masking cut: those that run along the edge of a ground or
+    supply box (`rails`: their indices) and out on both sides, and those that pass through a pin
+    point (a wire that turns at a pin, or runs inside a neighbour's box to reach it)."""
     band = int(math.ceil(stroke)) + 2
     m = 2 * stroke + 2
+    grow = int(math.ceil(stroke / 4)) + 2  # the mask's margin: a thin symbol's rims stay out
+    r = int(math.ceil(stroke / 2)) + 1
+    by_comp: dict[int, list[tuple[int, int]]] = {}
+    for ci, (x, y) in pins:
+        by_comp.setdefault(ci, []).append((int(round(x)), int(round(y))))
 
-    def give_back(horizontal: bool, i: int, own: tuple[float, float, float, float] | None = None) -> None:
+    def on_stroke(lab: np.ndarray, i: int, xy: tuple[int, int]) -> bool:
+        x, y = xy
+        return bool((lab[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1] == i).any())
+
+    def give_back(horizontal: bool, i: int, own: int | None = None) -> None:
+        """Restore stroke i, except inside the pin's own symbol (its inner strokes may lead to other
+        pins) and inside any symbol the stroke runs through from one of its pins to another."""
         lab, stats = strokes[horizontal]
         sx, sy, sw, sh, _ = stats[i]
         sel = lab[sy : sy + sh, sx : sx + sw] == i
-        if own is not None:  # not through the pin's own symbol: its inner strokes may lead to other pins
-            bx0, by0 = max(0, int(own[0]) + 1 - sx), max(0, int(own[1]) + 1 - sy)
-            bx1, by1 = int(math.ceil(own[2])) - sx, int(math.ceil(own[3])) - sy
+        for cj, (x0, y0, x1, y1) in enumerate(boxes):
+            if x1 < sx or x0 > sx + sw or y1 < sy or y0 > sy + sh:
+                continue
+            if cj != own and sum(on_stroke(lab, i, p) for p in by_comp.get(cj, [])) < 2:
+                continue
+            bx0, by0 = max(0, int(x0) - grow - sx), max(0, int(y0) - grow - sy)
+            bx1, by1 = int(math.ceil(x1)) + grow + 1 - sx, int(math.ceil(y1)) + grow + 1 - sy
             if bx1 > bx0 and by1 > by0:
                 sel[by0:by1, bx0:bx1] = False
         work[sy : sy + sh, sx : sx + sw] |= sel
 
     for horizontal in (True, False):
         lab, stats = strokes[horizontal]
-        for x0, y0, x1, y1 in boxes:
+        for x0, y0, x1, y1 in (boxes[i] for i in rails):
             X0, Y0, X1, Y1 = int(x0), int(y0), int(math.ceil(x1)), int(math.ceil(y1))
             edges = ((Y0, Y0 + band), (Y1 - band, Y1)) if horizontal else ((X0, X0 + band), (X1 - band, X1))
             for e0, e1 in edges:
@@ -454,13 +470,12 @@ def _restore_strokes(
                     need_lo, need_hi = (x0 - m, x1 + m) if horizontal else (y0 - m, y1 + m)
                     if lo <= need_lo and hi >= need_hi:
                         give_back(horizontal, int(i))
-        r = int(math.ceil(stroke / 2)) + 1
         for ci, (x, y) in pins:
             xi, yi = int(round(x)), int(round(y))
             win = lab[max(0, yi - r) : yi + r + 1, max(0, xi - r) : xi + r + 1]
             for i in np.unique(win):
                 if i:
-                    give_back(horizontal, int(i), boxes[ci])
+                    give_back(horizontal, int(i), ci)
 
 
 def _arm_label(lab: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> int:
@@ -478,7 +493,7 @@ def trace_nets(
     junctions: list[tuple[float, float]],
     pins: list[tuple[int, tuple[float, float]]],
     stroke: float | None = None,
-    edge_band: set[int] | None = None,
+    comp_types: list[str] | None = None,
 ) -> tuple[list[int], list[Segment], list[int | None]]:
     """Connect pins through the wires of a drawing.
 
@@ -493,8 +508,10 @@ def trace_nets(
         junctions: Junction dot centres (where crossing strokes do connect).
         pins: (component index, (x, y)) for every pin.
         stroke: Pen width in pixels; measured when None.
-        edge_band: Boxes whose pins sit on opposite edges (two-terminal parts, ground and supply):
-            the whole band along a pin's edge is kept, so a wire that turns at the pin stays whole.
+        comp_types: The symbol type per box. Ground and supply symbols get a rail that passes their
+            pin kept whole; parts whose pins each sit alone on an edge (two-terminal parts,
+            potentiometers, ground, supply) keep the whole band along a pin's edge, so a wire that
+            turns at the pin stays whole. Without types, only the pins' surroundings are kept.
 
     Returns:
         A net id per pin (same id = same net), the straight wire segments found, and the net id of
@@ -508,16 +525,22 @@ def trace_nets(
     e = 1 + int(round(stroke / 4))  # anti-aliased rims of a symbol must not survive as thin "wires"
     for x0, y0, x1, y1 in comp_boxes:
         work[max(0, int(y0) - e) : int(math.ceil(y1)) + e + 1, max(0, int(x0) - e) : int(math.ceil(x1)) + e + 1] = False
-    _restore_strokes(work, _straight_strokes(ink, L), comp_boxes, pins, stroke)
+    types = comp_types or [""] * len(comp_boxes)
+    edge_band = {i for i, t in enumerate(types) if t and (len(TYPE_PINS[t]) <= 2 or t == "potentiometer")}
+    rails = [i for i, t in enumerate(types) if t in NET_SYMBOLS]
+    _restore_strokes(work, _straight_strokes(ink, L), comp_boxes, rails, pins, stroke)
     # a wire that turns or joins right at a pin lies partly inside the symbol's box: keep the pin's
     # surroundings (for parts with pins on opposite edges, the whole band along the pin's edge)
     rp = int(math.ceil(1.5 * stroke)) + 2 + e
     band = int(math.ceil(stroke)) + 3 + e
     for ci, (x, y) in pins:
         xi, yi = int(round(x)), int(round(y))
-        if edge_band is not None and ci in edge_band:
+        if ci in edge_band:
             x0, y0, x1, y1 = (int(round(v)) for v in comp_boxes[ci])
-            side = min(((abs(y - y0), "t"), (abs(y - y1), "b"), (abs(x - x0), "l"), (abs(x - x1), "r")))[1]
+            bw, bh = max(1, x1 - x0), max(1, y1 - y0)  # relative distances: a thin box's pin is at its end
+            side = min(
+                ((abs(y - y0) / bh, "t"), (abs(y - y1) / bh, "b"), (abs(x - x0) / bw, "l"), (abs(x - x1) / bw, "r"))
+            )[1]
             g = e + 2
             sl = {
                 "t": (slice(max(0, y0 - g), y0 + band), slice(max(0, x0 - g), x1 + g + 1)),
@@ -859,7 +882,7 @@ def assemble_circuit(
         [((j.box[0] + j.box[2]) / 2, (j.box[1] + j.box[3]) / 2) for j in juncs],
         [(ci, xy) for ci, _, xy in flat],
         stroke,
-        {ci for ci, d in enumerate(comps) if len(TYPE_PINS[d.cls]) <= 2},
+        [d.cls for d in comps],
     )
 
     # labels: net names beside open wire ends first, then references and values by distance

@@ -547,7 +547,7 @@ def t_bjt_amp(b: Builder) -> None:
     rng = b.rng
     kind = "npn" if rng.random() < 0.75 else "pnp"
     top, bot = 6.0, -1.0
-    q = b.bjt(kind, (0.0, 2.5), up=(kind == "npn"))
+    q = b.bjt(kind, (0.0, 2.5))  # PNP unflipped: emitter up, towards the supply
     bx, by = q.pins["B"]
     hi, lo = (q.pins["C"], q.pins["E"]) if kind == "npn" else (q.pins["E"], q.pins["C"])
     xb = bx - 1.6
