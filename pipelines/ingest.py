@@ -524,16 +524,35 @@ def _cluster_rects(
     return [(tuple(boxes[i]), counts[i]) for i in range(1, n) if counts[i]]
 
 
-def _drop_tables_inside_figures(tables: list[Block], figures: list[tuple[tuple, str]]) -> list[Block]:
-    """Drop "tables" that are really aligned labels inside a drawing (pin diagrams, schematic part values).
+def _drop_tables_inside_figures(
+    tables: list[Block], figures: list[tuple[tuple, str]], drawings: list[dict]
+) -> list[Block]:
+    """Drop "tables" that are really aligned labels inside a line drawing (pin diagrams, part values).
 
-    A real table may be a drawing cluster itself (its rulings), but then the cluster is about the size of
-    the table; a label grid sits inside a clearly larger drawing.
+    Such a label grid has no rules of its own and sits inside a clearly larger vector drawing; a real
+    table is ruled, or is the drawing itself (its rulings form a cluster about its own size), or lies
+    over a raster (a scan or a background).
     """
+
+    def ruled(box: tuple) -> bool:
+        """A horizontal rule (possibly drawn cell by cell) across most of the table's width."""
+        covered: dict[int, float] = {}
+        for d in drawings:
+            x0, y0, x1, y1 = d["rect"]
+            if y1 - y0 <= 2.5 and box[1] - 4 <= y0 <= box[3] + 4:
+                overlap = min(x1, box[2]) - max(x0, box[0])
+                if overlap > 0:
+                    covered[round(y0)] = covered.get(round(y0), 0.0) + overlap
+        return any(length >= 0.8 * (box[2] - box[0]) for length in covered.values())
+
     return [
         t
         for t in tables
-        if not any(_inside(t.bbox, box, slack=4) and _area(t.bbox) < 0.6 * _area(box) for box, _ in figures)
+        if ruled(t.bbox)
+        or not any(
+            src == "vector" and _inside(t.bbox, box, slack=4) and _area(t.bbox) < 0.6 * _area(box)
+            for box, src in figures
+        )
     ]
 
 
@@ -626,7 +645,7 @@ def parse_page(
         tables = extract_tables(page, number, text)
     if tables and not ocr:
         drawn = _absorb_labels(_figure_regions(page, [], drawings, images), segments)
-        tables = _drop_tables_inside_figures(tables, drawn)
+        tables = _drop_tables_inside_figures(tables, drawn, drawings)
     figures = [] if ocr else _absorb_labels(_figure_regions(page, tables, drawings, images), segments)
 
     items: list[tuple[tuple, Block]] = []
