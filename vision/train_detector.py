@@ -480,6 +480,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt = out / "checkpoint.safetensors"
     step = load_checkpoint(ckpt, model, opt) if ckpt.exists() else 0
+    if step == 0 and args.init:  # fine-tune from shipped weights (fresh optimiser)
+        from safetensors.torch import load_file
+
+        model.load_state_dict({k: v.float() for k, v in load_file(args.init).items()})
     synth = SynthDataset(args.seed * 10_000_000 + step * args.batch, args.steps * args.batch, args.side)
     real = RealDataset(Path(args.real), "train", args.side, args.seed + step) if args.real else None
     data = Mixed(synth, real, args.real_period)
@@ -542,6 +546,7 @@ def main(argv: list[str] | None = None) -> None:
     tr = sub.add_parser("train", help="train (resumes from OUT/checkpoint.safetensors)")
     tr.add_argument("--out", required=True)
     tr.add_argument("--real", default="")
+    tr.add_argument("--init", default="", help="start from these detector weights (when no checkpoint)")
     tr.add_argument("--backbone", default="lcnet_100")
     tr.add_argument("--head-channels", type=int, default=64)
     tr.add_argument("--side", type=int, default=768, help="training canvas side")
