@@ -65,8 +65,14 @@ def load_image(image: np.ndarray | str | Path) -> np.ndarray:
     return arr
 
 
-def render_pdf_drawing(path: Path, page: int) -> np.ndarray:
-    """Render the drawing on a PDF page (vector paths or a placed image) at high resolution, as RGB.
+def render_pdf_drawing(path: Path, page: int, bbox: tuple[float, float, float, float] | None = None) -> np.ndarray:
+    """Render a drawing of a PDF page at high resolution (longer side `PDF_TARGET_SIDE`), as RGB.
+
+    Args:
+        path: The PDF.
+        page: 1-based page number.
+        bbox: The region in PDF points (top-left origin), e.g. a schematic block's box from the
+            document pipeline; None takes the union of the page's vector paths and placed images.
 
     Raises:
         SchematicInputError: unreadable PDF, page out of range, or a page with no drawing.
@@ -81,18 +87,23 @@ def render_pdf_drawing(path: Path, page: int) -> np.ndarray:
         if not 1 <= page <= doc.page_count:
             raise SchematicInputError(f"page {page} out of range: {path.name} has {doc.page_count} pages")
         p = doc[page - 1]
-        rects = [d["rect"] for d in p.get_drawings() if d["rect"].width > 0 or d["rect"].height > 0]
-        rects += [
-            pymupdf.Rect(i["bbox"])
-            for i in p.get_image_info()
-            if min(i["bbox"][2] - i["bbox"][0], i["bbox"][3] - i["bbox"][1]) > 20
-        ]
-        if not rects:
-            raise SchematicInputError(f"page {page} of {path.name} has no drawing")
-        clip = pymupdf.Rect(rects[0])
-        for r in rects[1:]:
-            clip |= r
-        clip = (clip + (-12, -12, 12, 12)) & p.rect
+        if bbox is not None:
+            clip = pymupdf.Rect(bbox) & p.rect
+            if clip.is_empty:
+                raise SchematicInputError(f"region {bbox} lies outside page {page} of {path.name}")
+        else:
+            rects = [d["rect"] for d in p.get_drawings() if d["rect"].width > 0 or d["rect"].height > 0]
+            rects += [
+                pymupdf.Rect(i["bbox"])
+                for i in p.get_image_info()
+                if min(i["bbox"][2] - i["bbox"][0], i["bbox"][3] - i["bbox"][1]) > 20
+            ]
+            if not rects:
+                raise SchematicInputError(f"page {page} of {path.name} has no drawing")
+            clip = pymupdf.Rect(rects[0])
+            for r in rects[1:]:
+                clip |= r
+            clip = (clip + (-12, -12, 12, 12)) & p.rect
         zoom = PDF_TARGET_SIDE / max(clip.width, clip.height, 1.0)
         pix = p.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), clip=clip, colorspace=pymupdf.csRGB, alpha=False)
         return np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width, 3).copy()

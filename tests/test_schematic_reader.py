@@ -18,6 +18,7 @@ from pipelines.schematic import (
     parse_source,
     parse_value,
     read_schematic,
+    render_pdf_drawing,
     same_netlist,
     schematic_command,
     to_json,
@@ -214,6 +215,8 @@ def test_vector_pdf_page_renders_and_reads(tmp_path: Path) -> None:
     page.insert_text((72, 60), "Figure 1. Application circuit")
     page.insert_image(pymupdf.Rect(72, 80, 72 + s.image.shape[1] * 0.5, 80 + s.image.shape[0] * 0.5), filename=str(png))
     doc.save(pdf)
+    region = render_pdf_drawing(pdf, 1, (72, 80, 72 + s.image.shape[1] * 0.5, 80 + s.image.shape[0] * 0.5))
+    assert abs(max(region.shape[:2]) - 2000) <= 2 and region.min() < 100  # a block's box, rendered at high resolution
     written = schematic_command(f"{pdf}:1", tmp_path / "out", "kicad")
     assert sorted(p.name for p in written) == ["doc.p1.json", "doc.p1.net", "doc.p1.overlay.png"]
     net = (tmp_path / "out" / "doc.p1.net").read_text()
