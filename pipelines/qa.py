@@ -807,17 +807,7 @@ class QAEngine:
             for obj_id, cap in index.captions.items():
                 for seg_label, text in _caption_segments(cap.text, cap.label):
                     if seg_label and _same_label(seg_label, label):
-                        value = _strip_label(text, label) or label
-                        obj = index.doc.block(obj_id)
-                        return Answer(
-                            f"{label} is on page {obj.page}: {value}",
-                            True,
-                            [Citation(obj.page, obj.id, text)],
-                            value,
-                            "label",
-                            1.0,
-                            question=intent.question,
-                        )
+                        return _label_answer(label, index.doc.block(obj_id), text, intent.question)
         if not targets:
             objs = [b for b in index.doc.blocks if _same_label(b.label, label) and b.kind != "caption"]
             caps = [b for b in index.doc.blocks if b.kind == "caption" and _same_label(b.label, label)]
@@ -825,17 +815,7 @@ class QAEngine:
         if not targets:
             return not_found(intent.question)
         obj, cap = targets[0]
-        text = cap.text.strip()
-        value = _strip_label(text, label) or label
-        return Answer(
-            f"{label} is on page {obj.page}: {value}",
-            True,
-            [Citation(obj.page, obj.id, text)],
-            value,
-            "label",
-            1.0,
-            question=intent.question,
-        )
+        return _label_answer(label, obj, cap.text.strip(), intent.question)
 
     # -- generative reader
 
@@ -1019,3 +999,17 @@ def ask_command(
     for earlier in history:
         session.remember(earlier)
     return session.ask(question)
+
+
+def _label_answer(label: str, obj, caption_text: str, question: str) -> Answer:
+    """Where a labelled table or figure is, quoting its caption."""
+    value = _strip_label(caption_text, label) or label
+    return Answer(
+        f"{label} is on page {obj.page}: {value}",
+        True,
+        [Citation(obj.page, obj.id, caption_text)],
+        value,
+        "label",
+        1.0,
+        question=question,
+    )
