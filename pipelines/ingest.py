@@ -15,12 +15,14 @@ import re
 import shutil
 import statistics
 import subprocess
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pymupdf
 
 from pipelines.document import Block, Document, OutlineEntry, write_atomic
@@ -371,15 +373,24 @@ def ocr_page(page: pymupdf.Page) -> list[OcrLine]:
     Tesseract (Debian's tesseract-ocr) is used when installed: about eight times less CPU per page than
     the PP-OCR models that rapidocr ships, which remain the fallback so a pip-only install still OCRs.
     """
+    return _recognise(*_render_for_ocr(page))
+
+
+def _render_for_ocr(page: pymupdf.Page) -> tuple[bytes | np.ndarray, float]:
+    """The page as a grey image for the OCR engine (PNM bytes for tesseract, an array for rapidocr), and
+    the factor from its pixels to PDF points."""
     dpi = _dpi_for(page.rect, OCR_DPI)
     pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY)
-    scale = 72 / dpi
     if shutil.which("tesseract"):
-        return _tesseract_lines(pix.tobytes("png"), scale)
-    import numpy as np
-
+        return pix.tobytes("pnm"), 72 / dpi  # raw PNM: no encoding cost, and tesseract reads it from stdin
     img = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width)
-    result = _rapidocr()(np.stack([img] * 3, axis=-1))
+    return np.stack([img] * 3, axis=-1), 72 / dpi
+
+
+def _recognise(image: bytes | np.ndarray, scale: float) -> list[OcrLine]:
+    if isinstance(image, bytes):
+        return _tesseract_lines(image, scale)
+    result = _rapidocr()(image)
     if result.boxes is None or result.txts is None:
         return []
     lines = []
@@ -391,11 +402,45 @@ def ocr_page(page: pymupdf.Page) -> list[OcrLine]:
     return sorted(lines, key=lambda t: (round(t[1][1] / 4), t[1][0]))
 
 
-def _tesseract_lines(png: bytes, scale: float) -> list[OcrLine]:
-    """Run tesseract on one page image and gather its words into lines (TSV output)."""
+class OcrAhead:
+    """OCR image-only pages in background threads while the page pass reads the other pages.
+
+    Tesseract runs as a subprocess, so threads give real parallelism; pages are rendered on the calling
+    thread because PyMuPDF is not thread-safe. Candidates are pages without fonts that show an image (a
+    resource lookup, no content parsing); at most `window` page images wait or run at once, so a scanned
+    2,000-page PDF never holds 2,000 images. Pages the page pass finds image-only later are OCRed inline.
+    """
+
+    def __init__(self, pdf: pymupdf.Document, page_numbers: list[int], window: int | None = None):
+        self._pdf = pdf
+        image_only = [n for n in page_numbers if not pdf.get_page_fonts(n - 1) and pdf.get_page_images(n - 1)]
+        self._todo = deque(image_only if shutil.which("tesseract") else [])
+        self._window = window or max(1, os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(self._window) if self._todo else None
+        self._jobs: dict[int, Future] = {}
+
+    def top_up(self) -> None:
+        """Start jobs until `window` are unfinished."""
+        while self._todo and sum(not job.done() for job in self._jobs.values()) < self._window:
+            number = self._todo.popleft()
+            image, scale = _render_for_ocr(self._pdf.load_page(number - 1))
+            self._jobs[number] = self._pool.submit(_recognise, image, scale)
+
+    def lines(self, page: pymupdf.Page) -> list[OcrLine]:
+        """The page's OCR lines: from its background job when one ran, else recognised now."""
+        job = self._jobs.pop(page.number + 1, None)
+        return job.result() if job is not None else ocr_page(page)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _tesseract_lines(image: bytes, scale: float) -> list[OcrLine]:
+    """Run tesseract on one page image (any format it reads) and gather its words into lines (TSV output)."""
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}  # its threads cost more than they save on small pages
     out = subprocess.run(
-        ["tesseract", "stdin", "stdout", "--psm", "3", "tsv"], input=png, capture_output=True, env=env, timeout=300
+        ["tesseract", "stdin", "stdout", "--psm", "3", "tsv"], input=image, capture_output=True, env=env, timeout=300
     )
     if out.returncode != 0:
         raise RuntimeError(f"tesseract failed: {out.stderr.decode(errors='replace').strip()[:200]}")
@@ -506,7 +551,6 @@ def _cluster_rects(
     the number of items where pairwise merging would be quadratic on dense schematics.
     """
     import cv2
-    import numpy as np
 
     w, h = int(page_rect.width) + 1, int(page_rect.height) + 1
     grid = np.zeros((h, w), dtype=np.uint8)
@@ -610,12 +654,14 @@ def parse_page(
     doc_id: str,
     options: ParseOptions,
     styles: dict[int, _Style],
+    recognise: Callable[[pymupdf.Page], list[OcrLine]] = ocr_page,
 ) -> list[Block]:
-    """Blocks of one page in reading order, with ids `p{number}-b{i}`."""
+    """Blocks of one page in reading order, with ids `p{number}-b{i}`; `recognise` OCRs an image-only page."""
     width = page.rect.width
     text = page.get_text("dict", flags=pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES, sort=True)
-    drawings = page.get_cdrawings()  # read once: figure clusters, schematic evidence and the OCR test use it
+    drawings = page.get_cdrawings()  # read once: tables, figure clusters, schematic evidence and the OCR test
     images = [info["bbox"] for info in page.get_image_info()]
+    page_frame_drawings = drawings
     shown = text  # boxes in the displayed frame; `text` stays as PyMuPDF gives it, for the table finder
     if page.rotation:
         shown, drawings, images = _to_displayed_frame(page, copy.deepcopy(text), drawings, images)
@@ -628,7 +674,7 @@ def parse_page(
             page.rect.get_area(), 1
         )
         if covered > 0.3 or drawings:
-            ocr_lines = ocr_page(page)
+            ocr_lines = recognise(page)
             segments = _ocr_blocks(ocr_lines)
             ocr = bool(segments)
 
@@ -642,7 +688,7 @@ def parse_page(
     elif options.tables:
         from pipelines.tables import extract_tables
 
-        tables = extract_tables(page, number, text)
+        tables = extract_tables(page, number, text, page_frame_drawings)
     if tables and not ocr:
         drawn = _absorb_labels(_figure_regions(page, [], drawings, images), segments)
         tables = _drop_tables_inside_figures(tables, drawn, drawings)
@@ -801,6 +847,7 @@ def parse_pdf(
     """
     path = Path(path)
     pdf = open_pdf(path, password)
+    ahead: OcrAhead | None = None
     try:
         page_numbers = (
             parse_page_range(pages, pdf.page_count)
@@ -811,10 +858,12 @@ def parse_pdf(
         options = ParseOptions(pages=page_numbers, password=password, crops_dir=crops_dir, ocr=ocr)
         styles: dict[int, _Style] = {}
         ocr_pages = []
+        ahead = OcrAhead(pdf, page_numbers if ocr else [])
         for done, number in enumerate(page_numbers, start=1):
             try:
+                ahead.top_up()
                 page = pdf.load_page(number - 1)
-                blocks = parse_page(page, number, doc.id, options, styles)
+                blocks = parse_page(page, number, doc.id, options, styles, ahead.lines)
                 doc.blocks += blocks
                 if any(b.ocr for b in blocks):
                     ocr_pages.append(number)
@@ -825,6 +874,8 @@ def parse_pdf(
         doc.metadata["ocr_pages"] = ocr_pages
         toc = pdf.get_toc(simple=True)
     finally:
+        if ahead is not None:
+            ahead.close()
         pdf.close()
     return finish_document(doc, styles, toc, stages)
 

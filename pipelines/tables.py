@@ -136,8 +136,8 @@ def _box(x0: float, y0: float, x1: float, y1: float, mat: Matrix | None) -> BBox
     return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 
-def _page_rules(page: pymupdf.Page, mat: Matrix | None) -> _Rules:
-    """Rulings, shaded areas and artwork of a page from its vector drawings."""
+def _page_rules(page: pymupdf.Page, mat: Matrix | None, drawings: list[dict] | None = None) -> _Rules:
+    """Rulings, shaded areas and artwork of a page from its vector drawings (`get_cdrawings()`)."""
     h: list[tuple[float, float, float]] = []
     v: list[tuple[float, float, float]] = []
     fills: list[BBox] = []
@@ -158,7 +158,7 @@ def _page_rules(page: pymupdf.Page, mat: Matrix | None) -> _Rules:
             if filled and w * ht < 0.4 * page_area:  # a larger one is a page background
                 fills.append(r)
 
-    for path in page.get_cdrawings():
+    for path in page.get_cdrawings() if drawings is None else drawings:
         kind = path.get("type", "")
         stroked = "s" in kind and not _is_light(path.get("color"))
         filled = "f" in kind and not _is_light(path.get("fill")) and path.get("fill_opacity", 1.0) > 0.05
@@ -978,7 +978,9 @@ def _regions(words: list[_Word], rules: _Rules, page: pymupdf.Rect) -> list[BBox
     return _merge_regions(ruled + aligned)
 
 
-def extract_tables(page: pymupdf.Page, page_number: int, text: dict | None = None) -> list[Block]:
+def extract_tables(
+    page: pymupdf.Page, page_number: int, text: dict | None = None, drawings: list[dict] | None = None
+) -> list[Block]:
     """Table blocks of one page.
 
     The page's drawings and its text dict decide first, cheaply, whether any region could hold a
@@ -988,13 +990,14 @@ def extract_tables(page: pymupdf.Page, page_number: int, text: dict | None = Non
         page: the PyMuPDF page.
         page_number: 1-based page number (for block ids and `Block.page`).
         text: `page.get_text("dict")` when the caller already has it; it is reused, not recomputed.
+        drawings: `page.get_cdrawings()` (page frame, not rotated), likewise.
 
     Returns:
         Blocks of kind "table" with ids `p{page_number}-t{i}`, each carrying a `Table` of cells and a
         plain-text rendering; bboxes in PDF points of the displayed page, top-left origin.
     """
     mat = tuple(page.rotation_matrix) if page.rotation else None
-    rules = _page_rules(page, mat)
+    rules = _page_rules(page, mat, drawings)
     if text is None:
         text = page.get_text("dict")
     if not _regions(_dict_words(text, mat), rules, page.rect):

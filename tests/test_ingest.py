@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
 from pathlib import Path
 
 import pymupdf
 import pytest
 
+from pipelines import ingest
 from pipelines.document import Document
 from pipelines.ingest import PdfError, parse_page_range, parse_pdf
 
@@ -39,6 +42,30 @@ def test_scanned_page_is_ocred_and_flagged(scanned_pdf: Path) -> None:
     assert "SUPPLY VOLTAGE" in text
     assert all(b.ocr for b in doc.blocks) and doc.metadata["ocr_pages"] == [1]
     assert Document.from_json(doc.to_json()) == doc  # OCR geometry serialises
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="background OCR runs tesseract subprocesses")
+def test_image_only_pages_are_ocred_in_background_threads(
+    scanned_pdf: Path, text_pdf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mixed = pymupdf.open(text_pdf)
+    mixed.insert_pdf(pymupdf.open(scanned_pdf))
+    mixed.insert_pdf(pymupdf.open(scanned_pdf))
+    mixed.save(tmp_path / "mixed.pdf")
+    threads: list[str] = []
+    recognise = ingest._recognise
+
+    def spy(image: bytes, scale: float) -> list:
+        threads.append(threading.current_thread().name)
+        return recognise(image, scale)
+
+    monkeypatch.setattr(ingest, "_recognise", spy)
+    doc = parse_pdf(tmp_path / "mixed.pdf")
+    assert doc.metadata["ocr_pages"] == [4, 5]
+    assert len(threads) == 2 and threading.main_thread().name not in threads
+    with pymupdf.open(tmp_path / "mixed.pdf") as pdf:  # same lines as recognising inline
+        inline = ingest._ocr_blocks(ingest.ocr_page(pdf[3]))
+    assert [b.text for b in doc.blocks if b.page == 4 and b.kind != "table"] == [t for t, _, _ in inline]
 
 
 def test_page_range_limits_pages(text_pdf: Path) -> None:
