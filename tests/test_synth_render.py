@@ -61,6 +61,33 @@ def test_truth_is_consistent(template: str) -> None:
     assert t["spice"].rstrip().endswith(".end")
 
 
+@pytest.mark.parametrize("template", ["mos_stage", "bjt_amp"])
+def test_drawings_are_readable_circuits(template: str) -> None:
+    """No part is shorted by a wire drawn through it, and no two parallel wires run so close that
+    they print as one thick stroke (both once came from templates that placed parts blindly)."""
+    for seed in range(40):
+        t = render_sample(seed, template=template).truth
+        net = {(r, p): n["name"] for n in t["nets"] for r, p in n["pins"]}
+        for c in t["components"]:
+            roles = dict(TYPE_PINS[c["type"]])
+            by_role = {roles[p]: net[(c["ref"], p)] for p in c["pins"]}
+            if len(TYPE_PINS[c["type"]]) == 2:
+                assert len({net[(c["ref"], p)] for p in c["pins"]}) == 2, (seed, c["ref"])
+            if "high" in by_role:
+                assert by_role["high"] != by_role["low"], (seed, c["ref"])
+        unit = t["px_per_unit"]
+        ws = t["wires"]
+        for i, ((ax, ay), (bx, by)) in enumerate(ws):
+            for (cx, cy), (dx, dy) in ws[i + 1 :]:
+                if ay == by and cy == dy:
+                    gap, overlap = abs(ay - cy), min(max(ax, bx), max(cx, dx)) - max(min(ax, bx), min(cx, dx))
+                elif ax == bx and cx == dx:
+                    gap, overlap = abs(ax - cx), min(max(ay, by), max(cy, dy)) - max(min(ay, by), min(cy, dy))
+                else:
+                    continue
+                assert not (0 < gap < 0.25 * unit and overlap > 0), (seed, (ax, ay, bx, by), (cx, cy, dx, dy))
+
+
 def test_ground_symbols_share_net_zero() -> None:
     for seed in range(20):
         t = render_sample(seed, template="ladder").truth

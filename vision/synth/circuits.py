@@ -264,7 +264,8 @@ class Builder:
         return part
 
     def mos(self, ctype: str, gate: Pt, mirror: bool = False, up: bool = True, bulk: bool | None = None) -> Part:
-        """An NMOS/PMOS placed by its gate pin; gate on the left unless mirror; drain up for NMOS."""
+        """An NMOS/PMOS placed by its gate pin; gate on the left unless mirror; NMOS drain and PMOS source
+        up unless up=False."""
         if bulk is None:
             bulk = bool(self.rng.random() < 0.35)
         analog = self.style.get("analog_fet", True)
@@ -562,7 +563,8 @@ def t_bjt_amp(b: Builder) -> None:
     else:
         b.two("resistor", (hi[0], top), hi)
     b.two("resistor", lo, (lo[0], bot))
-    if rng.random() < 0.5:
+    if not follower and rng.random() < 0.5:
+        # emitter bypass (a follower's output is its emitter: its coupling cap runs where this would)
         xe = lo[0] + 1.6
         b.wire((lo[0], lo[1] - 0.3), (xe, lo[1] - 0.3))
         b.two("capacitor_polarized", (xe, lo[1] - 0.3), (xe, bot))
@@ -628,7 +630,7 @@ def t_mos_stage(b: Builder) -> None:
         b.ground((n.pins["S"][0], bot))
         return
     kind = "nmos" if rng.random() < 0.7 else "pmos"
-    m = b.mos(kind, (0.0, 2.5), up=(kind == "nmos"))
+    m = b.mos(kind, (0.0, 2.5))  # unflipped: NMOS drain up, PMOS source up (towards the supply)
     hi, lo = (m.pins["D"], m.pins["S"]) if kind == "nmos" else (m.pins["S"], m.pins["D"])
     b.two(str(rng.choice(("resistor", "resistor", "inductor"))), (hi[0], top), hi)
     if rng.random() < 0.6:
