@@ -11,6 +11,7 @@ import html
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -196,12 +197,26 @@ class Document:
         data = asdict(self)
         data.pop("_index", None)
         for b in data["blocks"]:
-            if b["table"] is not None:
-                b["cells"] = b["table"]["cells"]  # scorers read `cells` on the block itself
+            _cells_on_block(b)
         return {"schema_version": SCHEMA_VERSION, **data}
 
     def to_json(self, indent: int | None = None) -> str:
+        if indent is None:
+            return "".join(self.iter_json())
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def iter_json(self) -> Iterator[str]:
+        """The text of `to_json()` in pieces, one block or link at a time: a 2,000-page document is written
+        out without first being copied whole into dicts and one string."""
+        head = {"schema_version": SCHEMA_VERSION, "id": self.id, "source": self.source, "page_sizes": self.page_sizes}
+        yield json.dumps(head, ensure_ascii=False)[:-1]  # left open: the lists follow
+        for name, items, to_dict in (("blocks", self.blocks, _block_dict), ("links", self.links, asdict)):
+            yield f', "{name}": ['
+            for i, item in enumerate(items):
+                yield (", " if i else "") + json.dumps(to_dict(item), ensure_ascii=False)
+            yield "]"
+        tail = {"outline": [asdict(o) for o in self.outline], "metadata": self.metadata, "problems": self.problems}
+        yield ", " + json.dumps(tail, ensure_ascii=False)[1:]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Document:
@@ -239,12 +254,22 @@ class Document:
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write JSON atomically."""
-        write_atomic(Path(path), self.to_json())
+        """Write JSON atomically, streamed block by block."""
+        write_atomic(Path(path), self.iter_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Document:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def _cells_on_block(b: dict[str, Any]) -> dict[str, Any]:
+    if b["table"] is not None:
+        b["cells"] = b["table"]["cells"]  # scorers read `cells` on the block itself
+    return b
+
+
+def _block_dict(block: Block) -> dict[str, Any]:
+    return _cells_on_block(asdict(block))
 
 
 def _block_from_dict(b: dict[str, Any]) -> Block:
@@ -294,14 +319,20 @@ def _block_from_dict(b: dict[str, Any]) -> Block:
     )
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write a file so that readers see either the old or the whole new content, never a part."""
+def write_atomic(path: Path, content: str | bytes | Iterable[str] | Iterable[bytes]) -> None:
+    """Write a file so that readers see either the old or the whole new content, never a part.
+
+    `content` may be an iterable of pieces, written as they come (a large document never has to
+    exist as one string).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes owner-only files; outputs are ordinary files
         with os.fdopen(fd, "wb") as f:
-            f.write(content.encode("utf-8") if isinstance(content, str) else content)
+            pieces = [content] if isinstance(content, (str, bytes)) else content
+            for piece in pieces:
+                f.write(piece.encode("utf-8") if isinstance(piece, str) else piece)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

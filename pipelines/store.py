@@ -6,7 +6,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +14,22 @@ from pathlib import Path
 from pipelines.document import Document, write_atomic
 
 DEFAULT_WORKSPACE = Path.home() / ".ohmlens"
+JSON_PIECE_CHARS = 1 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     id TEXT PRIMARY KEY,          -- sha256 of the source file
     source TEXT NOT NULL,
     pages INTEGER NOT NULL,
-    json TEXT NOT NULL,
+    json TEXT NOT NULL,           -- '' since the JSON moved to document_json (kept so old workspaces still read)
     created REAL NOT NULL
+);
+-- the document JSON in pieces of about a megabyte, in order: stored and read back without one huge string
+CREATE TABLE IF NOT EXISTS document_json (
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (doc_id, seq)
 );
 CREATE TABLE IF NOT EXISTS blocks (
     doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
@@ -121,36 +129,44 @@ class Workspace:
             c.execute("DELETE FROM units_fts WHERE doc_id = ?", (doc.id,))
             c.execute("DELETE FROM documents WHERE id = ?", (doc.id,))
             c.execute(
-                "INSERT INTO documents VALUES (?, ?, ?, ?, ?)",
-                (doc.id, doc.source, doc.page_count, doc.to_json(), time.time()),
+                "INSERT INTO documents VALUES (?, ?, ?, ?, ?)", (doc.id, doc.source, doc.page_count, "", time.time())
+            )
+            # generators: rows are made as SQLite takes them, so memory does not grow with the document
+            c.executemany(
+                "INSERT INTO document_json VALUES (?, ?, ?)",
+                ((doc.id, seq, part) for seq, part in enumerate(_pieces(doc.iter_json(), JSON_PIECE_CHARS))),
             )
             c.executemany(
                 "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?)",
-                [(doc.id, b.id, b.kind, b.page, b.label, _index_text(b)) for b in doc.blocks],
+                ((doc.id, b.id, b.kind, b.page, b.label, _index_text(b)) for b in doc.blocks),
             )
             c.executemany(
                 "INSERT INTO blocks_fts (text, doc_id, block_id) VALUES (?, ?, ?)",
-                [(_index_text(b), doc.id, b.id) for b in doc.blocks if b.kind not in ("page_header", "page_footer")],
+                ((_index_text(b), doc.id, b.id) for b in doc.blocks if b.kind not in ("page_header", "page_footer")),
             )
             c.executemany(
                 "INSERT INTO links VALUES (?, ?, ?, ?, ?, ?)",
-                [(doc.id, lk.source, lk.target, lk.kind, lk.text, lk.score) for lk in doc.links],
+                ((doc.id, lk.source, lk.target, lk.kind, lk.text, lk.score) for lk in doc.links),
             )
 
     def get(self, doc_id: str) -> Document | None:
         with self._lock:
             row = self._conn.execute("SELECT json FROM documents WHERE id = ?", (doc_id,)).fetchone()
-        return Document.from_json(row[0]) if row else None
+            if row is None:
+                return None
+            parts = self._conn.execute("SELECT text FROM document_json WHERE doc_id = ? ORDER BY seq", (doc_id,))
+            text = "".join(part for (part,) in parts) or row[0]
+        return Document.from_json(text)
 
     def find(self, ref: str) -> Document | None:
         """A stored document by id, id prefix (≥ 8 characters) or source file name."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT json FROM documents WHERE id = ? OR (length(?) >= 8 AND id LIKE ? || '%') OR source = ? "
+                "SELECT id FROM documents WHERE id = ? OR (length(?) >= 8 AND id LIKE ? || '%') OR source = ? "
                 "ORDER BY created DESC LIMIT 1",
                 (ref, ref, ref, ref),
             ).fetchone()
-        return Document.from_json(row[0]) if row else None
+        return self.get(row[0]) if row else None
 
     def documents(self) -> list[tuple[str, str, int]]:
         """(id, source, pages) of every stored document, newest first."""
@@ -280,8 +296,28 @@ class Workspace:
         """Copy a parsed PDF into the workspace so pages can be shown later."""
         target = self.source_file(doc_id)
         if not target.exists():
-            write_atomic(target, path.read_bytes())
+            write_atomic(target, _file_chunks(path))
         return target
+
+
+def _pieces(chunks: Iterable[str], size: int) -> Iterator[str]:
+    """Regroup text chunks into pieces of about `size` characters."""
+    buffer: list[str] = []
+    held = 0
+    for chunk in chunks:
+        buffer.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield "".join(buffer)
+            buffer, held = [], 0
+    if buffer:
+        yield "".join(buffer)
+
+
+def _file_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(size):
+            yield chunk
 
 
 def _index_text(block) -> str:

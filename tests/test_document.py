@@ -61,6 +61,14 @@ def test_round_trip_keeps_everything() -> None:
     assert again.block("p1-b3").table.grid() == [["Parameter", "Max"], ["VCC | supply", "6 V"]]
 
 
+def test_streamed_json_is_the_same_text_as_one_dump(tmp_path: Path) -> None:
+    doc = sample_document()
+    doc.links.append(Link("p1-b2", None, "xref", "see Table 9", 0.0))
+    assert "".join(doc.iter_json()) == json.dumps(doc.to_dict(), ensure_ascii=False)
+    doc.save(tmp_path / "d.json")
+    assert Document.load(tmp_path / "d.json") == doc
+
+
 def test_json_exposes_cells_on_table_blocks_for_scorers() -> None:
     data = json.loads(sample_document().to_json())
     table = next(b for b in data["blocks"] if b["kind"] == "table")
@@ -108,3 +116,5 @@ def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
     assert target.read_text() == "new content"
     assert target.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in target.parent.iterdir()] == ["out.json"]
+    write_atomic(target, (piece for piece in ("streamed ", "in ", "pieces")))
+    assert target.read_text() == "streamed in pieces"

@@ -24,6 +24,22 @@ def test_add_get_find_and_search(tmp_path: Path) -> None:
     assert ws.get(doc.id) is None and ws.search("overview") == []
 
 
+def test_document_json_is_stored_in_pieces_and_old_workspaces_still_read(tmp_path: Path, monkeypatch) -> None:
+    import pipelines.store as store
+
+    monkeypatch.setattr(store, "JSON_PIECE_CHARS", 200)
+    ws = Workspace(tmp_path / "ws")
+    doc = sample_document()
+    ws.add(doc)
+    pieces = ws._conn.execute("SELECT count(*) FROM document_json WHERE doc_id = ?", (doc.id,)).fetchone()[0]
+    assert pieces > 1
+    assert ws.get(doc.id) == doc and ws.find("x.pdf") == doc
+    with ws._conn:  # a workspace written before the pieces table kept the JSON in documents.json
+        ws._conn.execute("DELETE FROM document_json")
+        ws._conn.execute("UPDATE documents SET json = ? WHERE id = ?", (doc.to_json(), doc.id))
+    assert ws.get(doc.id) == doc
+
+
 def test_parse_reuses_result_for_same_file(tmp_path: Path, text_pdf: Path, monkeypatch) -> None:
     import pipelines.ingest as ingest
 
