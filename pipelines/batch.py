@@ -55,7 +55,7 @@ def write_outputs(doc: Document, out_dir: Path, stem: Path, formats: tuple[str, 
     written = []
     for fmt in formats:
         path = base.with_name(f"{base.name}.{fmt}")
-        content = {"json": doc.to_json, "md": lambda: to_markdown(doc), "html": lambda: to_html(doc)}[fmt]()
+        content = {"json": doc.iter_json, "md": lambda: to_markdown(doc), "html": lambda: to_html(doc)}[fmt]()
         write_atomic(path, content)
         written.append(path)
     return written
