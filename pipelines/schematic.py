@@ -385,17 +385,34 @@ def extract_segments(
     return segs
 
 
+def _half_width(dist: np.ndarray, seg: Segment) -> float:
+    """A stroke's half-width as the distance transform sees it: the median ridge height across it."""
+    H, W = dist.shape
+    r = int(math.ceil(seg.thick / 2)) + 1
+    vals = []
+    for t in (0.2, 0.35, 0.5, 0.65, 0.8):
+        along = int(round(seg.a + t * (seg.b - seg.a)))
+        c = int(round(seg.c))
+        win = dist[max(0, c - r) : c + r + 1, along] if seg.horizontal else dist[along, max(0, c - r) : c + r + 1]
+        if 0 <= along < (W if seg.horizontal else H) and win.size:
+            vals.append(float(win.max()))
+    return float(np.median(vals)) if vals else seg.thick / 2
+
+
 def dot_junctions(ink: np.ndarray, segs: list[Segment], stroke: float) -> list[tuple[float, float]]:
     """Filled round blobs on two or more wires, clearly fatter than those wires: junction dots.
 
-    A plain crossing of two strokes of width w holds an inked disc of radius about 0.7 w at its
-    centre; a dot holds one of at least its own radius, which drawings make larger than w.
+    Measured on the distance transform: where two strokes of half-width d cross, the ink around the
+    centre reaches about 1.41 d from the paper; a dot reaches its radius, which drawings make at
+    least about twice the half-width. A blob counts when it reaches 1.65 times the half-width of
+    the fattest stroke through it (measured along those strokes, so thin and bold pens both work).
     """
     dist = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 5)
     r = max(1, int(round(0.6 * stroke)))
     core = (dist > r).astype(np.uint8)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
     out = []
+    widths: dict[int, float] = {}
     for i in range(1, n):
         x, y, w, h, _ = stats[i]
         if w > 6 * stroke + 6 or h > 6 * stroke + 6:
@@ -403,11 +420,13 @@ def dot_junctions(ink: np.ndarray, segs: list[Segment], stroke: float) -> list[t
         sub = np.where(lab[y : y + h, x : x + w] == i, dist[y : y + h, x : x + w], 0)
         cy, cx = np.unravel_index(int(sub.argmax()), sub.shape)
         cx, cy = float(cx + x), float(cy + y)
-        near = [sg for sg in segs if sg.distance(cx, cy) <= stroke + 2]
+        near = [k for k, sg in enumerate(segs) if sg.distance(cx, cy) <= stroke + 2]
         if len(near) < 2:
             continue
-        width = max(sg.thick for sg in near)
-        if float(sub.max()) >= 0.9 * width:
+        for k in near:
+            if k not in widths:
+                widths[k] = _half_width(dist, segs[k])
+        if float(sub.max()) >= 1.65 * max(widths[k] for k in near):
             out.append((cx, cy))
     return out
 
@@ -800,12 +819,19 @@ def _crop_for_ocr(gray: np.ndarray, box: tuple[float, float, float, float]) -> n
     return cv2.cvtColor(c, cv2.COLOR_GRAY2BGR)
 
 
-def read_schematic(image: np.ndarray | str | Path, *, repair: str = "off") -> Circuit:
+def read_schematic(
+    image: np.ndarray | str | Path,
+    *,
+    repair: str = "off",
+    labels: list[tuple[str, tuple[float, float, float, float]]] | None = None,
+) -> Circuit:
     """Read a schematic drawing into a `Circuit` (pixel coordinates of the input image).
 
     Args:
         image: A path or a uint8 gray/RGB array.
         repair: "off", or "auto" to repair damage first (pipelines.repair) when the drawing allows.
+        labels: the drawing's texts with their boxes in image pixels when they are known exactly (a PDF's
+            text layer); they replace text detection and OCR.
 
     Raises:
         SchematicInputError: unreadable, too small or too large input, or a bad `repair` value.
@@ -847,6 +873,9 @@ def read_schematic(image: np.ndarray | str | Path, *, repair: str = "off") -> Ci
     if not comps:
         warnings.append("no circuit found: no component symbols detected")
         return Circuit(warnings=warnings)
+    if labels is not None:
+        texts = [Detection("text", 1.0, tuple(box)) for _, box in labels]
+        return assemble_circuit(norm, comps, texts, [text for text, _ in labels], juncs, pin_pts, warnings)
     ink = binarize(norm)
     texts = [Detection(t.cls, t.score, grow_text_box(ink, t.box)) for t in texts]
     reads = [t for t, _ in ocr_crops(ocr, [_crop_for_ocr(norm, t.box) for t in texts])]
