@@ -54,10 +54,14 @@ def parse(
     pages: Annotated[str | None, typer.Option(help="Pages to parse, e.g. 1-20 or 3,5,7-9.")] = None,
     password: Annotated[str | None, typer.Option(help="Password of an encrypted PDF.")] = None,
     store: Annotated[bool, typer.Option(help="Also store the result in the workspace (for ask/chat).")] = True,
+    circuits: Annotated[
+        bool, typer.Option(help="Read each schematic figure into components and nets (about 1 s per drawing).")
+    ] = False,
 ) -> None:
     """Parse PDFs into structured documents: writes OUT/STEM.json (or .md/.html) per input.
 
     Example: ohmlens parse datasheet.pdf --out out/ --format md --pages 1-20
+    Example: ohmlens parse datasheet.pdf --circuits   (schematic blocks carry their circuits)
     """
     from pipelines.batch import write_outputs
     from pipelines.ingest import PdfError, parse_pdf
@@ -76,6 +80,7 @@ def parse(
                     password=password,
                     crops_dir=out / f"{path.stem}_files",
                     progress=lambda done, total, task=task: bar.update(task, completed=done, total=total),
+                    circuits=circuits,
                 )
             written = write_outputs(doc, out, Path(path.stem), (format.value,))
             if store and not pages:
@@ -86,9 +91,11 @@ def parse(
             continue
         n_tables = len(doc.tables())
         n_links = sum(1 for lk in doc.links if lk.kind == "xref" and lk.target)
+        n_circuits = sum(1 for b in doc.blocks if b.circuit is not None and b.circuit.components)
+        read = f", {n_circuits} circuits" if circuits else ""
         console.print(
             f"[green]ok[/] {path.name}: {doc.page_count} pages, {len(doc.blocks)} blocks, {n_tables} tables, "
-            f"{n_links} links → {written[0]}",
+            f"{n_links} links{read} → {written[0]}",
             highlight=False,
         )
         for problem in doc.problems:

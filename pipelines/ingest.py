@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pymupdf
 
-from pipelines.document import Block, Document, OutlineEntry, write_atomic
+from pipelines.document import Block, Circuit, Document, OutlineEntry, write_atomic
 
 MAX_PAGES = 5000  # refuse larger PDFs: bounded work per upload
 MAX_RENDER_PIXELS = 20_000_000  # cap for any page or crop we rasterise
@@ -75,6 +75,7 @@ class ParseOptions:
     crops_dir: Path | None = None  # where figure crops go; None = no crops
     ocr: bool = True
     tables: bool = True
+    circuits: bool = False  # read each schematic block into a Circuit (about a second per drawing on CPU)
 
 
 def parse_page_range(spec: str, page_count: int) -> list[int]:
@@ -706,6 +707,8 @@ def parse_page(
         is_schematic = src == "vector" and _looks_like_schematic(box, inner_text, drawings)
         kind = "schematic" if is_schematic else "figure"
         fig = Block(id="", kind=kind, page=number, bbox=box, text=inner_text)
+        if is_schematic and options.circuits:
+            fig.circuit = read_block_circuit(page, box)
         if options.crops_dir is not None:
             rect = pymupdf.Rect(box)
             pix = page.get_pixmap(clip=rect, dpi=_dpi_for(rect, CROP_DPI))
@@ -725,6 +728,49 @@ def parse_page(
     for i, blk in enumerate(ordered, start=1):
         blk.id = f"p{number}-b{i}"
     return ordered
+
+
+def read_block_circuit(page: pymupdf.Page, box: tuple) -> Circuit:
+    """Read the schematic drawn in `box` of the page into a `Circuit` in page points.
+
+    The region is rendered at the resolution the schematic reader works at (vector art stays sharp at any
+    zoom); its labels come from the text layer, exact, instead of OCR. A drawing the reader cannot read
+    gives an empty circuit with the reason as a warning.
+    """
+    from pipelines.schematic import PDF_TARGET_SIDE, SchematicInputError, read_schematic
+
+    clip = pymupdf.Rect(box) & page.rect
+    zoom = min(PDF_TARGET_SIDE / max(clip.width, clip.height, 1.0), (MAX_RENDER_PIXELS / max(abs(clip), 1.0)) ** 0.5)
+    pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), clip=clip, colorspace=pymupdf.csRGB, alpha=False)
+    image = np.frombuffer(pix.samples, np.uint8).reshape(pix.height, pix.width, 3)
+    labels = []
+    for block in page.get_text("dict", clip=clip)["blocks"]:
+        for line in block.get("lines", []):
+            text = "".join(span["text"] for span in line["spans"]).strip()
+            if text:
+                x0, y0, x1, y1 = line["bbox"]
+                pixels = ((x0 - clip.x0) * zoom, (y0 - clip.y0) * zoom, (x1 - clip.x0) * zoom, (y1 - clip.y0) * zoom)
+                labels.append((text, pixels))
+    try:
+        circuit = read_schematic(image, labels=labels)
+    except SchematicInputError as exc:
+        return Circuit(warnings=[str(exc)])
+    return _circuit_to_page(circuit, clip.x0, clip.y0, 1 / zoom)
+
+
+def _circuit_to_page(circuit: Circuit, x0: float, y0: float, scale: float) -> Circuit:
+    """Move a circuit read from a page crop (pixels) into page points, rounded to 0.01 pt."""
+
+    def pt(x: float, y: float) -> tuple[float, float]:
+        return round(x0 + x * scale, 2), round(y0 + y * scale, 2)
+
+    for comp in circuit.components:
+        comp.bbox = (*pt(*comp.bbox[:2]), *pt(*comp.bbox[2:]))
+        for pin in comp.pins:
+            pin.xy = pt(*pin.xy)
+    circuit.junctions = [pt(*j) for j in circuit.junctions]
+    circuit.wires = [[pt(*q) for q in wire] for wire in circuit.wires]
+    return circuit
 
 
 def _normalise_running(text: str) -> str:
@@ -833,6 +879,7 @@ def parse_pdf(
     progress: Progress | None = None,
     stages: list[Stage] | None = None,
     ocr: bool = True,
+    circuits: bool = False,
 ) -> Document:
     """Parse a PDF into a linked `Document`.
 
@@ -844,6 +891,7 @@ def parse_pdf(
         progress: called with (pages done, pages total) after each page.
         stages: document-level stages; default `default_stages()`.
         ocr: OCR pages that have no text layer.
+        circuits: read every schematic block into `Block.circuit` (components, values, nets in page points).
 
     Raises:
         PdfError: the file cannot be read as a PDF.
@@ -858,7 +906,9 @@ def parse_pdf(
             else pages or list(range(1, pdf.page_count + 1))
         )
         doc = new_document(path, pdf, page_numbers)
-        options = ParseOptions(pages=page_numbers, password=password, crops_dir=crops_dir, ocr=ocr)
+        options = ParseOptions(
+            pages=page_numbers, password=password, crops_dir=crops_dir, ocr=ocr, circuits=circuits
+        )
         styles: dict[int, _Style] = {}
         ocr_pages = []
         ahead = OcrAhead(pdf, page_numbers if ocr else [])

@@ -150,3 +150,19 @@ def test_vector_figure_is_cropped_with_caption(tmp_path: Path) -> None:
     assert len(figures) == 1 and (tmp_path / "crops" / figures[0].image).exists()
     caption = next(b for b in parsed.blocks if b.kind == "caption")
     assert any(lk.kind == "caption" and lk.source == caption.id and lk.target == figures[0].id for lk in parsed.links)
+
+
+def test_schematic_blocks_carry_their_circuits_in_page_points() -> None:
+    sample = Path(__file__).resolve().parents[1] / "samples" / "datasheet-small.pdf"
+    assert all(b.circuit is None for b in parse_pdf(sample, pages="1").blocks)
+    doc = parse_pdf(sample, pages="1", circuits=True)
+    (block,) = [b for b in doc.blocks if b.kind == "schematic"]
+    comps = block.circuit.components
+    assert len(comps) >= 5 and len(block.circuit.nets) >= 2
+    x0, y0, x1, y1 = block.bbox
+    for comp in comps:  # moved from render pixels into the page's points
+        cx0, cy0, cx1, cy1 = comp.bbox
+        assert x0 - 1 <= cx0 < cx1 <= x1 + 1 and y0 - 1 <= cy0 < cy1 <= y1 + 1
+    values = {c.value for c in comps if c.value}
+    assert values and all(v.replace("Ω", "").replace("F", "") in block.text.replace(" ", "") for v in values)
+    assert Document.from_json(doc.to_json()) == doc
