@@ -10,8 +10,9 @@ Routing (``Gate``), in float32:
      ``routed_scaling_factor``.
 
 Dispatch (``Experts``): the (token, expert) pairs are sorted by expert, each expert runs on its contiguous slice
-through one grouped GEMM for gate+up and one for down (``torch._grouped_mm``), and results are un-permuted and
-summed with the gate weights. A per-expert loop (``forward_loop``) is kept as the reference and the fallback.
+through grouped GEMMs (``torch._grouped_mm``) for gate+up and for down, and results are un-permuted and summed with
+the gate weights (long prefills take a variant that moves less memory, see :meth:`Experts.forward`). A per-expert
+loop (``forward_loop``) is kept as the reference and the fallback.
 
 Training-time balancing: the gate counts how many tokens each expert received (``expert_load``); after each optimiser
 step :meth:`Gate.update_bias` moves the correction bias by ``gamma`` against the load imbalance (aux-loss-free
@@ -20,6 +21,7 @@ balancing of DeepSeek-V3), and an optional small sequence-wise balance loss is c
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
@@ -31,6 +33,12 @@ from lm.layers import MLP, Float32Module
 
 log = logging.getLogger(__name__)
 _GROUPED_MM = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
+
+try:  # Triton ships with PyTorch's CUDA builds; without it (CPU) the fused activation below uses plain PyTorch
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
 
 
 class Gate(Float32Module):
@@ -56,6 +64,8 @@ class Gate(Float32Module):
 
     def forward(self, x: torch.Tensor, batch_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Route ``x`` [N, D]; returns gate weights [N, K] (float32) and expert indices [N, K]."""
+        if not torch.is_autocast_enabled(x.device.type):  # (entering the context costs host time per layer)
+            return self._route(x, batch_size)
         with torch.autocast(x.device.type, enabled=False):  # the gate is float32 even under mixed precision
             return self._route(x, batch_size)
 
@@ -136,12 +146,67 @@ def _grouped_mm_ok(x: torch.Tensor, w: torch.Tensor) -> bool:
     if x.dtype != w.dtype:
         return False
     if x.is_cuda:
-        return x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device) >= (8, 0)
+        return x.dtype == torch.bfloat16 and _capability(x.device) >= (8, 0)
     if x.device.type != "cpu" or (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)):
         return False  # PyTorch's CPU grouped GEMM has no working backward: train through the loop
     item = x.element_size()
     strides_ok = all(s * item % 16 == 0 for s in (*x.stride(), *w.stride()) if s != 1)
     return strides_ok and x.data_ptr() % 16 == 0 and w.data_ptr() % 16 == 0
+
+
+if triton is not None:
+
+    @triton.jit
+    def _swiglu_rows_kernel(h_ptr, scale_ptr, out_ptr, numel, inter, BLOCK: tl.constexpr):
+        # out[p, i] = silu(h[p, i]) * h[p, inter + i] * scale[p], h [P, 2 * inter] and out [P, inter] contiguous
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < numel
+        row = offs // inter
+        src = offs + row * inter  # row * 2 * inter + column
+        gate = tl.load(h_ptr + src, mask=mask).to(tl.float32)
+        up = tl.load(h_ptr + src + inter, mask=mask).to(tl.float32)
+        scale = tl.load(scale_ptr + row, mask=mask)
+        out = gate * tl.sigmoid(gate) * up * scale
+        tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+_FUSED_SWIGLU = {"usable": triton is not None, "checked": False}
+
+
+def swiglu_rows(h: torch.Tensor, scale: torch.Tensor, inter: int) -> torch.Tensor:
+    """``silu(gate) * up * scale[:, None]`` of ``h`` [P, 2I] = [gate | up] rows; ``scale`` [P] float32.
+
+    On CUDA one fused Triton kernel reads the two strided halves once and rounds once (PyTorch would run three
+    elementwise kernels, two of them on strided halves through its non-vectorised path). The compiled kernel is
+    compared against the PyTorch formula on its first call and, should they differ, not used again.
+    """
+    if _FUSED_SWIGLU["usable"] and h.is_cuda and h.is_contiguous() and h.numel() > 0:
+        try:
+            out = torch.empty(h.shape[0], inter, dtype=h.dtype, device=h.device)
+            block = 2048
+            grid = (triton.cdiv(out.numel(), block),)
+            _swiglu_rows_kernel[grid](h, scale.float().contiguous(), out, out.numel(), inter, BLOCK=block)
+            if not _FUSED_SWIGLU["checked"]:
+                _FUSED_SWIGLU["checked"] = True
+                rows = slice(0, min(h.shape[0], 256))
+                expected = _swiglu_reference(h[rows].float(), scale[rows].float(), inter)
+                if not torch.allclose(out[rows].float(), expected, rtol=2e-2, atol=1e-2):
+                    raise RuntimeError("fused kernel disagrees with the PyTorch formula")
+            return out
+        except Exception as exc:  # a Triton/driver mismatch: keep correct results on the PyTorch path
+            log.warning("fused SwiGLU kernel unusable (%s); using PyTorch elementwise ops", exc)
+            _FUSED_SWIGLU["usable"] = False
+    return _swiglu_reference(h, scale.to(h.dtype), inter)
+
+
+def _swiglu_reference(h: torch.Tensor, scale: torch.Tensor, inter: int) -> torch.Tensor:
+    gate, up = h.split(inter, dim=-1)
+    return F.silu(gate) * up * scale[:, None]
+
+
+@functools.cache
+def _capability(device: torch.device) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(device)
 
 
 class Experts(nn.Module):
@@ -158,6 +223,9 @@ class Experts(nn.Module):
         d = config.hidden_size
         self.gate_up_proj = nn.Parameter(torch.empty(self.n_experts, 2 * self.inter, d))
         self.down_proj = nn.Parameter(torch.empty(self.n_experts, d, self.inter))
+        # From this many (token, expert) pairs on, dispatch takes the memory-lean path of long prefills (see
+        # forward); below it, the path with fewer kernels (decode steps, short prompts) is faster.
+        self.split_min_pairs = 16384
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Grouped dispatch. ``x`` [N, D], ``weights``/``indices`` [N, K] -> [N, D]."""
@@ -166,20 +234,30 @@ class Experts(nn.Module):
         if torch.is_autocast_enabled(x.device.type):  # grouped GEMMs are not autocast ops: cast explicitly
             dtype = torch.get_autocast_dtype(x.device.type)
             x, w13, w2 = x.to(dtype), w13.to(dtype), w2.to(dtype)
-        flat = indices.flatten()  # [N*K]
-        order = flat.argsort(stable=True)  # pair positions sorted by expert
-        counts = torch.zeros(self.n_experts, dtype=torch.int32, device=x.device)
-        counts.scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.int32))
-        offsets = counts.cumsum(0, dtype=torch.int32)
+        # Sort the (token, slot) pairs by expert. Expert ids fit in one byte, and a radix sort over 8-bit keys is
+        # one pass where int64 keys take eight.
+        keys = indices.flatten().to(torch.uint8 if self.n_experts <= 256 else torch.int32)
+        sorted_keys, order = keys.sort(stable=True)
+        experts = torch.arange(self.n_experts, dtype=keys.dtype, device=x.device)
+        offsets = torch.searchsorted(sorted_keys, experts, right=True, out_int32=True)  # cumulative group ends
         xs = x[order // k]  # [N*K, D] rows grouped by expert
+        if n * k < self.split_min_pairs or torch.is_grad_enabled():  # training keeps the path it was tuned on
+            h = grouped_mm(xs, w13.transpose(1, 2), offsets)  # [N*K, 2I]
+            gate, up = h.split(self.inter, dim=-1)
+            ys = grouped_mm(F.silu(gate) * up, w2.transpose(1, 2), offsets)  # [N*K, D]
+            y = torch.empty_like(ys)
+            y[order] = ys  # back to (token, slot) order
+            # Gate-weighted sum over the k slots as one batched GEMV (float32 accumulation): [N, 1, K] @ [N, K, D]
+            return torch.bmm(weights.to(y.dtype)[:, None, :], y.view(n, k, -1)).squeeze(1)
+        # Inference on many pairs (long prefills): the gate weights are folded into the activations (the down
+        # projection is linear; one fused kernel on CUDA, see swiglu_rows), and rows return to token order by a
+        # gather through the inverse permutation and a plain sum over the k slots, instead of a scatter (slow
+        # non-vectorised indexing kernel) and a batched GEMV.
         h = grouped_mm(xs, w13.transpose(1, 2), offsets)  # [N*K, 2I]
-        gate, up = h.split(self.inter, dim=-1)
-        h = F.silu(gate) * up
-        ys = grouped_mm(h, w2.transpose(1, 2), offsets)  # [N*K, D]
-        y = torch.empty_like(ys)
-        y[order] = ys  # back to (token, slot) order
-        # Gate-weighted sum over the k slots as one batched GEMV (float32 accumulation): [N, 1, K] @ [N, K, D]
-        return torch.bmm(weights.to(y.dtype)[:, None, :], y.view(n, k, -1)).squeeze(1)
+        act = swiglu_rows(h, weights.flatten()[order], self.inter)  # [N*K, I]
+        ys = grouped_mm(act, w2.transpose(1, 2), offsets)  # [N*K, D]
+        inverse = torch.empty_like(order).scatter_(0, order, torch.arange(n * k, device=x.device))
+        return ys[inverse].view(n, k, -1).sum(dim=1)
 
     def forward_loop(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Reference dispatch: one masked GEMM pair per expert that received tokens. Same contract as forward."""
