@@ -131,6 +131,14 @@ class AttentionMeta:
     mask: torch.Tensor | None = None
     uniform: bool = False
     _score_bias: torch.Tensor | None = None
+    _rows: torch.Tensor | None = None
+
+    def rows(self) -> torch.Tensor:
+        """Row index [B, 1] of each cache write (pairs with ``write_index``), built once per forward."""
+        if self._rows is None:
+            assert self.write_index is not None
+            self._rows = torch.arange(self.write_index.shape[0], device=self.write_index.device)[:, None]
+        return self._rows
 
     def score_bias(self, heads: int, dtype: torch.dtype) -> torch.Tensor:
         """Additive mask (0 / -inf) for absorbed scores [B, S*H, T] (or [B, 1, T] when S == 1), built once."""
@@ -226,32 +234,31 @@ class MLA(nn.Module):
             meta: batch-wide attention metadata (see :class:`AttentionMeta`).
             kv_cache: this layer's latent cache [B, capacity, C + R], updated in place; None to attend only ``x``.
         """
-        bsz, seqlen, _ = x.shape
-        q = self._query(x)
-        q_nope, q_pe = q.split([self.nope_dim, self.rope_dim], dim=-1)
-        q_pe = apply_rope(q_pe, rot, pairs, self.interleave)  # [B, S, H, R]
+        q = self._query(x)  # [B, S, H, dn + R]
+        q_pe = apply_rope(q[..., self.nope_dim :], rot, pairs, self.interleave)  # [B, S, H, R]
         latent = self._latent(x, rot, pairs)  # [B, S, C + R]
         if kv_cache is not None:
-            rows = torch.arange(bsz, device=x.device)[:, None]
-            kv_cache[rows, meta.write_index] = latent.to(kv_cache.dtype)
+            if meta.uniform:  # every row appends at the same slot: one contiguous copy
+                kv_cache[:, meta.past : meta.past + x.shape[1]] = latent.to(kv_cache.dtype)
+            else:
+                kv_cache[meta.rows(), meta.write_index] = latent.to(kv_cache.dtype)
             if meta.past > 0 or meta.absorb:
                 latent = kv_cache[:, : meta.kv_len]  # [B, T, C + R]
         if meta.absorb:
-            out = self._absorbed(q_nope, q_pe, latent, meta.score_bias(self.n_heads, latent.dtype))
+            out = self._absorbed(q[..., : self.nope_dim], q_pe, latent, meta.score_bias(self.n_heads, latent.dtype))
         else:
-            out = self._expanded(q_nope, q_pe, latent, None if meta.uniform else meta.mask)
+            q[..., self.nope_dim :] = q_pe  # in place: SDPA then takes q as it is (no concatenated copy)
+            out = self._expanded(q, latent, None if meta.uniform else meta.mask)
         return self.o_proj(out.flatten(2))  # [B, S, H * dv] -> [B, S, D]
 
-    def _expanded(
-        self, q_nope: torch.Tensor, q_pe: torch.Tensor, latent: torch.Tensor, mask: torch.Tensor | None
-    ) -> torch.Tensor:
-        # q_*: [B, S, H, *]; latent: [B, T, C + R]; mask: [B, S, T] or None (causal, T == S) -> [B, S, H, dv]
+    def _expanded(self, q: torch.Tensor, latent: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        # q: [B, S, H, dn + R] (RoPE part rotated); latent: [B, T, C + R]; mask: [B, S, T] or None (causal, T == S)
+        # -> [B, S, H, dv]
         bsz, t = latent.shape[:2]
         c_kv, k_pe = latent.split([self.kv_lora_rank, self.rope_dim], dim=-1)
         kv = self.kv_b_proj(c_kv).view(bsz, t, self.n_heads, self.nope_dim + self.v_dim)
         k_nope, v = kv.split([self.nope_dim, self.v_dim], dim=-1)
         k = torch.cat((k_nope, k_pe[:, :, None, :].expand(-1, -1, self.n_heads, -1)), dim=-1)
-        q = torch.cat((q_nope, q_pe), dim=-1)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, *, d]
         pad = PAD_V_FOR_FLASH and q.is_cuda and mask is None and self.v_dim < self.qk_dim
         if pad:
