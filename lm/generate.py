@@ -126,6 +126,38 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
+class _Readback:
+    """Copies a small device tensor to the host without blocking the stream, so that the host can read the tokens
+    of step k while step k+1, queued behind the copy, runs on the GPU (no idle GPU between decode steps)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.buffer: torch.Tensor | None = None
+        self.event: torch.cuda.Event | None = None
+        self.source: torch.Tensor | None = None
+
+    def start(self, t: torch.Tensor) -> None:
+        """Queue the copy of ``t`` (call before queueing the work that may overwrite ``t``)."""
+        if not self.cuda:
+            self.source = t
+            return
+        if self.buffer is None or self.buffer.shape != t.shape or self.buffer.dtype != t.dtype:
+            self.buffer = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+            self.event = torch.cuda.Event()
+        assert self.event is not None
+        self.buffer.copy_(t, non_blocking=True)  # the previous read finished before this call
+        self.event.record()
+
+    def finish(self) -> list[Any]:
+        """Wait for the queued copy only (not for later work) and return its values."""
+        if not self.cuda:
+            assert self.source is not None
+            return self.source.tolist()
+        assert self.buffer is not None and self.event is not None
+        self.event.synchronize()
+        return self.buffer.tolist()
+
+
 class _Graphs:
     """CUDA graphs of fixed-shape steps, keyed by shape; inputs are copied into static buffers before replay."""
 
@@ -194,6 +226,9 @@ class Generator:
             raise GenerationError("CUDA graphs need the model on a CUDA device")
         self.graph_bucket = graph_bucket
         self.prefill_chunk = prefill_chunk
+        # Queue decode step k+1 before reading step k's tokens (no idle GPU while the host reads them); it
+        # buys nothing on the CPU, where every operation finishes before the next starts.
+        self.overlap_steps = model.device.type == "cuda"
         self._workspaces: dict[tuple[int, int, bool], _Workspace] = {}
 
     # ------------------------------------------------------------------ inputs
@@ -295,13 +330,56 @@ class Generator:
                 outs = ws.graphs.run((kind, n, kv_len), self._step_body(ws, kind, kv_len), inputs)
             except RuntimeError as exc:  # e.g. an op that synchronises: decode eagerly instead of failing
                 log.warning("CUDA graph capture failed (%s); decoding without graphs", exc)
-                self.use_graphs = False
-                for w in self._workspaces.values():
-                    w.graphs = None
+                self._drop_graphs()
         if outs is None:
             outs = self._step_body(ws, kind, need)(*inputs)
         cache.advance(n)
         return outs
+
+    def _spec_body(self, ws: _Workspace, kv_len: int) -> Callable[..., tuple[torch.Tensor, ...]]:
+        model = self.model
+        assert ws.mtp_cache is not None
+        main_layers, mtp_layer = ws.cache.layers(), ws.mtp_cache.layers()[0]
+
+        def step(spec: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            # spec [3] long: (token t at position L, draft d for L+1, L = cached length of both caches).
+            token, draft, start = spec[0:1], spec[1:2], spec[2:3]
+            ids = torch.stack((token, draft), dim=1)  # [1, 2]
+            meta = build_meta(start, 2, kv_len, 1, True, ids.device)
+            hidden = model.run_layers(model.embed(ids), meta.write_index, meta, main_layers)
+            pred = model.lm_head(hidden).argmax(-1)  # [1, 2]: true token at L+1, and at L+2 if d was right
+            ok = pred[:, 0] == draft  # [1]
+            # Draft from both verified slots (the MTP cache has the main cache's length, so the same metadata
+            # serves); when d was wrong only slot L is real: slot L never attends to slot L+1, which the next
+            # step overwrites, so slot L's draft is taken.
+            _, mtp_logits = model.mtp_forward(0, hidden, pred, meta.write_index, meta, mtp_layer)
+            drafts = mtp_logits.argmax(-1)  # [1, 2]
+            new_token = torch.where(ok, pred[:, 1], pred[:, 0])
+            new_draft = torch.where(ok, drafts[:, 1], drafts[:, 0])
+            return (torch.cat((new_token, new_draft, start + 1 + ok.long())),)
+
+        return step
+
+    def _spec_step(self, ws: _Workspace, spec: torch.Tensor, need: int) -> torch.Tensor:
+        """One speculative step (verify two tokens, draft the next) as a single graph; returns the next state.
+
+        ``need`` bounds the cache slots the step touches (its length + 2); the generation budget keeps the true
+        value within the workspace even where the bound, taken before the length is known, exceeds it.
+        """
+        need = min(need, ws.cache.capacity)
+        if ws.graphs is not None:
+            kv_len = min(-(-need // self.graph_bucket) * self.graph_bucket, ws.cache.capacity)
+            try:
+                return ws.graphs.run(("spec", kv_len), self._spec_body(ws, kv_len), (spec,))[0]
+            except RuntimeError as exc:
+                log.warning("CUDA graph capture failed (%s); decoding without graphs", exc)
+                self._drop_graphs()
+        return self._spec_body(ws, need)(spec)[0]
+
+    def _drop_graphs(self) -> None:
+        self.use_graphs = False
+        for w in self._workspaces.values():
+            w.graphs = None
 
     # ------------------------------------------------------------------ public API
     def generate(
@@ -381,37 +459,37 @@ class Generator:
         meta_pos, meta = ws.mtp_cache.prepare(next_ids.shape[1])
         _, mtp_logits = model.mtp_forward(0, hidden, next_ids, meta_pos, meta, ws.mtp_cache.layers()[0])
         ws.mtp_cache.advance(next_ids.shape[1])
-        draft = mtp_logits[:, -1].argmax(-1)
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
+        # Decode state on the device: (last token, its draft successor, cached length of both caches).
+        spec = torch.stack((token[0], mtp_logits[0, -1].argmax(-1), torch.tensor(len(ids), device=model.device)))
+        first, draft, length = spec.tolist()
         t1 = time.perf_counter()
         state = _RowState(self, params)
-        state.push(int(token))
+        state.push(first)
         drafted = accepted = steps = 0
+        readback = _Readback(model.device)
+        ahead = self.overlap_steps
+        queued = None  # the next step's state, already queued on the GPU
         while not state.done:
-            # Verify [token, draft] in one main step: logits[0] is the true next token, logits[1] the one after.
-            main_logits, main_hidden = self._step(ws, "main", torch.stack((token, draft), dim=1))
-            pred = main_logits[0].argmax(-1)  # [2]
-            hidden2 = main_hidden.clone()
-            p1, p2, d = pred.tolist() + [int(draft)]
+            spec = queued if queued is not None else self._spec_step(ws, spec, length + 2)
+            readback.start(spec)
+            # Queue the step after this one unless this one surely finishes the text (it yields 1 or 2 tokens);
+            # its cache length is not known yet, so it attends over a window sized for the longest case.
+            queued = None
+            if ahead and len(state.tokens) + 1 < params.max_new_tokens:
+                queued = self._spec_step(ws, spec, length + 4)
+            token, new_draft, new_length = readback.finish()
             drafted += 1
             steps += 1
-            if p1 == d:
+            if new_length - length == 2:  # draft confirmed: it and the token after it are both final
                 accepted += 1
-                state.push(d)
+                state.push(draft)
                 if not state.done:
-                    state.push(p2)
-                token = pred[1:2]
-                mtp_ids, mtp_hidden = pred[None], hidden2
+                    state.push(token)
             else:
-                state.push(p1)
-                ws.cache.set_lengths([ws.cache.host_lengths[0] - 1])  # drop the rejected draft
-                token = pred[0:1]
-                mtp_ids, mtp_hidden = pred[None, :1], hidden2[:, :1]
-            if state.done:
-                break
-            mtp_logits, _ = self._step(ws, "mtp", mtp_ids, mtp_hidden)
-            draft = mtp_logits[:, -1].argmax(-1)
+                state.push(token)
+            draft, length = new_draft, new_length
+        ws.cache.set_lengths([length])
+        ws.mtp_cache.set_lengths([length])
         if model.device.type == "cuda":
             torch.cuda.synchronize()
         t2 = time.perf_counter()
@@ -502,6 +580,10 @@ class _EventStream:
     def __next__(self) -> StreamEvent:
         return next(self._it)
 
+    def _decode_step(self, ws: _Workspace, token: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        logits, _ = self.gen._step(ws, "main", token[:, None])
+        return sample(logits[:, -1], self.params, generator)
+
     @torch.inference_mode()
     def _events(self) -> Iterator[StreamEvent]:
         gen, batch, params = self.gen, self.batch, self.params
@@ -521,16 +603,26 @@ class _EventStream:
         token = sample(logits, params, generator)
         t1 = time.perf_counter()
         steps = 0
+        readback = _Readback(model.device)
+        ahead = gen.overlap_steps
         while True:
-            for b, t in enumerate(token.tolist()):
+            readback.start(token)
+            # Queue the next step unless every row ends with this token by length; a row that stops on a stop
+            # token or string makes the queued step surplus (its cache slots are never read).
+            nxt = None
+            if ahead and any(not r.done and len(r.tokens) + 1 < params.max_new_tokens for r in rows):
+                nxt = self._decode_step(ws, token, generator)
+                steps += 1
+            for b, t in enumerate(readback.finish()):
                 text = rows[b].push(t)
                 if text is not None:
                     yield StreamEvent(b, t, text)
             if all(r.done for r in rows):
                 break
-            logits, _ = gen._step(ws, "main", token[:, None])
-            steps += 1
-            token = sample(logits[:, -1], params, generator)
+            if nxt is None:
+                nxt = self._decode_step(ws, token, generator)
+                steps += 1
+            token = nxt
         if model.device.type == "cuda":
             torch.cuda.synchronize()
         t2 = time.perf_counter()

@@ -50,6 +50,24 @@ def test_speculative_decoding_is_exactly_greedy(learned):
     )
 
 
+def test_overlapped_steps_give_the_same_tokens(learned):
+    """The GPU loop queues step k+1 before reading step k; the same loop, forced on here, changes no token."""
+    plain, ahead = Generator(learned), Generator(learned)
+    ahead.overlap_steps = True
+    prompts = [[3, 4, 5, 6], [9, 10, 11, 12, 13, 14]]
+    for n in (1, 2, 17):
+        expected = plain.generate(prompts, max_new_tokens=n, stop_token_ids=[])
+        got = ahead.generate(prompts, max_new_tokens=n, stop_token_ids=[])
+        assert got.tokens == expected.tokens and got.finish_reasons == expected.finish_reasons
+        for p, tokens in zip(prompts, expected.tokens, strict=True):
+            assert ahead.generate_speculative(p, max_new_tokens=n, stop_token_ids=[]).tokens == [tokens]
+    stop = expected.tokens[1][5]
+    cut = ahead.generate(prompts[1], max_new_tokens=17, stop_token_ids=[stop])
+    assert cut.tokens[0] == expected.tokens[1][: expected.tokens[1].index(stop)]
+    spec = ahead.generate_speculative(prompts[1], max_new_tokens=17, stop_token_ids=[stop])
+    assert spec.tokens == cut.tokens and spec.finish_reasons == ["stop_token"]
+
+
 def test_sampling_controls():
     logits = torch.tensor([[0.0, 3.0, 1.0, -2.0], [5.0, 0.0, 0.0, 4.9]])
     greedy = sample(logits, SamplingParams())
