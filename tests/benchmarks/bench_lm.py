@@ -437,8 +437,24 @@ def corpus_files(limit_bytes: int, seed: int) -> list[str]:
     return chosen
 
 
-def build_corpus(out_dir: str, limit_bytes: int, tok_sample_bytes: int, vocab: int, status_file: str) -> None:
+def split_cpus(reserve: int = 3) -> tuple[set[int], set[int]]:
+    """CPUs for the timing process and for the corpus side process (disjoint when the machine has enough).
+
+    Short prefills are bound by the host's kernel launches, for both implementations: a tokenizer running on
+    every core would slow whichever model happens to be timed while it runs, so it gets the other cores.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2 * reserve:
+        return set(cpus), set(cpus)
+    return set(cpus[:reserve]), set(cpus[reserve:])
+
+
+def build_corpus(
+    out_dir: str, limit_bytes: int, tok_sample_bytes: int, vocab: int, status_file: str, cpus: set[int] | None = None
+) -> None:
     """Side process: gather text files, train the BPE tokenizer, tokenize everything, write tokens + tokenizer."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)  # before the tokenizer starts its thread pool
     from safetensors.torch import save_file
 
     from lm.tokenizer import Tokenizer
@@ -594,15 +610,20 @@ def main() -> None:
     status = work / "corpus_status.json"
     status.unlink(missing_ok=True)
     corpus_proc = None
+    all_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    timing_cpus, corpus_cpus = split_cpus()
     if args.train_seconds > 0:
-        os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 3)))
+        os.environ.setdefault("RAYON_NUM_THREADS", str(max(1, len(corpus_cpus) - 1 if corpus_cpus else 1)))
         limit = 4_000_000 if smoke else 260_000_000
         sample = 1_000_000 if smoke else 16_000_000
         vocab = 512 if smoke else preset("small").vocab_size
         corpus_proc = mp.get_context("spawn").Process(
-            target=build_corpus, args=(str(work), limit, sample, vocab, str(status)), daemon=True
+            target=build_corpus, args=(str(work), limit, sample, vocab, str(status), corpus_cpus), daemon=True
         )
         corpus_proc.start()
+        if timing_cpus != corpus_cpus:
+            os.sched_setaffinity(0, timing_cpus)
+            bench.results["cpus"] = {"timing": len(timing_cpus), "corpus_side_process": len(corpus_cpus)}
 
     bench.results["env"] = env_info(device)
     cfg = bench_config(smoke)
@@ -660,6 +681,8 @@ def main() -> None:
     del hf, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    if all_cpus:
+        os.sched_setaffinity(0, all_cpus)  # training feeds the GPU from every core, as before
     if corpus_proc is not None:
         train_s = min(args.train_seconds, bench.left() - 75) if not smoke else 8.0
         bench.results["corpus_build_alive_at_train_start"] = corpus_proc.is_alive()
