@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pymupdf
@@ -164,9 +166,9 @@ def ui_url(tmp_path_factory: pytest.TempPathFactory):
     log.close()
 
 
-@pytest.fixture
-def browser_page(ui_url: str):
-    """A Playwright page in Debian's headless Chromium, opened on the UI; skips when either is missing."""
+@contextmanager
+def chromium_page(url: str, height: int = 1000) -> Iterator:
+    """A Playwright page in Debian's headless Chromium, opened on `url`; skips when either is missing."""
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium not installed (/usr/bin/chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -175,10 +177,30 @@ def browser_page(ui_url: str):
             executable_path=str(CHROMIUM),
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(ui_url)
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        page.goto(url)
         yield page
         browser.close()
+
+
+@pytest.fixture
+def browser_page(ui_url: str):
+    """The whole UI (`ohmlens serve`) in Chromium."""
+    with chromium_page(ui_url) as page:
+        yield page
+
+
+@contextmanager
+def serve_tab(title: str, build: Callable[[], object]) -> Iterator[str]:
+    """Serve one tab of the UI on a free local port in this process; yield its URL."""
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        with gr.Tab(title):
+            build()
+    demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo.local_url
+    demo.close()
 
 
 ARTIFACTS = REPO / "test-artifacts"  # screenshots from browser tests (ignored by git)

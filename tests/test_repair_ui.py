@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,10 +11,8 @@ import numpy as np
 import pytest
 
 from app.ui_repair import build_repair_tab, editor_inputs
+from tests.conftest import ARTIFACTS, chromium_page, serve_tab
 from vision.synth.damage import apply_damage
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 def _drawing() -> np.ndarray:
@@ -44,31 +41,16 @@ def test_painted_layers_become_the_mask() -> None:
 
 @pytest.fixture(scope="module")
 def repair_app() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with gr.Blocks() as demo:
-        with gr.Tab("Repair"):
-            build_repair_tab()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with serve_tab("Repair", build_repair_tab) as url:
+        yield url
 
 
 @pytest.mark.browser
 def test_upload_repair_and_download_in_the_browser(repair_app: str, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium not installed (/usr/bin/chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     damaged, _ = apply_damage(_drawing(), np.random.default_rng(5), kinds=["hole", "scribble"])
     src = tmp_path / "damaged.png"
     cv2.imwrite(str(src), damaged)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(repair_app)
+    with chromium_page(repair_app) as page:
         page.click("#repair-run")  # nothing uploaded yet: a clear message, no crash
         page.get_by_text("Upload a drawing first.").first.wait_for(timeout=30_000)
         page.locator("#repair-editor input[type=file]").set_input_files(str(src))
@@ -84,4 +66,3 @@ def test_upload_repair_and_download_in_the_browser(repair_app: str, tmp_path: Pa
         assert page.locator("#repair-mask img").count() == 1
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "repair_tab.png"), full_page=True)
-        browser.close()

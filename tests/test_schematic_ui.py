@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
-import gradio as gr
 import pytest
 
 from app.ui_schematic import build_schematic_tab, component_rows, summary_text
 from pipelines.document import Circuit, Component, Pin
+from tests.conftest import ARTIFACTS, chromium_page, serve_tab
 from vision.synth.render import render_sample
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 def test_rows_and_summary() -> None:
@@ -34,30 +30,15 @@ def test_rows_and_summary() -> None:
 
 @pytest.fixture(scope="module")
 def schematic_app() -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with gr.Blocks() as demo:
-        with gr.Tab("Schematic"):
-            build_schematic_tab()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with serve_tab("Schematic", build_schematic_tab) as url:
+        yield url
 
 
 @pytest.mark.browser
 def test_upload_read_and_download_in_the_browser(schematic_app: str, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium not installed (/usr/bin/chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     src = tmp_path / "amplifier.png"
     cv2.imwrite(str(src), render_sample(5005, {"paper": "white", "color": False}).image)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        page.goto(schematic_app)
+    with chromium_page(schematic_app, height=1200) as page:
         page.click("#schem-run")  # nothing uploaded yet: a clear message, no crash
         page.get_by_text("Upload a schematic first.").first.wait_for(timeout=30_000)
         page.locator("#schem-upload input[type=file]").set_input_files(str(src))
@@ -76,4 +57,3 @@ def test_upload_read_and_download_in_the_browser(schematic_app: str, tmp_path: P
         assert "schematic.cir" in hrefs and "schematic.net" in hrefs and "schematic.json" in hrefs
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "schematic_tab.png"), full_page=True)
-        browser.close()
