@@ -419,7 +419,9 @@ class OcrAhead:
         self._pdf = pdf
         image_only = [n for n in page_numbers if not pdf.get_page_fonts(n - 1) and pdf.get_page_images(n - 1)]
         self._todo = deque(image_only if shutil.which("tesseract") else [])
-        self._window = window or max(1, os.cpu_count() or 1)
+        # more jobs than cores: the last scanned pages then share the cores with the page pass instead of
+        # running alone after it (each waiting image is a ~2 MB grey page)
+        self._window = window or 2 * max(1, os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(self._window) if self._todo else None
         self._jobs: dict[int, Future] = {}
 
