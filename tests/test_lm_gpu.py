@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -32,7 +34,7 @@ def test_graph_decode_and_speculation_match_eager(cuda_model):
 
 
 @pytest.mark.parametrize("split_min_pairs", [16384, 0])  # decode/short-prompt path, long-prefill path
-def test_bf16_grouped_experts_match_loop(split_min_pairs):
+def test_bf16_grouped_experts_match_float32_reference(split_min_pairs):
     cfg = preset("debug")
     torch.manual_seed(0)
     experts = Experts(cfg).to("cuda", torch.bfloat16)
@@ -44,9 +46,14 @@ def test_bf16_grouped_experts_match_loop(split_min_pairs):
     idx = torch.randint(0, cfg.n_routed_experts, (256, cfg.num_experts_per_tok), device="cuda")
     w = torch.rand(256, cfg.num_experts_per_tok, device="cuda")
     with torch.inference_mode():
-        torch.testing.assert_close(
-            experts(x, w, idx).float(), experts.forward_loop(x, w, idx).float(), rtol=2e-2, atol=2e-2
-        )
+        got = experts(x, w, idx).float()
+        loop = experts.forward_loop(x, w, idx).float()
+        exact = copy.deepcopy(experts).float().forward_loop(x.float(), w, idx)  # same weights, float32 math
+    # bf16 keeps 8 significant bits, and the two dispatch paths round at different points than the bf16 loop
+    # does: each must stay within ~1% of the output scale of the exact result (a misrouted row is off by ~100%).
+    scale = exact.abs().max()
+    assert (loop - exact).abs().max() <= 1.5e-2 * scale
+    assert (got - exact).abs().max() <= 1.5e-2 * scale
 
 
 @pytest.mark.skipif(moe.triton is None, reason="needs Triton")
