@@ -241,7 +241,7 @@ class Experts(nn.Module):
         experts = torch.arange(self.n_experts, dtype=keys.dtype, device=x.device)
         offsets = torch.searchsorted(sorted_keys, experts, right=True, out_int32=True)  # cumulative group ends
         xs = x[order // k]  # [N*K, D] rows grouped by expert
-        if n * k < self.split_min_pairs or torch.is_grad_enabled():  # training keeps the path it was tuned on
+        if n * k < self.split_min_pairs or torch.is_grad_enabled():  # the fused kernel below has no backward
             h = grouped_mm(xs, w13.transpose(1, 2), offsets)  # [N*K, 2I]
             gate, up = h.split(self.inter, dim=-1)
             ys = grouped_mm(F.silu(gate) * up, w2.transpose(1, 2), offsets)  # [N*K, D]
