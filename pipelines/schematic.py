@@ -516,6 +516,43 @@ def _arm_label(lab: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> int:
     return int(np.bincount(vals).argmax()) if vals.size else 0
 
 
+def _lead_length(
+    ink: np.ndarray, box: tuple[float, float, float, float], side: str, pin: tuple[int, int], stroke: float
+) -> int:
+    """How far a two-terminal symbol's lead runs into its box from the pin's edge ("t", "b", "l", "r"):
+    steps along the lead's axis until the ink across it widens (plate, zigzag, circle, triangle) or
+    stops. 0 when the pin's axis holds no ink. A wire that turns beside the lead stays outside the
+    measured run, since the run is taken across the axis pixel only."""
+    H, W = ink.shape
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    horizontal_lead = side in ("l", "r")
+    length = (x1 - x0) if horizontal_lead else (y1 - y0)
+    start = {"t": y0, "b": y1, "l": x0, "r": x1}[side]
+    step = 1 if side in ("t", "l") else -1
+    axis = pin[1] if horizontal_lead else pin[0]
+    slack = int(math.ceil(stroke / 2)) + 1
+    wide = int(2.5 * stroke + 2)
+    skip = int(math.ceil(stroke)) + 2  # a wire that tees in at the pin widens the first rows
+    for t in range(0, max(0, length // 2)):
+        u = start + step * t
+        if not (0 <= u < (W if horizontal_lead else H)):
+            return t
+        line = ink[:, u] if horizontal_lead else ink[u, :]
+        lo, hi = max(0, axis - slack), min(len(line), axis + slack + 1)
+        hits = np.flatnonzero(line[lo:hi])
+        if not len(hits):
+            return t
+        c = lo + int(hits[np.abs(hits + lo - axis).argmin()])
+        a = b = c
+        while a - 1 >= 0 and line[a - 1] and c - a <= wide:
+            a -= 1
+        while b + 1 < len(line) and line[b + 1] and b - c <= wide:
+            b += 1
+        if b - a + 1 > wide and t > skip:
+            return t
+    return max(0, length // 2)
+
+
 def trace_nets(
     ink: np.ndarray,
     comp_boxes: list[tuple[float, float, float, float]],
@@ -572,11 +609,13 @@ def trace_nets(
                 ((abs(y - y0) / bh, "t"), (abs(y - y1) / bh, "b"), (abs(x - x0) / bw, "l"), (abs(x - x1) / bw, "r"))
             )[1]
             g = e + 2
+            # the lead's whole length: whatever lies beside a lead inside the box is wire, not symbol
+            d = max(band, _lead_length(ink, comp_boxes[ci], side, (xi, yi), stroke) - e)
             sl = {
-                "t": (slice(max(0, y0 - g), y0 + band), slice(max(0, x0 - g), x1 + g + 1)),
-                "b": (slice(max(0, y1 - band), y1 + g + 1), slice(max(0, x0 - g), x1 + g + 1)),
-                "l": (slice(max(0, y0 - g), y1 + g + 1), slice(max(0, x0 - g), x0 + band)),
-                "r": (slice(max(0, y0 - g), y1 + g + 1), slice(max(0, x1 - band), x1 + g + 1)),
+                "t": (slice(max(0, y0 - g), y0 + d), slice(max(0, x0 - g), x1 + g + 1)),
+                "b": (slice(max(0, y1 - d), y1 + g + 1), slice(max(0, x0 - g), x1 + g + 1)),
+                "l": (slice(max(0, y0 - g), y1 + g + 1), slice(max(0, x0 - g), x0 + d)),
+                "r": (slice(max(0, y0 - g), y1 + g + 1), slice(max(0, x1 - d), x1 + g + 1)),
             }[side]
         else:
             sl = (slice(max(0, yi - rp), yi + rp + 1), slice(max(0, xi - rp), xi + rp + 1))
@@ -882,6 +921,27 @@ def read_schematic(
     return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings)
 
 
+def _label_block_rank(ref: tuple[float, ...], other: tuple[float, ...]) -> float | None:
+    """How surely a text box continues the label block that starts with a reference's box: the next
+    line under it (rank 0..1), the line over it (1..2) or the text after it on its line (2..3), with
+    an edge or the centre aligned; None when the two are not one block."""
+    h = max(ref[3] - ref[1], other[3] - other[1], 1.0)
+
+    def near(gap: float) -> float | None:  # a line gap from -0.3 to 0.8 text heights, as 0..1
+        return (gap + 0.3 * h) / (1.1 * h) if -0.3 * h <= gap <= 0.8 * h else None
+
+    aligned = min(abs(ref[0] - other[0]), abs(ref[2] - other[2]), abs(ref[0] + ref[2] - other[0] - other[2]) / 2)
+    if aligned <= 0.3 * h:
+        for base, gap in ((0.0, other[1] - ref[3]), (1.0, ref[1] - other[3])):
+            if (r := near(gap)) is not None:
+                return base + r
+    same_line = abs((ref[1] + ref[3]) - (other[1] + other[3])) / 2 <= 0.3 * h
+    after = other[0] - ref[2]
+    if same_line and -0.1 * h <= after <= h:
+        return 2.0 + (after + 0.1 * h) / (1.1 * h)
+    return None
+
+
 def assemble_circuit(
     norm: np.ndarray,
     comps: list[Any],
@@ -958,18 +1018,38 @@ def assemble_circuit(
         for ci, d in enumerate(comps)
         if ti not in used and _box_gap(t.box, d.box) <= 1.2 * scale
     )
+    ref_text: dict[int, int] = {}
     for _dist, ti, ci in pairs:
-        if ti in used:
-            continue
         text = clean_text(reads[ti])
-        if not text:
+        ref = ref_prefix_types(text) if text else None
+        if ti in used or not ref:
             continue
         ctype = comps[ci].cls
-        ref = ref_prefix_types(text)
-        if ref and ctype in ref[1] and ci not in refs and ctype not in NET_SYMBOLS:
+        if ctype in ref[1] and ci not in refs and ctype not in NET_SYMBOLS:
             refs[ci] = ref[0]
+            ref_text[ci] = ti
             used.add(ti)
-        elif not ref and ci not in values and (ctype == "supply" or value_fits(ctype, text)):
+    # a value printed in one block with a part's reference belongs to that part, even where another
+    # part's symbol happens to sit closer to it
+    blocks = sorted(
+        (rank, ti, ci)
+        for ci, rti in ref_text.items()
+        for ti, t in enumerate(texts)
+        if ti not in used and (rank := _label_block_rank(texts[rti].box, t.box)) is not None
+    )
+    for _rank, ti, ci in blocks:
+        text = clean_text(reads[ti])
+        if ti in used or ci in values or not text or ref_prefix_types(text):
+            continue
+        if value_fits(comps[ci].cls, text):
+            values[ci] = text
+            used.add(ti)
+    for _dist, ti, ci in pairs:
+        text = clean_text(reads[ti])
+        if ti in used or not text or ref_prefix_types(text):
+            continue
+        ctype = comps[ci].cls
+        if ci not in values and (ctype == "supply" or value_fits(ctype, text)):
             values[ci] = text
             used.add(ti)
     for ci, d in enumerate(comps):

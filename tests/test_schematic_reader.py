@@ -13,6 +13,7 @@ import pytest
 from pipelines.document import Circuit, Component, Pin
 from pipelines.schematic import (
     SchematicInputError,
+    assemble_circuit,
     binarize,
     canonical_value,
     parse_source,
@@ -28,6 +29,7 @@ from pipelines.schematic import (
     truth_circuit,
     value_types,
 )
+from vision.detect import Detection
 from vision.synth.render import render_sample
 
 # Five little "parts" (boxes with two pins each) wired so that one vertical wire crosses a
@@ -82,6 +84,42 @@ def test_plain_crossing_does_not_connect_but_tee_does(pen: int) -> None:
 def test_junction_dot_joins_a_crossing(pen: int) -> None:
     net = _nets(dot=True, pen=pen)
     assert net[("R1", 1)] == net[("R3", 0)] == net[("R4", 1)] == net[("R2", 0)] == net[("R5", 0)]
+
+
+def test_wire_that_turns_beside_a_lead_inside_the_box_connects() -> None:
+    """A source drawn as a wide circle: the wire from its lower pin jogs up beside the lead, inside
+    the symbol's box, before it leaves (the rectifier drawings did this and lost the net)."""
+    img = np.full((200, 300), 255, np.uint8)
+    cv2.circle(img, (70, 90), 25, 0, 2)  # the source body, box (45, 40, 95, 140)
+    cv2.line(img, (70, 40), (70, 65), 0, 2)
+    cv2.line(img, (70, 115), (70, 140), 0, 2)
+    cv2.rectangle(img, (205, 110), (235, 146), 0, 2)  # a resistor body, box (200, 100, 240, 156)
+    cv2.line(img, (220, 100), (220, 110), 0, 2)
+    cv2.line(img, (220, 146), (220, 156), 0, 2)
+    cv2.line(img, (70, 140), (88, 140), 0, 2)  # the jog: right, up, then out of the box
+    cv2.line(img, (88, 140), (88, 128), 0, 2)
+    cv2.line(img, (88, 128), (180, 128), 0, 2)
+    cv2.line(img, (180, 128), (180, 175), 0, 2)
+    cv2.line(img, (180, 175), (220, 175), 0, 2)
+    cv2.line(img, (220, 175), (220, 156), 0, 2)
+    cv2.line(img, (70, 40), (70, 20), 0, 2)  # the upper pin runs to the resistor's upper pin
+    cv2.line(img, (70, 20), (220, 20), 0, 2)
+    cv2.line(img, (220, 20), (220, 100), 0, 2)
+    boxes = [(45, 40, 95, 140), (200, 100, 240, 156)]
+    pins = [(0, (70, 40)), (0, (70, 140)), (1, (220, 100)), (1, (220, 156))]
+    ids, _, _ = trace_nets(binarize(img), boxes, [], [], pins, comp_types=["vsource_ac", "resistor"])
+    assert ids[1] == ids[3] and ids[0] == ids[2] and ids[0] != ids[1]
+
+
+def test_value_goes_with_its_reference_block_not_the_nearest_symbol() -> None:
+    """R6's labels stand left of R6, so its value "3.3M" lies closer to R2's box than to R6's; the
+    value printed under "R6" still belongs to R6 (a drawing where the nearest box won)."""
+    norm = np.full((560, 560), 255, np.uint8)
+    comps = [Detection("resistor", 0.9, (308, 401, 339, 489)), Detection("resistor", 0.9, (437, 421, 468, 507))]
+    boxes = [(265, 423, 300, 441), (221, 450, 300, 468), (394, 441, 429, 459), (342, 469, 429, 487)]
+    texts = [Detection("text", 0.9, b) for b in boxes]
+    c = assemble_circuit(norm, comps, texts, ["R2", "8.2k", "R6", "3.3M"], [], [])
+    assert {p.id: p.value for p in c.components} == {"R2": "8.2k", "R6": "3.3M"}
 
 
 @pytest.mark.parametrize(
