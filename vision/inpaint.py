@@ -116,7 +116,7 @@ class InpaintNet(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(c0, 16, 1), nn.PixelShuffle(4))
 
     def forward(
-        self, image: torch.Tensor, mask: torch.Tensor, sample: bool | None = None
+        self, image: torch.Tensor, mask: torch.Tensor, sample: bool | None = None, noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Predict the intact drawing.
 
@@ -124,6 +124,7 @@ class InpaintNet(nn.Module):
             image: damaged gray drawing.
             mask: 1 where damaged.
             sample: draw z from the posterior (default: in training mode) instead of taking its mean.
+            noise: the standard normal draw (shaped like the posterior's mean) that sampling uses; default a fresh one.
 
         Returns:
             The prediction in [0, 1], and the posterior's mean and log-variance.
@@ -134,7 +135,10 @@ class InpaintNet(nn.Module):
         e2 = self.enc2(e1)
         mu, logvar = self.to_stats(e2).chunk(2, 1)
         logvar = logvar.clamp(-10.0, 10.0)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if (self.training if sample is None else sample) else mu
+        z = mu
+        if self.training if sample is None else sample:
+            eps = torch.randn_like(mu) if noise is None else noise.to(mu)
+            z = mu + eps * torch.exp(0.5 * logvar)
         m = self.mid(self.from_z(z))
         d1 = self.dec1(e1 + upsample_like(self.lat1(m), e1))
         d0 = self.dec0(e0 + upsample_like(self.lat0(d1), e0))

@@ -10,6 +10,10 @@ schemdraw ladder generator for a second drawing style) into one compressed npz o
 random crops on the fly with `vision.synth.damage.apply_damage` (so no two batches repeat), trains both nets
 together, and writes a resumable checkpoint (safetensors) every `--save-every` seconds plus fp16 weights for shipping.
 Running `train` again with the same `--ckpt` resumes where it stopped.
+
+Under `torchrun --nproc_per_node N` the same `train` command trains with DDP (see `vision.distributed`): `--batch`
+stays the global batch, crop `k` of the run is made from seed (`--seed`, k) whichever process makes it, and losses,
+weights and checkpoints are those of one process, so a run resumes on any number of processes.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import cv2
@@ -29,10 +33,19 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, Dataset
 
 from vision.damage_net import DamageNet
-from vision.inpaint import InpaintNet, PatchDiscriminator, composite, kl_divergence
+from vision.distributed import (
+    DistContext,
+    DistributedSetupError,
+    Ratio,
+    ShardSampler,
+    default_workers,
+    local_ratio,
+    process_group,
+)
+from vision.inpaint import STRIDE, InpaintNet, PatchDiscriminator, composite, kl_divergence
 from vision.synth.damage import apply_damage
 
 CROP = 256
@@ -182,26 +195,26 @@ def make_example(drawing: np.ndarray, rng: np.random.Generator, size: int = CROP
     return damaged, mask, crop
 
 
-class DamagedCrops(IterableDataset):
-    """Endless damaged crops; each worker draws from its own seed stream."""
+class DamagedCrops(Dataset):
+    """An endless numbered stream of damaged crops: crop `k` is made from seed (seed, k) alone, so any worker of
+    any process makes the same crop `k`. Crops `per_drawing * j` to `per_drawing * (j + 1) - 1` share one drawing
+    (decoded once by the worker that makes them in a row)."""
 
     def __init__(self, pack_path: Path, seed: int, size: int = CROP, per_drawing: int = 4) -> None:
         self.pack_path, self.seed, self.size, self.per_drawing = pack_path, seed, size, per_drawing
+        self.drawings: Pack | None = None  # opened in the worker that first needs it
+        self.last: tuple[int, np.ndarray] | None = None
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        info = torch.utils.data.get_worker_info()
-        cv2.setNumThreads(1)  # workers already run in parallel; OpenCV's own pool would oversubscribe
-        rng = np.random.default_rng([self.seed, info.id if info else 0])
-        drawings = Pack(self.pack_path)
-        while True:
-            drawing = drawings[int(rng.integers(len(drawings)))]
-            for _ in range(self.per_drawing):
-                damaged, mask, intact = make_example(drawing, rng, self.size)
-                yield (
-                    torch.from_numpy(damaged)[None],
-                    torch.from_numpy(mask)[None],
-                    torch.from_numpy(intact)[None],
-                )
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.drawings is None:
+            cv2.setNumThreads(1)  # workers already run in parallel; OpenCV's own pool would oversubscribe
+            self.drawings = Pack(self.pack_path)
+        group = k // self.per_drawing
+        if self.last is None or self.last[0] != group:
+            pick = int(np.random.default_rng([self.seed, group, 0]).integers(len(self.drawings)))
+            self.last = (group, self.drawings[pick])
+        damaged, mask, intact = make_example(self.last[1], np.random.default_rng([self.seed, k, 1]), self.size)
+        return torch.from_numpy(damaged)[None], torch.from_numpy(mask)[None], torch.from_numpy(intact)[None]
 
 
 # ----------------------------------------------------------------------------------------------- losses
@@ -218,17 +231,21 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def generator_losses(
-    pred: torch.Tensor, intact: torch.Tensor, damaged: torch.Tensor, hole: torch.Tensor
+    pred: torch.Tensor, intact: torch.Tensor, damaged: torch.Tensor, hole: torch.Tensor, ratio: Ratio = local_ratio
 ) -> dict[str, torch.Tensor]:
-    """Reconstruction terms: L1 in the hole (ink pixels weighted up) and outside it, and an edge term."""
+    """Reconstruction terms: L1 in the hole (ink pixels weighted up) and outside it, and an edge term.
+
+    Args:
+        ratio: divides the hole and edge sums by their pixel counts (`DistContext.ratio` counts over all processes).
+    """
     ink = F.max_pool2d((intact < 0.6).float(), 3, 1, 1)  # strokes and a pixel around them
     weight = 1.0 + 4.0 * ink
     err = (pred - intact).abs()
     comp = composite(pred, damaged, hole)
     near = F.max_pool2d(hole, 5, 1, 2)
-    edge = ((sobel(comp) - sobel(intact)).abs().sum(1, keepdim=True) * near).sum() / near.sum().clamp(min=1)
+    edge = ratio(((sobel(comp) - sobel(intact)).abs().sum(1, keepdim=True) * near).sum(), near.sum(), 1.0)
     return {
-        "hole": (err * weight * hole).sum() / hole.sum().clamp(min=1),
+        "hole": ratio((err * weight * hole).sum(), hole.sum(), 1.0),
         "valid": (err * (1 - hole)).mean(),
         "edge": edge,
     }
@@ -254,10 +271,11 @@ def save_checkpoint(
     for file, tensors, md in (("models", models, {}), ("optim", optims, meta)):
         tmp = folder / f".{file}.safetensors.tmp"
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=md)
-        os.replace(tmp, folder / f"{file}.safetensors")
-    tmp = folder / ".state.json.tmp"
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, folder / "state.json")
+    (folder / ".state.json.tmp").write_text(json.dumps(state))
+    # The files replace their predecessors only once all three are written: a crash while writing leaves the
+    # previous set whole.
+    for name in ("models.safetensors", "optim.safetensors", "state.json"):
+        os.replace(folder / f".{name}.tmp", folder / name)
 
 
 def load_checkpoint(folder: Path, parts: dict[str, torch.nn.Module | torch.optim.Optimizer]) -> dict[str, object]:
@@ -282,68 +300,95 @@ def load_checkpoint(folder: Path, parts: dict[str, torch.nn.Module | torch.optim
 
 
 # --------------------------------------------------------------------------------------------- training
-def train(args: argparse.Namespace) -> None:
-    """Train both nets for `args.minutes` of wall time (or `args.steps`), resuming from `args.ckpt`."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def vae_noise(
+    seed: int, step: int, global_batch: int, shape: tuple[int, ...], rows: slice, device: torch.device
+) -> torch.Tensor:
+    """The inpainter's posterior noise for `rows` of a step's global batch: drawn for the whole batch from
+    (seed, step) on `device`, so it does not depend on how the batch is split over processes."""
+    gen = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+    return torch.randn((global_batch, *shape), generator=gen, device=device)[rows]
+
+
+def train(args: argparse.Namespace, ctx: DistContext | None = None) -> None:
+    """Train both nets for `args.minutes` of wall time (or `args.steps`), resuming from `args.ckpt`.
+
+    Args:
+        args: the `train` command's options.
+        ctx: the processes to train on (default: those torchrun describes, else this one alone).
+    """
+    with process_group(args.cpu) if ctx is None else nullcontext(ctx) as ctx:
+        _train(args, ctx)
+
+
+def _train(args: argparse.Namespace, ctx: DistContext) -> None:
+    local_batch = ctx.local_batch(args.batch)
+    device, fmt = ctx.device, ctx.memory_format
     torch.manual_seed(args.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    mask_net = DamageNet().to(device).to(memory_format=torch.channels_last)
-    gen = InpaintNet().to(device).to(memory_format=torch.channels_last)
-    disc = PatchDiscriminator().to(device).to(memory_format=torch.channels_last)
+    mask_net = ctx.sync_batchnorm(DamageNet()).to(device).to(memory_format=fmt)
+    gen = ctx.sync_batchnorm(InpaintNet()).to(device).to(memory_format=fmt)
+    disc = PatchDiscriminator().to(device).to(memory_format=fmt)
     opt_m = torch.optim.AdamW(mask_net.parameters(), lr=args.lr, weight_decay=1e-4)
     opt_g = torch.optim.AdamW(gen.parameters(), lr=args.lr, weight_decay=1e-4, betas=(0.5, 0.99))
     opt_d = torch.optim.AdamW(disc.parameters(), lr=args.lr * 0.5, weight_decay=0.0, betas=(0.5, 0.99))
     parts = {"mask_net": mask_net, "gen": gen, "disc": disc, "opt_m": opt_m, "opt_g": opt_g, "opt_d": opt_d}
     ckpt = Path(args.ckpt)
+    if ctx.is_main:
+        ckpt.mkdir(parents=True, exist_ok=True)
     state: dict[str, object] = {"step": 0, "seconds": 0.0}
     if (ckpt / "state.json").exists():
         state = load_checkpoint(ckpt, parts)
-        print(f"resumed at step {state['step']} ({float(state['seconds']):.0f} s trained)")
+        if ctx.is_main:
+            print(f"resumed at step {state['step']} ({float(state['seconds']):.0f} s trained)")
+    mask_ddp, gen_ddp, disc_ddp = ctx.wrap(mask_net), ctx.wrap(gen), ctx.wrap(disc)
     budget = args.minutes * 60.0
+    step, trained = int(state["step"]), float(state["seconds"])
     loader = DataLoader(
-        DamagedCrops(Path(args.data), args.seed + int(state["step"]), size=args.crop),
-        batch_size=args.batch,
+        DamagedCrops(Path(args.data), args.seed, size=args.crop),
+        batch_size=local_batch,
+        # Crops are numbered from the start of training: a resumed run continues the uninterrupted stream.
+        sampler=ShardSampler(args.batch, ctx.rank, ctx.world_size, start=step * args.batch),
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
         persistent_workers=args.workers > 0,
         prefetch_factor=4 if args.workers > 0 else None,
     )
+    rows = slice(ctx.rank * local_batch, (ctx.rank + 1) * local_batch)
+    latent_shape = (gen.latent, args.crop // STRIDE, args.crop // STRIDE)  # the posterior is at 1/16 resolution
     amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    step, trained = int(state["step"]), float(state["seconds"])
-    start, last_save, last_log = time.time(), time.time(), time.time()
+    start = time.time()
+    last_save = last_log = 0.0
     for damaged, mask, intact in loader:
-        progress = min(1.0, (trained + time.time() - start) / budget) if budget > 0 else step / max(1, args.steps)
+        elapsed = ctx.agree(time.time() - start)  # rank 0's clock: every rank schedules and stops alike
+        progress = min(1.0, (trained + elapsed) / budget) if budget > 0 else step / max(1, args.steps)
         if progress >= 1.0 or (args.steps and step >= args.steps):
             break
-        lr = args.lr * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
         for opt, scale in ((opt_m, 1.0), (opt_g, 1.0), (opt_d, 0.5)):
             for g in opt.param_groups:
                 g["lr"] = lr * scale
-        to = dict(device=device, non_blocking=True, memory_format=torch.channels_last)
+        to = dict(device=device, non_blocking=True, memory_format=fmt)
         damaged = damaged.to(**to).float() / 255.0
         mask = mask.to(**to).float() / 255.0
         intact = intact.to(**to).float() / 255.0
         # The inpainter sees a mask that may be a little larger than the truth, as a predicted one is.
         grow = int(np.random.default_rng(step).integers(0, 3))
         hole = F.max_pool2d(mask, 2 * grow + 1, 1, grow) if grow else mask
+        noise = vae_noise(args.seed, step, args.batch, latent_shape, rows, device)
         use_gan = progress >= args.gan_start
         with amp:
-            logits = mask_net(damaged)
+            logits = mask_ddp(damaged)
             loss_m = F.binary_cross_entropy_with_logits(logits.float(), mask) + dice_loss(logits.float(), mask)
-            pred, mu, logvar = gen(damaged, hole)
+            pred, mu, logvar = gen_ddp(damaged, hole, noise=noise)
             pred = pred.float()
-            parts_g = generator_losses(pred, intact, damaged, hole)
-            loss_g = (
-                6 * parts_g["hole"]
-                + parts_g["valid"]
-                + 2 * parts_g["edge"]
-                + args.kl * kl_divergence(mu.float(), logvar.float())
-            )
+            parts_g = generator_losses(pred, intact, damaged, hole, ctx.ratio)
+            kl = kl_divergence(mu.float(), logvar.float())
+            loss_g = 6 * parts_g["hole"] + parts_g["valid"] + 2 * parts_g["edge"] + args.kl * kl
             comp = composite(pred, damaged, hole)
-            if use_gan:
+            if use_gan:  # the critic itself, not its DDP wrapper: this pass only trains the generator
                 loss_adv = -disc(comp, hole).float().mean()
                 loss_g = loss_g + args.adv * loss_adv
         opt_m.zero_grad(set_to_none=True)
@@ -354,31 +399,39 @@ def train(args: argparse.Namespace) -> None:
         opt_g.step()
         if use_gan:
             with amp:
-                d_real = disc(intact, hole).float()
-                d_fake = disc(comp.detach(), hole).float()
+                d_real = disc_ddp(intact, hole).float()
+                d_fake = disc_ddp(comp.detach(), hole).float()
                 loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
         step += 1
-        now = time.time()
-        if now - last_log > args.log_every:
-            last_log = now
-            print(
-                f"step {step} t={trained + now - start:.0f}s lr={lr:.2e} mask={loss_m.item():.4f} "
-                f"hole={parts_g['hole'].item():.4f} valid={parts_g['valid'].item():.4f} "
-                f"edge={parts_g['edge'].item():.4f} kl={kl_divergence(mu.float(), logvar.float()).item():.3f}"
-                + (f" d={loss_d.item():.3f}" if use_gan else ""),
-                flush=True,
-            )
-        if now - last_save > args.save_every:
-            last_save = now
-            save_checkpoint(ckpt, {"step": step, "seconds": trained + now - start}, parts)
-    save_checkpoint(ckpt, {"step": step, "seconds": trained + time.time() - start}, parts)
-    weights = Path(args.weights)
-    mask_net.cpu().to(memory_format=torch.contiguous_format).save(weights / "damage_net.safetensors")
-    gen.cpu().to(memory_format=torch.contiguous_format).save(weights / "inpaint.safetensors")
-    print(f"done: {step} steps in {trained + time.time() - start:.0f} s; weights in {weights}")
+        if elapsed - last_log >= args.log_every:
+            last_log = elapsed
+            names = ["mask", "hole", "valid", "edge", "kl"] + (["d"] if use_gan else [])
+            values = [loss_m, parts_g["hole"], parts_g["valid"], parts_g["edge"], kl] + ([loss_d] if use_gan else [])
+            means = ctx.mean(torch.stack([v.detach().float() for v in values]))  # the global batch's losses
+            rec = {"step": step, "sec": round(trained + elapsed, 1), "lr": lr}
+            rec.update({n: float(v) for n, v in zip(names, means)})
+            if ctx.is_main:
+                print(
+                    f"step {step} t={rec['sec']:.0f}s lr={lr:.2e} "
+                    + " ".join(f"{n}={rec[n]:.4f}" for n in names if n != "kl")
+                    + f" kl={rec['kl']:.3f}",
+                    flush=True,
+                )
+                with (ckpt / "train_log.jsonl").open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(rec) + "\n")
+        if ctx.is_main and elapsed - last_save > args.save_every:
+            last_save = elapsed
+            save_checkpoint(ckpt, {"step": step, "seconds": trained + time.time() - start}, parts)
+    if ctx.is_main:
+        save_checkpoint(ckpt, {"step": step, "seconds": trained + time.time() - start}, parts)
+        weights = Path(args.weights)
+        mask_net.cpu().to(memory_format=torch.contiguous_format).save(weights / "damage_net.safetensors")
+        gen.cpu().to(memory_format=torch.contiguous_format).save(weights / "inpaint.safetensors")
+        print(f"done: {step} steps in {trained + time.time() - start:.0f} s; weights in {weights}")
+    ctx.barrier()  # no rank returns before the files are there
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -397,19 +450,24 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--steps", type=int, default=0)
     t.add_argument("--batch", type=int, default=64)
     t.add_argument("--crop", type=int, default=CROP, help="training crop side in pixels (a multiple of 32)")
-    t.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    t.add_argument("--workers", type=int, default=default_workers(1), help="DataLoader workers per process")
     t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     t.add_argument("--kl", type=float, default=1e-3)
     t.add_argument("--adv", type=float, default=0.02)
     t.add_argument("--gan-start", type=float, default=0.3, help="fraction of training before the GAN term")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--log-every", type=float, default=15.0)
     t.add_argument("--save-every", type=float, default=60.0)
+    t.add_argument("--cpu", action="store_true", help="train on CPUs (gloo between processes) even with GPUs")
     args = parser.parse_args(argv)
     if args.cmd == "pack":
         pack(args.out, args.count, args.first_seed)
-    else:
+        return
+    try:
         train(args)
+    except DistributedSetupError as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":
