@@ -6,6 +6,11 @@ samples come from a packed copy of `circuits-real` (see `pack_real`). Checkpoint
 
     python -m vision.train_detector pack-real --src ../shared/data/circuits-real --out .pack/real
     python -m vision.train_detector train --real .pack/real --out runs/det --minutes 6 --batch 32
+
+Under `torchrun --nproc_per_node N` the same command trains with DDP (see `vision.distributed`): `--batch` stays
+the global batch, and losses, weights and checkpoints are those of one process, so a run resumes on any number
+of processes. `--workers` counts DataLoader workers per process (default: the machine's cores shared among its
+processes, less one each).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,15 @@ import numpy as np
 import torch
 
 from vision.detect import STRIDE, DetectorConfig, SchematicDetector, normalize_paper, save_detector, to_gray
+from vision.distributed import (
+    DistContext,
+    DistributedSetupError,
+    Ratio,
+    ShardSampler,
+    default_workers,
+    local_ratio,
+    process_group,
+)
 from vision.synth import DETECT_CLASSES, PIN_ROLES, TYPE_PINS
 
 CLS_INDEX = {c: i for i, c in enumerate(DETECT_CLASSES)}
@@ -262,7 +277,7 @@ def _place(gray: np.ndarray, side: int, rng: np.random.Generator, fill: float) -
 
 
 class SynthDataset(torch.utils.data.Dataset):
-    """Rendered drawings, each clean, scanned or damaged; index i renders seed `base + i`.
+    """Rendered drawings, each clean, scanned or damaged; index i renders seed `base + i` (whichever process asks).
 
     Args:
         base: First seed.
@@ -366,7 +381,7 @@ class RealDataset(torch.utils.data.Dataset):
 
 
 class Mixed(torch.utils.data.Dataset):
-    """Interleave synthetic and real samples: every `period`-th item is real."""
+    """Interleave synthetic and real samples: every `period`-th item (counted from the start of training) is real."""
 
     def __init__(self, synth: SynthDataset, real: RealDataset | None, period: int = 6) -> None:
         self.synth, self.real, self.period = synth, real, period
@@ -383,19 +398,27 @@ class Mixed(torch.utils.data.Dataset):
 # -- loss -------------------------------------------------------------------------------------------
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """CenterNet's penalty-reduced focal loss, summed over weighted cells, per positive."""
+def focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, ratio: Ratio = local_ratio
+) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss, summed over weighted cells, per positive.
+
+    Args:
+        ratio: divides the sum by the number of positives (`DistContext.ratio` counts them over all processes).
+    """
     p = torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
     pos = (target >= 0.999).float()
     neg = 1.0 - pos
     lp = -torch.log(p) * (1 - p) ** 2 * pos
     ln = -torch.log(1 - p) * p**2 * (1 - target) ** 4 * neg
-    n = (pos * weight).sum().clamp(min=1.0)
-    return ((lp + ln) * weight).sum() / n
+    return ratio(((lp + ln) * weight).sum(), (pos * weight).sum(), 1.0)
 
 
-def giou_loss(pred_ltrb: torch.Tensor, target_box: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """GIoU loss of boxes predicted per cell (log side distances in cells) against target boxes (px)."""
+def giou_loss(
+    pred_ltrb: torch.Tensor, target_box: torch.Tensor, weight: torch.Tensor, ratio: Ratio = local_ratio
+) -> torch.Tensor:
+    """GIoU loss of boxes predicted per cell (log side distances in cells) against target boxes (px), per unit
+    of weight (`ratio` as in `focal_loss`)."""
     b, _, h, w = pred_ltrb.shape
     ys = (torch.arange(h, device=pred_ltrb.device, dtype=torch.float32) + 0.5) * STRIDE
     xs = (torch.arange(w, device=pred_ltrb.device, dtype=torch.float32) + 0.5) * STRIDE
@@ -412,23 +435,23 @@ def giou_loss(pred_ltrb: torch.Tensor, target_box: torch.Tensor, weight: torch.T
     ch = torch.maximum(py1, ty1) - torch.minimum(py0, ty0)
     carea = (cw * ch).clamp(min=1e-6)
     giou = iou - (carea - union) / carea
-    m = weight > 0
-    if not m.any():
-        return pred_ltrb.sum() * 0.0
-    return ((1 - giou) * weight)[m].sum() / weight.sum().clamp(min=1e-6)
+    m = weight > 0  # a batch without boxes still sums (to zero) so that every process takes part in `ratio`
+    return ratio(((1 - giou) * weight)[m].sum(), weight.sum(), 1e-6)
 
 
-def detector_loss(out: dict[str, torch.Tensor], t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Heatmap focal losses, box GIoU and pin offset L1."""
+def detector_loss(
+    out: dict[str, torch.Tensor], t: dict[str, torch.Tensor], ratio: Ratio = local_ratio
+) -> dict[str, torch.Tensor]:
+    """Heatmap focal losses, box GIoU and pin offset L1 (`ratio` as in `focal_loss`)."""
     nc = len(DETECT_CLASSES)
     valid = t["valid"][:, None]
     hw_c = valid * t["chan"][:, :nc, None, None]
     hw_r = valid * t["chan"][:, nc:, None, None]
-    l_heat = focal_loss(out["heat"], t["heat"], hw_c)
-    l_pin = focal_loss(out["pin"], t["pin_heat"], hw_r)
-    l_box = giou_loss(out["box"], t["box_t"], t["box_w"])
+    l_heat = focal_loss(out["heat"], t["heat"], hw_c, ratio)
+    l_pin = focal_loss(out["pin"], t["pin_heat"], hw_r, ratio)
+    l_box = giou_loss(out["box"], t["box_t"], t["box_w"], ratio)
     off = torch.sigmoid(out["pin_off"].float())
-    l_off = (torch.abs(off - t["pin_off"]).sum(1) * t["pin_w"]).sum() / t["pin_w"].sum().clamp(min=1.0)
+    l_off = ratio((torch.abs(off - t["pin_off"]).sum(1) * t["pin_w"]).sum(), t["pin_w"].sum(), 1.0)
     total = l_heat + l_pin + 2.0 * l_box + l_off
     return {"total": total, "heat": l_heat, "pin": l_pin, "box": l_box, "off": l_off}
 
@@ -469,14 +492,32 @@ def load_checkpoint(path: Path, model: SchematicDetector, opt: torch.optim.Optim
     return int(meta.get("step", 0))
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Run (or resume) training for a wall-clock budget; writes checkpoints and fp16 weights."""
+def _export(model: SchematicDetector, path: Path) -> None:
+    """`save_detector`, atomically: a crash mid-write leaves the previous weights in place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_detector(model, tmp)
+    os.replace(tmp, path)
+
+
+def train(args: argparse.Namespace, ctx: DistContext | None = None) -> dict[str, Any]:
+    """Run (or resume) training for a wall-clock budget; writes checkpoints and fp16 weights.
+
+    Args:
+        args: the `train` command's options.
+        ctx: the processes to train on (default: those torchrun describes, else this one alone).
+    """
+    with process_group(args.cpu) if ctx is None else nullcontext(ctx) as ctx:
+        return _train(args, ctx)
+
+
+def _train(args: argparse.Namespace, ctx: DistContext) -> dict[str, Any]:
+    local_batch = ctx.local_batch(args.batch)
     torch.manual_seed(args.seed)
-    dev = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    dev = ctx.device
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = DetectorConfig(backbone=args.backbone, head_channels=args.head_channels, input_side=args.infer_side)
-    model = SchematicDetector(cfg).to(dev).to(memory_format=torch.channels_last)
+    model = ctx.sync_batchnorm(SchematicDetector(cfg)).to(dev).to(memory_format=ctx.memory_format)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt = out / "checkpoint.safetensors"
     step = load_checkpoint(ckpt, model, opt) if ckpt.exists() else 0
@@ -484,13 +525,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         from safetensors.torch import load_file
 
         model.load_state_dict({k: v.float() for k, v in load_file(args.init).items()})
-    synth = SynthDataset(args.seed * 10_000_000 + step * args.batch, args.steps * args.batch, args.side)
-    real = RealDataset(Path(args.real), "train", args.side, args.seed + step) if args.real else None
-    data = Mixed(synth, real, args.real_period)
+    net = ctx.wrap(model)
+    # Samples are numbered from the start of training: a resumed run, on any number of processes, continues
+    # the stream an uninterrupted run would have read.
+    synth = SynthDataset(args.seed * 10_000_000, args.steps * args.batch, args.side)
+    real = RealDataset(Path(args.real), "train", args.side, args.seed) if args.real else None
     loader = torch.utils.data.DataLoader(
-        data,
-        batch_size=args.batch,
-        shuffle=False,
+        Mixed(synth, real, args.real_period),
+        batch_size=local_batch,
+        sampler=ShardSampler(args.batch, ctx.rank, ctx.world_size, step * args.batch, args.steps * args.batch),
         num_workers=args.workers,
         pin_memory=dev.type == "cuda",
         drop_last=True,
@@ -502,9 +545,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     log = []
     model.train()
     amp = dev.type == "cuda"
-    last_save = t0
+    last_save = 0.0
     for batch in loader:
-        elapsed = time.time() - t0
+        elapsed = ctx.agree(time.time() - t0)  # rank 0's clock, so that every rank stops at the same step
         if step >= args.steps or elapsed > budget:
             break
         frac = min(1.0, elapsed / budget) if args.time_schedule else step / args.steps
@@ -512,28 +555,40 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         for g in opt.param_groups:
             g["lr"] = lr
         t = {k: v.to(dev, non_blocking=True).float() for k, v in batch.items()}
-        x = t["image"].contiguous(memory_format=torch.channels_last)
+        x = t["image"].contiguous(memory_format=ctx.memory_format)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            o = model(x)
-        losses = detector_loss({k: v.float() for k, v in o.items()}, t)
+            o = net(x)
+        losses = detector_loss({k: v.float() for k, v in o.items()}, t, ctx.ratio)
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         step += 1
         if step % args.log_every == 0:
-            rec = {k: round(float(v), 4) for k, v in losses.items()}
-            rec.update(step=step, lr=round(lr, 6), sec=round(time.time() - t0, 1))
+            means = ctx.mean(torch.stack(list(losses.values())))  # the global batch's losses
+            rec: dict[str, float] = {k: round(float(v), 6) for k, v in zip(losses, means)}
+            rec.update(step=step, lr=round(lr, 8), sec=round(time.time() - t0, 1))
             log.append(rec)
-            print(json.dumps(rec), flush=True)
-        if time.time() - last_save > args.save_every:
+            if ctx.is_main:
+                print(json.dumps(rec), flush=True)
+                with (out / "train_log.jsonl").open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(rec) + "\n")
+        if ctx.is_main and elapsed - last_save > args.save_every:
             save_checkpoint(ckpt, model, opt, step)
-            save_detector(model, out / "detector.safetensors")
-            last_save = time.time()
-    save_checkpoint(ckpt, model, opt, step)
-    save_detector(model, out / "detector.safetensors")
-    summary = {"steps": step, "seconds": round(time.time() - t0, 1), "device": str(dev), "log": log[-5:]}
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+            _export(model, out / "detector.safetensors")
+            last_save = elapsed
+    summary = {
+        "steps": step,
+        "seconds": round(time.time() - t0, 1),
+        "device": str(dev),
+        "processes": ctx.world_size,
+        "log": log[-5:],
+    }
+    if ctx.is_main:
+        save_checkpoint(ckpt, model, opt, step)
+        _export(model, out / "detector.safetensors")
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    ctx.barrier()  # no rank returns before the files are there
     return summary
 
 
@@ -557,7 +612,7 @@ def main(argv: list[str] | None = None) -> None:
     tr.add_argument("--time-schedule", action="store_true", help="cosine over the time budget, not steps")
     tr.add_argument("--lr", type=float, default=3e-3)
     tr.add_argument("--warmup", type=int, default=100)
-    tr.add_argument("--workers", type=int, default=max(0, (os.cpu_count() or 2) - 1))
+    tr.add_argument("--workers", type=int, default=default_workers(0), help="DataLoader workers per process")
     tr.add_argument("--real-period", type=int, default=6)
     tr.add_argument("--seed", type=int, default=1)
     tr.add_argument("--log-every", type=int, default=20)
@@ -566,8 +621,14 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.cmd == "pack-real":
         print(json.dumps(pack_real(Path(args.src), Path(args.out))))
-    else:
-        print(json.dumps(train(args)))
+        return
+    try:
+        with process_group(args.cpu) as ctx:
+            summary = train(args, ctx)
+    except DistributedSetupError as exc:
+        ap.error(str(exc))
+    if ctx.is_main:
+        print(json.dumps(summary))
 
 
 if __name__ == "__main__":
