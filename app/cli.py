@@ -114,6 +114,9 @@ def batch(
     password: Annotated[str | None, typer.Option(help="Password for encrypted PDFs.")] = None,
     engine: Annotated[str, typer.Option(help="local (process pool) or ray (a Ray cluster).")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster to join (host:port or auto).")] = None,
+    circuits: Annotated[
+        bool, typer.Option(help="Read each schematic figure into components and nets (about 1 s per drawing).")
+    ] = False,
 ) -> None:
     """Parse every PDF in a folder with a progress bar; a bad file is reported and skipped.
 
@@ -161,6 +164,7 @@ def batch(
                 on_result=on_result,
                 engine=engine,
                 address=address,
+                circuits=circuits,
             )
     except BatchError as exc:
         _fail(str(exc), 2)

@@ -68,11 +68,13 @@ def _process(
     formats: tuple[str, ...],
     password: str | None,
     parse: Callable[..., Document] | None = None,
+    circuits: bool = False,
 ) -> FileResult:
     """Worker: parse one PDF and write its outputs. Never raises: failures come back as results.
 
     Args:
         parse: replaces `parse_pdf` (same contract); the Ray engine passes one that splits long documents.
+        circuits: read schematic blocks into circuits (`parse_pdf`'s option).
     """
     from pipelines.ingest import PdfError, parse_pdf
 
@@ -80,7 +82,10 @@ def _process(
     stem = output_stem(Path(rel))
     try:
         doc = (parse or parse_pdf)(
-            path, password=password, crops_dir=Path(out_dir) / stem.parent / f"{stem.name}_files"
+            path,
+            password=password,
+            crops_dir=Path(out_dir) / stem.parent / f"{stem.name}_files",
+            circuits=circuits,
         )
         outputs = write_outputs(doc, Path(out_dir), stem, formats)
         return FileResult(
@@ -155,6 +160,7 @@ def run_batch(
     on_result: Callable[[FileResult], None] | None = None,
     engine: str = "local",
     address: str | None = None,
+    circuits: bool = False,
 ) -> list[FileResult]:
     """Process every PDF under `in_dir` into `out_dir`.
 
@@ -167,6 +173,7 @@ def run_batch(
         engine: "local" (a process pool) or "ray" (Ray tasks; see `pipelines.batch_ray`).
         address: the Ray cluster to join (`host:port` or `auto`); without it the Ray engine starts a local
             Ray instance with `workers` CPUs.
+        circuits: read every schematic figure into a circuit (about a second per drawing).
 
     Raises:
         BatchError: no inputs, bad options, or the Ray engine without ray installed.
@@ -199,9 +206,9 @@ def run_batch(
     if on_start:
         on_start(len(todo), len(results))
     if engine == "ray":
-        stream = batch_ray.execute(todo, in_dir, out_dir, formats, workers, password, address)
+        stream = batch_ray.execute(todo, in_dir, out_dir, formats, workers, password, address, circuits)
     else:
-        stream = _execute(todo, in_dir, out_dir, formats, workers, password)
+        stream = _execute(todo, in_dir, out_dir, formats, workers, password, circuits)
     for result in stream:
         st = (in_dir / result.file).stat()
         _append_manifest(out_dir, result, st.st_size, st.st_mtime)
@@ -214,9 +221,15 @@ def run_batch(
 
 
 def _execute(
-    todo: list[Path], in_dir: Path, out_dir: Path, formats: tuple[str, ...], workers: int, password: str | None
+    todo: list[Path],
+    in_dir: Path,
+    out_dir: Path,
+    formats: tuple[str, ...],
+    workers: int,
+    password: str | None,
+    circuits: bool = False,
 ) -> Iterator[FileResult]:
-    args = [(str(in_dir / rel), str(out_dir), str(rel), formats, password) for rel in todo]
+    args = [(str(in_dir / rel), str(out_dir), str(rel), formats, password, None, circuits) for rel in todo]
     if workers == 1:
         for a in args:
             yield _process(*a)

@@ -77,14 +77,16 @@ def _scratch_copy(data: bytes, name: str, folder: Path) -> Path:
     return path
 
 
-def parse_part(data: bytes, name: str, pages: list[int], doc_id: str, password: str | None) -> _Part:
+def parse_part(
+    data: bytes, name: str, pages: list[int], doc_id: str, password: str | None, circuits: bool = False
+) -> _Part:
     """Page pass over `pages` of one PDF (the loop of `parse_pdf`), keeping what the layout stages need."""
     from pipelines.ingest import ParseOptions, open_pdf, parse_page
 
     with tempfile.TemporaryDirectory(prefix="ohmlens-part-") as tmp:
         path = _scratch_copy(data, name, Path(tmp))
         crops_dir = Path(tmp) / "crops"
-        options = ParseOptions(pages=pages, password=password, crops_dir=crops_dir)
+        options = ParseOptions(pages=pages, password=password, crops_dir=crops_dir, circuits=circuits)
         styles: dict[int, Any] = {}
         part = _Part([], {}, [], [])
         pdf = open_pdf(path, password)
@@ -150,7 +152,13 @@ def _page_count(path: Path, password: str | None) -> int:
 
 
 def _parse_split(
-    data_ref: Any, ranges: list[list[int]], path: str | Path, *, password: str | None, crops_dir: Path | None
+    data_ref: Any,
+    ranges: list[list[int]],
+    path: str | Path,
+    *,
+    password: str | None,
+    crops_dir: Path | None,
+    circuits: bool = False,
 ) -> Document:
     """`parse_pdf`'s contract, with the page pass spread over Ray tasks (one per page range)."""
     from pipelines.ingest import file_sha256
@@ -158,12 +166,18 @@ def _parse_split(
     ray = require_ray()
     path = Path(path)
     doc_id = file_sha256(path)
-    refs = [_remote(parse_part).remote(data_ref, path.name, pages, doc_id, password) for pages in ranges]
+    refs = [_remote(parse_part).remote(data_ref, path.name, pages, doc_id, password, circuits) for pages in ranges]
     return merge_parts(path, ray.get(refs), password, crops_dir)
 
 
 def process_document(
-    boxed_ref: list[Any], rel: str, source: str, formats: tuple[str, ...], password: str | None, part_pages: int
+    boxed_ref: list[Any],
+    rel: str,
+    source: str,
+    formats: tuple[str, ...],
+    password: str | None,
+    part_pages: int,
+    circuits: bool = False,
 ) -> _Outcome:
     """Ray task: parse one document (split by page ranges when long) and return its outputs. Never raises.
 
@@ -181,7 +195,7 @@ def process_document(
         out = Path(tmp) / "out"
         ranges = page_ranges(_page_count(path, password), part_pages)
         parse = partial(_parse_split, data_ref, ranges) if len(ranges) > 1 else None
-        result = _process(str(path), str(out), rel, formats, password, parse=parse)
+        result = _process(str(path), str(out), rel, formats, password, parse=parse, circuits=circuits)
         result.error = result.error.replace(str(path), source)
         # Crops first, documents last: a document on disk means its crops are there too.
         files = sorted(
@@ -222,6 +236,7 @@ def execute(
     workers: int,
     password: str | None,
     address: str | None = None,
+    circuits: bool = False,
 ) -> Iterator[FileResult]:
     """Run the documents as Ray tasks; yield results in completion order after writing their outputs.
 
@@ -249,7 +264,8 @@ def execute(
                 except OSError as exc:
                     yield FileResult(str(rel), "failed", time.perf_counter() - start, error=f"{rel}: {exc.strerror}")
                     continue
-                pending[task.remote([data_ref], str(rel), str(in_dir / rel), formats, password, PART_PAGES)] = str(rel)
+                args = ([data_ref], str(rel), str(in_dir / rel), formats, password, PART_PAGES, circuits)
+                pending[task.remote(*args)] = str(rel)
             if not pending:
                 continue
             ready, _ = ray.wait(list(pending), num_returns=1)

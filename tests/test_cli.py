@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pymupdf
 from typer.testing import CliRunner
 
 from app.cli import app
@@ -67,3 +68,25 @@ def test_batch_exit_code_1_when_a_file_fails(tmp_path: Path, text_pdf: Path) -> 
     res = runner.invoke(app, ["batch", str(src), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1
     assert "1 files failed" in res.output and (tmp_path / "o" / "good.json").exists()
+
+
+def test_batch_and_parse_read_circuits_when_asked(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    with pymupdf.open(Path(__file__).resolve().parents[1] / "samples" / "datasheet-small.pdf") as sample:
+        first = pymupdf.open()
+        first.insert_pdf(sample, to_page=0)  # page 1 holds a typical application schematic
+        first.save(src / "page1.pdf")
+    res = runner.invoke(
+        app, ["--workspace", str(tmp_path / "ws"), "batch", str(src), "--out", str(tmp_path / "o"), "--circuits"]
+    )
+    assert res.exit_code == 0, res.output
+    blocks = json.loads((tmp_path / "o" / "page1.json").read_text())["blocks"]
+    (schematic,) = [b for b in blocks if b["kind"] == "schematic"]
+    assert len(schematic["circuit"]["components"]) >= 5
+    res = runner.invoke(
+        app, ["--workspace", str(tmp_path / "ws"), "parse", str(src / "page1.pdf"), "--out", str(tmp_path / "p")]
+    )
+    assert "circuits" not in res.output  # off unless asked
+    blocks = json.loads((tmp_path / "p" / "page1.json").read_text())["blocks"]
+    assert all(b["circuit"] is None for b in blocks)
