@@ -230,13 +230,37 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - (2 * inter + 1) / (p.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1)).mean()
 
 
+def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Lovász hinge (Berman et al., 2018): a convex surrogate of 1 − IoU of the mask `logits > 0`, per image, mean
+    over the batch. Unlike Dice it weighs every pixel by how much flipping it would change the IoU.
+
+    Args:
+        logits: (N, 1, H, W) raw scores.
+        target: (N, 1, H, W) in {0, 1}.
+    """
+    logits, target = logits.flatten(1), target.flatten(1)
+    errors = 1.0 - logits * (2.0 * target - 1.0)
+    errors_sorted, order = torch.sort(errors, dim=1, descending=True)
+    gt = torch.gather(target, 1, order)
+    # The IoU loss after the k most wrong pixels, and its increments: the gradient of the Lovász extension.
+    total = gt.sum(1, keepdim=True)
+    jaccard = 1.0 - (total - gt.cumsum(1)) / (total + (1.0 - gt).cumsum(1))
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)
+    return (F.relu(errors_sorted) * grad).sum(1).mean()
+
+
 def generator_losses(
     pred: torch.Tensor, intact: torch.Tensor, damaged: torch.Tensor, hole: torch.Tensor, ratio: Ratio = local_ratio
 ) -> dict[str, torch.Tensor]:
-    """Reconstruction terms: L1 in the hole (ink pixels weighted up) and outside it, and an edge term.
+    """Reconstruction terms: L1 in the hole (ink pixels weighted up) and outside it, an edge term, and an ink term.
+
+    The ink term is a binary cross-entropy in the hole between "the prediction is ink" (darker than 55 % of the
+    crop's paper level, softened over ±5 % of full scale) and the intact drawing's ink, the pixel classes that the
+    ink F-measure counts. L1 alone leaves strokes the net is unsure of as light gray, which counts as paper.
 
     Args:
-        ratio: divides the hole and edge sums by their pixel counts (`DistContext.ratio` counts over all processes).
+        ratio: divides the hole, edge and ink sums by their pixel counts (`DistContext.ratio` counts over all
+            processes).
     """
     ink = F.max_pool2d((intact < 0.6).float(), 3, 1, 1)  # strokes and a pixel around them
     weight = 1.0 + 4.0 * ink
@@ -244,10 +268,13 @@ def generator_losses(
     comp = composite(pred, damaged, hole)
     near = F.max_pool2d(hole, 5, 1, 2)
     edge = ratio(((sobel(comp) - sobel(intact)).abs().sum(1, keepdim=True) * near).sum(), near.sum(), 1.0)
+    level = 0.55 * torch.quantile(intact.flatten(1), 0.9, dim=1)[:, None, None, None]
+    ink_bce = F.binary_cross_entropy_with_logits((level - pred) / 0.05, (intact < level).float(), reduction="none")
     return {
         "hole": ratio((err * weight * hole).sum(), hole.sum(), 1.0),
         "valid": (err * (1 - hole)).mean(),
         "edge": edge,
+        "ink": ratio((ink_bce * hole).sum(), hole.sum(), 1.0),
     }
 
 
@@ -278,10 +305,18 @@ def save_checkpoint(
         os.replace(folder / f".{name}.tmp", folder / name)
 
 
-def load_checkpoint(folder: Path, parts: dict[str, torch.nn.Module | torch.optim.Optimizer]) -> dict[str, object]:
-    """Restore what `save_checkpoint` wrote into the given modules and optimizers; returns the counters."""
+def load_weights(folder: Path, modules: dict[str, torch.nn.Module]) -> None:
+    """Load the given modules' weights from a checkpoint folder's models.safetensors (no optimizer state)."""
     with safe_open(str(folder / "models.safetensors"), framework="pt") as f:
         models = {k: f.get_tensor(k) for k in f.keys()}
+    for name, module in modules.items():
+        prefix = name + "."
+        module.load_state_dict({k[len(prefix) :]: v for k, v in models.items() if k.startswith(prefix)})
+
+
+def load_checkpoint(folder: Path, parts: dict[str, torch.nn.Module | torch.optim.Optimizer]) -> dict[str, object]:
+    """Restore what `save_checkpoint` wrote into the given modules and optimizers; returns the counters."""
+    load_weights(folder, {n: p for n, p in parts.items() if isinstance(p, torch.nn.Module)})
     with safe_open(str(folder / "optim.safetensors"), framework="pt") as f:
         optims = {k: f.get_tensor(k) for k in f.keys()}
         meta = f.metadata() or {}
@@ -293,9 +328,6 @@ def load_checkpoint(folder: Path, parts: dict[str, torch.nn.Module | torch.optim
                 if owner == name:
                     state.setdefault(int(idx), {})[k] = value
             part.load_state_dict({"state": state, "param_groups": json.loads(meta[name])})
-        else:
-            prefix = name + "."
-            part.load_state_dict({k[len(prefix) :]: v for k, v in models.items() if k.startswith(prefix)})
     return json.loads((folder / "state.json").read_text())
 
 
@@ -343,6 +375,11 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
         state = load_checkpoint(ckpt, parts)
         if ctx.is_main:
             print(f"resumed at step {state['step']} ({float(state['seconds']):.0f} s trained)")
+    elif args.init:
+        # A warm start: earlier weights, fresh optimizers and a schedule of its own.
+        load_weights(Path(args.init), {"mask_net": mask_net, "gen": gen, "disc": disc})
+        if ctx.is_main:
+            print(f"weights from {args.init}")
     mask_ddp, gen_ddp, disc_ddp = ctx.wrap(mask_net), ctx.wrap(gen), ctx.wrap(disc)
     budget = args.minutes * 60.0
     step, trained = int(state["step"]), float(state["seconds"])
@@ -382,11 +419,14 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
         with amp:
             logits = mask_ddp(damaged)
             loss_m = F.binary_cross_entropy_with_logits(logits.float(), mask) + dice_loss(logits.float(), mask)
+            if args.lovasz:
+                loss_m = loss_m + args.lovasz * lovasz_hinge(logits.float(), mask)
             pred, mu, logvar = gen_ddp(damaged, hole, noise=noise)
             pred = pred.float()
             parts_g = generator_losses(pred, intact, damaged, hole, ctx.ratio)
             kl = kl_divergence(mu.float(), logvar.float())
-            loss_g = 6 * parts_g["hole"] + parts_g["valid"] + 2 * parts_g["edge"] + args.kl * kl
+            loss_g = 6 * parts_g["hole"] + parts_g["valid"] + 2 * parts_g["edge"] + args.ink * parts_g["ink"]
+            loss_g = loss_g + args.kl * kl
             comp = composite(pred, damaged, hole)
             if use_gan:  # the critic itself, not its DDP wrapper: this pass only trains the generator
                 loss_adv = -disc(comp, hole).float().mean()
@@ -408,8 +448,8 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
         step += 1
         if elapsed - last_log >= args.log_every:
             last_log = elapsed
-            names = ["mask", "hole", "valid", "edge", "kl"] + (["d"] if use_gan else [])
-            values = [loss_m, parts_g["hole"], parts_g["valid"], parts_g["edge"], kl] + ([loss_d] if use_gan else [])
+            names = ["mask", "hole", "valid", "edge", "ink", "kl"] + (["d"] if use_gan else [])
+            values = [loss_m, *(parts_g[n] for n in names[1:5]), kl] + ([loss_d] if use_gan else [])
             means = ctx.mean(torch.stack([v.detach().float() for v in values]))  # the global batch's losses
             rec = {"step": step, "sec": round(trained + elapsed, 1), "lr": lr}
             rec.update({n: float(v) for n, v in zip(names, means)})
@@ -445,6 +485,7 @@ def main(argv: list[str] | None = None) -> None:
     t = sub.add_parser("train", help="train the damage-mask net and the inpainter")
     t.add_argument("--data", required=True)
     t.add_argument("--ckpt", default="runs/repair")
+    t.add_argument("--init", help="checkpoint folder to take starting weights from (ignored when --ckpt resumes)")
     t.add_argument("--weights", default=str(Path(__file__).resolve().parent / "weights"))
     t.add_argument("--minutes", type=float, default=3.5, help="wall-time budget (0: use --steps)")
     t.add_argument("--steps", type=int, default=0)
@@ -454,6 +495,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     t.add_argument("--kl", type=float, default=1e-3)
+    t.add_argument("--lovasz", type=float, default=0.5, help="weight of the Lovász hinge (IoU) term of the mask net")
+    t.add_argument("--ink", type=float, default=1.0, help="weight of the inpainter's ink cross-entropy in the hole")
     t.add_argument("--adv", type=float, default=0.02)
     t.add_argument("--gan-start", type=float, default=0.3, help="fraction of training before the GAN term")
     t.add_argument("--seed", type=int, default=0)
