@@ -33,6 +33,7 @@ COMPONENT_THRESHOLD = 0.35
 TEXT_THRESHOLD = 0.3
 JUNCTION_THRESHOLD = 0.35
 PIN_THRESHOLD = 0.25
+DOT_RATIO = 1.9  # a junction dot seen in the ink reaches this many stroke half-widths from the paper
 
 
 class SchematicInputError(ValueError):
@@ -403,9 +404,11 @@ def dot_junctions(ink: np.ndarray, segs: list[Segment], stroke: float) -> list[t
     """Filled round blobs on two or more wires, clearly fatter than those wires: junction dots.
 
     Measured on the distance transform: where two strokes of half-width d cross, the ink around the
-    centre reaches about 1.41 d from the paper; a dot reaches its radius, which drawings make at
-    least about twice the half-width. A blob counts when it reaches 1.65 times the half-width of
-    the fattest stroke through it (measured along those strokes, so thin and bold pens both work).
+    centre reaches about 1.41 d from the paper (up to 1.8 d once a scan's blur fills the corners);
+    a dot reaches its radius, which drawings make about twice the half-width or more. A blob counts
+    when it reaches `DOT_RATIO` times the half-width of the fattest stroke through it (measured
+    along those strokes, so thin and bold pens both work). The detector finds dots too; this is the
+    second opinion for the ones it misses, so it errs towards leaving a crossing uncut.
     """
     dist = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 5)
     r = max(1, int(round(0.6 * stroke)))
@@ -426,7 +429,7 @@ def dot_junctions(ink: np.ndarray, segs: list[Segment], stroke: float) -> list[t
         for k in near:
             if k not in widths:
                 widths[k] = _half_width(dist, segs[k])
-        if float(sub.max()) >= 1.65 * max(widths[k] for k in near):
+        if float(sub.max()) >= DOT_RATIO * max(widths[k] for k in near):
             out.append((cx, cy))
     return out
 

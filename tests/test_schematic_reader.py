@@ -60,8 +60,10 @@ def _wiring(dot: bool, pen: int = 3) -> np.ndarray:
     return img
 
 
-def _nets(dot: bool, pen: int = 3) -> dict[tuple[str, int], int]:
+def _nets(dot: bool, pen: int = 3, blur: float = 0.0) -> dict[tuple[str, int], int]:
     img = _wiring(dot, pen)
+    if blur:
+        img = cv2.GaussianBlur(img, (0, 0), blur)
     names = list(BOXES)
     pins = [(i, xy) for i, n in enumerate(names) for xy in BOXES[n][1]]
     ids, segs, _ = trace_nets(binarize(img), [BOXES[n][0] for n in names], [], [], pins)
@@ -84,6 +86,15 @@ def test_plain_crossing_does_not_connect_but_tee_does(pen: int) -> None:
 def test_junction_dot_joins_a_crossing(pen: int) -> None:
     net = _nets(dot=True, pen=pen)
     assert net[("R1", 1)] == net[("R3", 0)] == net[("R4", 1)] == net[("R2", 0)] == net[("R5", 0)]
+
+
+@pytest.mark.parametrize("pen", [2, 3])
+def test_scan_blur_neither_makes_nor_hides_a_dot(pen: int) -> None:
+    # blur fills a crossing's inner corners (its ink then reaches 1.7-1.8 half-widths, as in the
+    # scanned drawings that merged nets); a dot still reaches about 2.1
+    plain, dotted = _nets(dot=False, pen=pen, blur=1.0), _nets(dot=True, pen=pen, blur=1.0)
+    assert plain[("R1", 1)] != plain[("R4", 1)] and plain[("R4", 1)] == plain[("R2", 0)]
+    assert dotted[("R1", 1)] == dotted[("R4", 1)] == dotted[("R2", 0)]
 
 
 def test_wire_that_turns_beside_a_lead_inside_the_box_connects() -> None:
