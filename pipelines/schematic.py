@@ -178,6 +178,9 @@ def ocr_crops(engine: Any, crops: list[np.ndarray]) -> list[tuple[str, float]]:
 
 _SI = {"p": 1e-12, "n": 1e-9, "u": 1e-6, "µ": 1e-6, "μ": 1e-6, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 _REF_RE = re.compile(r"^(#?[A-Z]{1,3})(\d{1,3})$")
+_QUANTITY_RE = re.compile(
+    r"^(\d+(?:[.,]\d+)?|\d+[pnuµmkKMGR]\d+)([pnuµmkKMG]?)(Ω|ohms?|R|F|H|Hz|A|V|Vpp|VAC|VDC|f|h)?$"
+)  # a number, an SI prefix and a unit: a part's value
 
 
 def clean_text(text: str) -> str:
@@ -251,9 +254,9 @@ def value_types(text: str) -> set[str]:
         return {"transformer"}
     if re.match(r"^\d+V\d+$", t):  # zener RKM: 5V1
         return {"zener"}
-    m = re.match(r"^(\d+(?:[.,]\d+)?|\d+[pnuµmkKMGR]\d+)([pnuµmkKMG]?)(Ω|ohms?|R|F|H|Hz|A|V|Vpp|VAC|VDC)?$", t)
+    m = _QUANTITY_RE.match(t)
     if m:
-        prefix, unit = m.group(2), m.group(3) or ""
+        prefix, unit = m.group(2), (m.group(3) or "").replace("f", "F").replace("h", "H")
         if re.match(r"^\d+[pnuµmkKMGR]\d+$", m.group(1)):
             prefix = re.sub(r"[\d]", "", m.group(1))
         if unit in ("Ω", "ohm", "ohms") or prefix == "R":
@@ -284,6 +287,51 @@ def value_types(text: str) -> set[str]:
 def value_fits(ctype: str, text: str) -> bool:
     """Whether a text could be the value of a part of this type."""
     return ctype in value_types(text)
+
+
+_DIGIT_LOOKALIKES = str.maketrans({"O": "0", "o": "0", "S": "5", "s": "5", "I": "1", "l": "1", "|": "1", "B": "8"})
+_QUANTITY_TAIL = re.compile(r"^[pnuµmkKMG]?(Ω|F|H|V|A|Hz)?$")
+
+
+def repair_read(text: str) -> str:
+    """A label as OCR read it, with the usual slips undone where that turns it into a reference, a
+    quantity or a standard part number: 'Rl' -> 'R1', 'SV' -> '5V', '2.7yF' -> '2.7µF',
+    '180Q' -> '180Ω', 'IN4148' -> '1N4148'. Other texts come back only tidied."""
+    t = clean_text(text)
+    if not t or ref_prefix_types(t) or _QUANTITY_RE.match(t):
+        return t
+    m = re.match(r"^([A-Z]{1,3})([0-9Il|\]]{1,3})$", t)
+    if m and ref_prefix_types(ref := m.group(1) + re.sub(r"[Il|\]]", "1", m.group(2))):
+        return ref
+    fixed = re.sub(r"(?<=\d)y(?=[FHA]?$)", "µ", t)  # the micro sign read as y
+    fixed = re.sub(r"(?<=[\dkKM])[OQ]$", "Ω", fixed)  # the ohm sign read as O or Q
+    # one letter read for a digit, in a number that ends in a prefix or unit ('BS250' stays a part number)
+    m = re.match(r"^([0-9OoSsIl|B.,]+)(.+)$", fixed)
+    if m and _QUANTITY_TAIL.match(m.group(2)) and len(re.findall(r"[OoSsIl|B]", m.group(1))) == 1:
+        fixed = m.group(1).translate(_DIGIT_LOOKALIKES) + m.group(2)
+    if _QUANTITY_RE.match(fixed):
+        return fixed
+    return re.sub(r"^[Il|]N(?=\d{3,4}[A-Z]{0,2}$)", "1N", t)
+
+
+def split_reads(texts: list[Any], reads: list[str]) -> tuple[list[Any], list[str]]:
+    """Texts whose read holds several words that are each a reference or a value ('R1 680k': one
+    label box over two labels on a line) become one text per word, the box cut at the words'
+    character positions; every read is passed through `repair_read`."""
+    out_t: list[Any] = []
+    out_r: list[str] = []
+    for t, raw in zip(texts, reads):
+        words = [(m.start(), m.end(), repair_read(m.group())) for m in re.finditer(r"\S+", raw.strip())]
+        if len(words) > 1 and all(ref_prefix_types(w) or value_types(w) for _, _, w in words):
+            x0, y0, x1, y1 = t.box
+            k = (x1 - x0) / max(1, len(raw.strip()))
+            for a, b, w in words:
+                out_t.append(type(t)(t.cls, t.score, (x0 + a * k, y0, x0 + b * k, y1)))
+                out_r.append(w)
+        else:
+            out_t.append(t)
+            out_r.append(repair_read(raw))
+    return out_t, out_r
 
 
 # -- geometry helpers ---------------------------------------------------------------------------------
@@ -921,6 +969,7 @@ def read_schematic(
     ink = binarize(norm)
     texts = [Detection(t.cls, t.score, grow_text_box(ink, t.box)) for t in texts]
     reads = [t for t, _ in ocr_crops(ocr, [_crop_for_ocr(norm, t.box) for t in texts])]
+    texts, reads = split_reads(texts, reads)
     return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings)
 
 

@@ -20,8 +20,10 @@ from pipelines.schematic import (
     parse_value,
     read_schematic,
     render_pdf_drawing,
+    repair_read,
     same_netlist,
     schematic_command,
+    split_reads,
     to_json,
     to_kicad,
     to_spice,
@@ -165,6 +167,36 @@ def test_value_types_and_canonical_values() -> None:
     assert value_types("5V1") == {"zener"}
     assert canonical_value("resistor", "4k7") == canonical_value("resistor", "4.7kΩ")
     assert canonical_value("capacitor", "0.1µF") == canonical_value("capacitor", "100nF")
+
+
+@pytest.mark.parametrize(
+    "read,fixed",
+    [  # slips seen on scanned drawings, and texts that must stay as they are
+        ("Rl", "R1"),
+        ("D]", "D1"),
+        ("SV", "5V"),
+        ("2.7yF", "2.7µF"),
+        ("180Q", "180Ω"),
+        ("1O0k", "100k"),
+        ("IN4148", "1N4148"),
+        ("BS250", "BS250"),
+        ("AO3400", "AO3400"),
+        ("VSS", "VSS"),
+        ("SIG", "SIG"),
+        ("4k7", "4k7"),
+    ],
+)
+def test_repair_read(read: str, fixed: str) -> None:
+    assert repair_read(read) == fixed
+
+
+def test_lower_case_units_and_two_labels_in_one_box() -> None:
+    assert value_types("1.8uf") == {"capacitor", "capacitor_polarized"}
+    # a text box over "R1 680k" (two labels on one line) splits at the space
+    texts, reads = split_reads([Detection("text", 0.9, (100, 10, 170, 24))], ["R1 680k"])
+    assert reads == ["R1", "680k"] and texts[0].box[2] <= texts[1].box[0] and texts[1].box[2] == 170
+    texts, reads = split_reads([Detection("text", 0.9, (0, 0, 60, 10))], ["TO PIN 3"])  # not labels: kept whole
+    assert len(texts) == 1 and reads == ["TOPIN3"]
 
 
 def _circuit() -> Circuit:
