@@ -573,7 +573,7 @@ def t_bjt_amp(b: Builder) -> None:
     b.wire((xb, top), (hi[0], top))
     b.wire((xb, bot), (lo[0], bot))
     sx = xb if rng.random() < 0.5 else hi[0]
-    b.supply((sx, top), down=(kind == "pnp") and rng.random() < 0.3)
+    b.supply((sx, top))  # a rail symbol that hung down from the top rail sat across the wire below it
     # input coupling
     xi = xb - float(rng.uniform(2.6, 3.2))
     b.two("capacitor", (xi, by), (xb, by))
