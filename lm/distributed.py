@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lm.model import LanguageModel, LMOutput
 from lm.moe import Experts, MoE, grouped_mm
-from lm.train import TrainConfig, Trainer, TrainError
+from lm.train import TrainConfig, Trainer, TrainError, max_load_ratio
 
 _DDP_OPTIONS = inspect.signature(DistributedDataParallel.__init__).parameters
 
@@ -287,9 +287,8 @@ class DistributedTrainer(Trainer):
         res = {"step": float(self.step), "lr": lr}
         res.update({n: float(v) / self.ctx.world_size for n, v in zip(names, means)})
         res["grad_norm"] = float(grad_norm)
-        if loads:  # busiest expert's share over the uniform share, averaged over MoE layers (1.0 = balanced)
-            shares = torch.stack([ld.max() * ld.numel() / ld.sum().clamp(min=1) for ld in loads])
-            res["max_load_ratio"] = float(shares.mean())
+        if loads:
+            res["max_load_ratio"] = max_load_ratio(loads)
         return res
 
     @torch.no_grad()

@@ -182,6 +182,12 @@ def cosine_lr(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def max_load_ratio(loads: list[torch.Tensor]) -> float:
+    """The busiest expert's share of tokens over the uniform share, averaged over MoE layers (1.0 = balanced)."""
+    shares = torch.stack([ld.max() * ld.numel() / ld.sum().clamp(min=1) for ld in loads])
+    return float(shares.mean())
+
+
 class Trainer:
     """Optimises a :class:`LanguageModel`; see the module docstring for what a step does."""
 
@@ -243,9 +249,8 @@ class Trainer:
         if out.aux_loss is not None:
             res["aux_loss"] = out.aux_loss.item()
         res["grad_norm"] = float(grad_norm)
-        if loads:  # busiest expert's share over the uniform share, averaged over MoE layers (1.0 = balanced)
-            shares = torch.stack([ld.max() * ld.numel() / ld.sum().clamp(min=1) for ld in loads])
-            res["max_load_ratio"] = float(shares.mean())
+        if loads:
+            res["max_load_ratio"] = max_load_ratio(loads)
         return res
 
     @torch.no_grad()
