@@ -631,7 +631,8 @@ class Retriever:
         qv = self.query_vector(query)
         sims = index.matrix @ qv
         allowed = None if kinds is None else np.array([u.kind in kinds for u in index.units])
-        dense_order = np.argsort(-np.where(allowed, sims, -2.0) if allowed is not None else -sims)[:100]
+        # stable: units with equal similarity (the same sentence repeated on several pages) keep reading order
+        dense_order = np.argsort(-np.where(allowed, sims, -2.0) if allowed is not None else -sims, kind="stable")[:100]
         fused: dict[int, list] = {}
         rank = 0
         for unit_id, _ in lexical:
