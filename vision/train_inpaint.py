@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     t.add_argument("--kl", type=float, default=1e-3)
     t.add_argument("--lovasz", type=float, default=0.5, help="weight of the Lovász hinge (IoU) term of the mask net")
-    t.add_argument("--ink", type=float, default=1.0, help="weight of the inpainter's ink cross-entropy in the hole")
+    t.add_argument("--ink", type=float, default=0.0, help="weight of the inpainter's ink cross-entropy in the hole")
     t.add_argument("--adv", type=float, default=0.02)
     t.add_argument("--gan-start", type=float, default=0.3, help="fraction of training before the GAN term")
     t.add_argument("--seed", type=int, default=0)
