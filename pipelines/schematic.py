@@ -434,6 +434,24 @@ def extract_segments(
     return segs
 
 
+def _local_centre(ink: np.ndarray, seg: Segment, at: float, skip: int) -> float:
+    """The centre line of a stroke near position `at` along it (its fixed coordinate there), read from
+    the ink just before and after `at` (`skip` pixels away, clear of a stroke crossing there)."""
+    H, W = ink.shape
+    r = int(math.ceil(seg.thick)) + 2
+    c = int(round(seg.c))
+    vals = []
+    for along in (int(round(at)) - skip, int(round(at)) + skip):
+        if not (seg.a <= along <= seg.b and 0 <= along < (W if seg.horizontal else H)):
+            continue
+        lo = max(0, c - r)
+        line = ink[lo : c + r + 1, along] if seg.horizontal else ink[along, lo : c + r + 1]
+        idx = np.flatnonzero(line)
+        if len(idx):
+            vals.append(lo + float(idx.mean()))
+    return float(np.mean(vals)) if vals else seg.c
+
+
 def _half_width(dist: np.ndarray, seg: Segment) -> float:
     """A stroke's half-width as the distance transform sees it: the median ridge height across it."""
     H, W = dist.shape
@@ -696,8 +714,10 @@ def trace_nets(
                 continue
             if any(math.hypot(jx - v.c, jy - h.c) <= 2 * tol for jx, jy in juncs):
                 continue
-            x, y = int(round(v.c)), int(round(h.c))
             rx, ry = int(math.ceil(v.thick / 2)) + 2, int(math.ceil(h.thick / 2)) + 2
+            # where the strokes run here, not their mean lines: a skewed scan moves a long wire by pixels
+            x = int(round(_local_centre(work, v, h.c, ry + 3)))
+            y = int(round(_local_centre(work, h, v.c, rx + 3)))
             cut[max(0, y - ry) : y + ry + 1, max(0, x - rx) : x + rx + 1] = False
             crossings.append((x, y, rx, ry))
     n2, lab2 = cv2.connectedComponents(cut.astype(np.uint8), connectivity=8)

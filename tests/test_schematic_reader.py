@@ -99,6 +99,28 @@ def test_scan_blur_neither_makes_nor_hides_a_dot(pen: int) -> None:
     assert dotted[("R1", 1)] == dotted[("R4", 1)] == dotted[("R2", 0)]
 
 
+@pytest.mark.parametrize("angle", [0.0, 1.0, 1.5])
+def test_crossing_near_the_end_of_a_long_skewed_wire_does_not_connect(angle: float) -> None:
+    """A scan turned by a degree moves a 600-pixel wire by 5 pixels from end to end; cut where its
+    mean line runs, a crossing near one end stayed joined (the scanned RLC drawings merged nets)."""
+    img = np.full((600, 700), 255, np.uint8)
+    parts = [((10, 290, 40, 310), (40, 300)), ((640, 290, 670, 310), (640, 300))]
+    parts += [((570, 10, 590, 40), (580, 40)), ((570, 560, 590, 590), (580, 560))]
+    for (x0, y0, x1, y1), _ in parts:
+        cv2.rectangle(img, (x0 + 3, y0 + 3), (x1 - 3, y1 - 3), 0, 2)
+    cv2.line(img, (40, 300), (640, 300), 0, 2)
+    cv2.line(img, (580, 40), (580, 560), 0, 2)
+    m = cv2.getRotationMatrix2D((350, 300), angle, 1.0)
+    img = cv2.warpAffine(img, m, (700, 600), flags=cv2.INTER_LINEAR, borderValue=255)
+    boxes, pins = [], []
+    for i, ((x0, y0, x1, y1), pin) in enumerate(parts):
+        corners = np.array([m @ np.array([x, y, 1.0]) for x in (x0, x1) for y in (y0, y1)])
+        boxes.append((*corners.min(axis=0), *corners.max(axis=0)))
+        pins.append((i, tuple(m @ np.array([*pin, 1.0]))))
+    ids, _, _ = trace_nets(binarize(img), boxes, [], [], pins)
+    assert ids[0] == ids[1] and ids[2] == ids[3] and ids[0] != ids[2]
+
+
 def test_wire_that_turns_beside_a_lead_inside_the_box_connects() -> None:
     """A source drawn as a wide circle: the wire from its lower pin jogs up beside the lead, inside
     the symbol's box, before it leaves (the rectifier drawings did this and lost the net)."""
