@@ -16,6 +16,7 @@ costs one graph launch instead of thousands of kernel launches from Python.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from lm.cache import LatentCache
-from lm.mla import build_meta
+from lm.mla import AttentionMeta, build_meta
 from lm.model import LanguageModel
 
 if TYPE_CHECKING:
@@ -188,6 +189,62 @@ class _Graphs:
         return outs
 
 
+def _call_block(block: torch.nn.Module, *args: Any) -> torch.Tensor:
+    return block(*args)
+
+
+@functools.cache
+def _compiled_block_fn(backend: str | Callable[..., Any], mode: str | None, exact_casts: bool) -> Callable[..., Any]:
+    # One wrapper per setting, shared by all generators: Dynamo keeps compiled code per wrapper (its guards check
+    # the backend), and entries beyond its recompile limit would silently run uncompiled.
+    options = {"emulate_precision_casts": True} if exact_casts and backend == "inductor" else None
+    return torch.compile(_call_block, backend=backend, mode=mode, options=options)
+
+
+class CompiledBlocks:
+    """Runs the decoder blocks of decode steps through ``torch.compile`` (TorchInductor).
+
+    A decode step is a few dozen small kernels per layer (norms, RoPE, router scoring and group top-k, dispatch
+    bookkeeping, SwiGLU, residual adds); Inductor fuses the elementwise and reduction ones and leaves the GEMMs to
+    the vendor libraries. It runs without CUDA graphs of its own: the generator's graph captures the compiled
+    kernels like any others. Parameters are graph inputs, so one compiled graph serves every block of a kind
+    (dense or MoE). Should compilation fail, the plain blocks run from then on (same results, slower).
+
+    Args:
+        backend: ``torch.compile`` backend (``"inductor"``; tests use ``"aot_eager"`` to check tracing quickly).
+        mode: ``torch.compile`` mode; must not be one that captures CUDA graphs itself.
+        exact_casts: round fused intermediates to the model dtype where the plain code does (Inductor's
+            ``emulate_precision_casts``); otherwise fused kernels keep them in float32.
+    """
+
+    def __init__(
+        self, backend: str | Callable[..., Any] = "inductor", mode: str | None = None, exact_casts: bool = False
+    ) -> None:
+        if mode not in (None, "default", "max-autotune-no-cudagraphs"):
+            raise GenerationError(f"compile mode {mode!r} captures its own CUDA graphs; use a *-no-cudagraphs mode")
+        self.fn = _compiled_block_fn(backend, mode, exact_casts)
+        self.usable = True
+
+    def __call__(
+        self,
+        block: torch.nn.Module,
+        x: torch.Tensor,
+        rot: torch.Tensor,
+        pairs: torch.Tensor,
+        meta: AttentionMeta,
+        kv_cache: torch.Tensor | None,
+    ) -> torch.Tensor:
+        if self.usable:
+            try:
+                return self.fn(block, x, rot, pairs, meta, kv_cache)
+            except Exception as exc:  # a compiler/toolchain failure must not cost the answer
+                if x.is_cuda and torch.cuda.is_current_stream_capturing():
+                    raise
+                log.warning("compiled decode blocks unusable (%s: %s); running them plain", type(exc).__name__, exc)
+                self.usable = False
+        return block(x, rot, pairs, meta, kv_cache)
+
+
 class _Workspace:
     """Caches (main and MTP) plus the graphs captured against them, reused across calls of the same shape."""
 
@@ -209,6 +266,9 @@ class Generator:
         use_cuda_graphs: capture decode steps as CUDA graphs (default: when the model is on CUDA).
         graph_bucket: cache-length granularity of captured graphs (each bucket is one capture).
         prefill_chunk: tokens per prefill forward (bounds activation memory on long prompts).
+        compile_decode: run the decoder blocks of decode steps through ``torch.compile`` (see
+            :class:`CompiledBlocks`); off by default. The first step of each new shape pays the compilation
+            (about 11 s per shape for a V2-Lite-sized model on an H200).
     """
 
     def __init__(
@@ -218,6 +278,7 @@ class Generator:
         use_cuda_graphs: bool | None = None,
         graph_bucket: int = 256,
         prefill_chunk: int = 8192,
+        compile_decode: bool = False,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -230,6 +291,8 @@ class Generator:
         # buys nothing on the CPU, where every operation finishes before the next starts.
         self.overlap_steps = model.device.type == "cuda"
         self._workspaces: dict[tuple[int, int, bool], _Workspace] = {}
+        # Eager-like rounding: as fast on the H200 and closer to the plain blocks (tests/benchmarks/results/lm_h200.md).
+        self.blocks = CompiledBlocks(exact_casts=True) if compile_decode else None
 
     # ------------------------------------------------------------------ inputs
     def encode(self, prompt: str | Sequence[int], add_bos: bool = True) -> list[int]:
@@ -305,7 +368,8 @@ class Generator:
         def main(ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
             # ids [B, n] -> logits [B, n, V], hidden [B, n, D]; attends over the first kv_len cache slots
             meta = build_meta(ws.cache.lengths, ids.shape[1], kv_len, 1, True, ids.device)
-            hidden = model.run_layers(model.embed(ids), meta.write_index, meta, ws.cache.layers())
+            meta.materialise(model.config.num_attention_heads, model.dtype)
+            hidden = model.run_layers(model.embed(ids), meta.write_index, meta, ws.cache.layers(), self.blocks)
             return model.lm_head(hidden), hidden
 
         def mtp(ids: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -346,7 +410,8 @@ class Generator:
             token, draft, start = spec[0:1], spec[1:2], spec[2:3]
             ids = torch.stack((token, draft), dim=1)  # [1, 2]
             meta = build_meta(start, 2, kv_len, 1, True, ids.device)
-            hidden = model.run_layers(model.embed(ids), meta.write_index, meta, main_layers)
+            meta.materialise(model.config.num_attention_heads, model.dtype)
+            hidden = model.run_layers(model.embed(ids), meta.write_index, meta, main_layers, self.blocks)
             pred = model.lm_head(hidden).argmax(-1)  # [1, 2]: true token at L+1, and at L+2 if d was right
             ok = pred[:, 0] == draft  # [1]
             # Draft from both verified slots (the MTP cache has the main cache's length, so the same metadata

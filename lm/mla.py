@@ -98,6 +98,11 @@ def apply_rope(x: torch.Tensor, rot: torch.Tensor, pairs: torch.Tensor, interlea
     ``rot`` and ``pairs`` are the two views :class:`RotaryEmbedding` returns. The interleaved layout is one complex
     multiply (as DeepSeek's reference code); the half-split layout rotates ``(x[i], x[i + R/2])`` pairs.
     """
+    if interleave and torch.compiler.is_compiling():
+        # Compilers generate no code for complex numbers: the same rotation in real arithmetic, one fused kernel.
+        x0, x1 = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+        cos, sin = pairs[..., 0], pairs[..., 1]
+        return torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1).flatten(-2).to(x.dtype)
     if interleave:
         xc = torch.view_as_complex(x.float().contiguous().unflatten(-1, (-1, 2)))
         return torch.view_as_real(xc * rot).flatten(-2).to(x.dtype)
@@ -139,6 +144,14 @@ class AttentionMeta:
             assert self.write_index is not None
             self._rows = torch.arange(self.write_index.shape[0], device=self.write_index.device)[:, None]
         return self._rows
+
+    def materialise(self, heads: int, dtype: torch.dtype) -> AttentionMeta:
+        """Build the lazily made tensors now (traced code must find them built: it guards on what it saw)."""
+        if self.write_index is not None:
+            self.rows()
+        if self.mask is not None and self.absorb:
+            self.score_bias(heads, dtype)
+        return self
 
     def score_bias(self, heads: int, dtype: torch.dtype) -> torch.Tensor:
         """Additive mask (0 / -inf) for absorbed scores [B, S*H, T] (or [B, 1, T] when S == 1), built once."""

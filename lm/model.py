@@ -11,6 +11,7 @@ decoder block and predicts token ``i+k+1`` through the shared LM head after its 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -52,6 +53,9 @@ class LMOutput:
     mtp_loss: torch.Tensor | None = None
     aux_loss: torch.Tensor | None = None
     mtp_logits: list[torch.Tensor] = field(default_factory=list)
+
+
+BlockFn = Callable[..., torch.Tensor]
 
 
 class Block(nn.Module):
@@ -170,11 +174,17 @@ class LanguageModel(nn.Module):
         positions: torch.Tensor,
         meta: AttentionMeta,
         kv_layers: list[torch.Tensor] | None = None,
+        block_fn: BlockFn | None = None,
     ) -> torch.Tensor:
-        """Decoder stack on embeddings ``x`` [B, S, D] at ``positions`` [B, S]; returns the normalised hidden."""
+        """Decoder stack on embeddings ``x`` [B, S, D] at ``positions`` [B, S]; returns the normalised hidden.
+
+        ``block_fn(block, x, rot, pairs, meta, kv_cache)`` runs each block instead of calling it directly (the
+        generator passes compiled decode code here, see :class:`lm.generate.CompiledBlocks`).
+        """
         rot, pairs = self.rotary(positions)
         for i, layer in enumerate(self.layers):
-            x = layer(x, rot, pairs, meta, None if kv_layers is None else kv_layers[i])
+            kv = None if kv_layers is None else kv_layers[i]
+            x = layer(x, rot, pairs, meta, kv) if block_fn is None else block_fn(layer, x, rot, pairs, meta, kv)
         return self.norm(x)
 
     def forward(

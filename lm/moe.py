@@ -125,6 +125,13 @@ def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch
     inputs qualify (bf16 on CUDA; 16-byte aligned strides on CPU) and a per-group loop otherwise.
     """
     global _GROUPED_MM
+    if torch.compiler.is_compiling():  # traced code (the compiled decode step) cannot run the pointer checks below
+        if _GROUPED_MM is not None and x.is_cuda and x.dtype == w.dtype == torch.bfloat16:
+            return _GROUPED_MM(x, w, offs=offsets)
+        # Elsewhere (CPU, float32) each row takes its group's weight: meant for the few rows of a decode step.
+        rows = torch.arange(x.shape[0], device=x.device, dtype=offsets.dtype)
+        group = torch.searchsorted(offsets, rows, right=True)
+        return torch.bmm(x.unsqueeze(1), w[group]).squeeze(1)
     if _GROUPED_MM is not None and _grouped_mm_ok(x, w):
         try:
             return _GROUPED_MM(x, w, offs=offsets)

@@ -43,7 +43,8 @@ import torch  # noqa: E402
 from lm import mla  # noqa: E402
 from lm.cache import LatentCache  # noqa: E402
 from lm.config import LMConfig, preset  # noqa: E402
-from lm.generate import Generator  # noqa: E402
+from lm.generate import CompiledBlocks, Generator  # noqa: E402
+from lm.mla import build_meta  # noqa: E402
 from lm.model import LanguageModel  # noqa: E402
 
 T0 = time.perf_counter()
@@ -56,8 +57,9 @@ def log(msg: str) -> None:
 class Bench:
     """Results dictionary flushed to JSON after each section; sections are time-boxed and isolated."""
 
-    def __init__(self, out: Path, deadline: float) -> None:
+    def __init__(self, out: Path, deadline: float, name: str = "bench_lm.json") -> None:
         self.out = out
+        self.name = name
         self.deadline = deadline
         self.results: dict[str, Any] = {}
         out.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,7 @@ class Bench:
         return self.deadline - (time.perf_counter() - T0)
 
     def flush(self) -> None:
-        (self.out / "bench_lm.json").write_text(json.dumps(self.results, indent=2, default=str) + "\n")
+        (self.out / self.name).write_text(json.dumps(self.results, indent=2, default=str) + "\n")
 
     def section(self, name: str, fn, *args: Any, need_s: float = 0.0, **kwargs: Any) -> Any:
         if self.left() < need_s:
@@ -269,12 +271,92 @@ def _sdpa_variants() -> dict[str, tuple[list[Any] | None, bool]]:
 SDPA_VARIANTS = _sdpa_variants()
 
 
-def decode_ours(model, batch: int, ctx: int, new: int, graphs: bool) -> tuple[float, list[list[int]]]:  # type: ignore[no-untyped-def]
-    gen = Generator(model, use_cuda_graphs=graphs)
-    prompts = torch.randint(3, model.config.vocab_size, (batch, ctx)).tolist()
-    gen.generate(prompts, max_new_tokens=new, stop_token_ids=[])  # captures graphs (first call)
+def decode_ours(  # type: ignore[no-untyped-def]
+    model, prompts: list[list[int]], new: int, graphs: bool, compiled: bool = False, exact_casts: bool = False
+) -> tuple[float, list[list[int]], dict[str, Any], Generator]:
+    """Tokens/s of the second of two identical ``generate`` calls (the first captures graphs and compiles)."""
+    gen = Generator(model, use_cuda_graphs=graphs, compile_decode=compiled)
+    if compiled:
+        gen.blocks = CompiledBlocks(exact_casts=exact_casts)
+    t = time.perf_counter()
+    gen.generate(prompts, max_new_tokens=new, stop_token_ids=[])
+    info: dict[str, Any] = {"first_call_s": round(time.perf_counter() - t, 2)}
     result = gen.generate(prompts, max_new_tokens=new, stop_token_ids=[])
-    return batch * new / result.decode_seconds, result.tokens
+    if compiled:
+        assert gen.blocks is not None
+        info["compiled_blocks_usable"] = gen.blocks.usable
+    return len(prompts) * new / result.decode_seconds, result.tokens, info, gen
+
+
+def step_logits_diff(  # type: ignore[no-untyped-def]
+    model, blocks: CompiledBlocks, batch: int, ctx: int, capacity: int, kv_len: int, device: str
+) -> dict[str, Any]:
+    """One absorbed decode step over the same cache, plain blocks vs compiled ``blocks`` (no graphs): logit diff.
+
+    Shapes (capacity, kv_len) are those of the generator's steps, so the compiled code is the one that was timed.
+    """
+    ids = torch.randint(3, model.config.vocab_size, (batch, ctx), device=device)
+    cache = LatentCache.for_model(model.config, batch, capacity, model.dtype, device)
+    with torch.inference_mode():
+        out = model(ids, cache=cache, logits_to_keep=1)
+        tok = out.logits[:, -1].argmax(-1, keepdim=True)
+        logits = []
+        for fn in (None, blocks):
+            meta = build_meta(cache.lengths, 1, kv_len, 1, True, ids.device)
+            meta.materialise(model.config.num_attention_heads, model.dtype)
+            hidden = model.run_layers(model.embed(tok), meta.write_index, meta, cache.layers(), fn)
+            logits.append(model.lm_head(hidden).float())  # both write the same cache slot before reading it
+    plain, comp = logits
+    return {
+        "max_abs_logit_diff": (plain - comp).abs().max().item(),
+        "logit_scale": plain.abs().max().item(),
+        "argmax_agreement": (plain.argmax(-1) == comp.argmax(-1)).float().mean().item(),
+        "compiled_blocks_usable": blocks.usable,
+    }
+
+
+def compiled_vs_fp32(cfg: LMConfig, layers: int, batch: int, ctx: int, device: str) -> dict[str, Any]:
+    """One decode step of a shallow copy of the model: float32 plain blocks (the reference), then bf16 with plain
+    blocks, compiled blocks and compiled blocks with eager-like rounding, each measured against the reference."""
+    small = cfg.replace(num_hidden_layers=layers)
+    model = build_ours(small, device, torch.float32)
+    ids = torch.randint(3, small.vocab_size, (batch, ctx + 1), device=device)
+    capacity, kv_len = -(-(ctx + 1) // 1024) * 1024, min(-(-(ctx + 1) // 256) * 256, -(-(ctx + 1) // 1024) * 1024)
+
+    def step(blocks: CompiledBlocks | None) -> torch.Tensor:
+        cache = LatentCache.for_model(small, batch, capacity, model.dtype, device)
+        with torch.inference_mode():
+            model(ids[:, :ctx], cache=cache, logits_to_keep=1)
+            meta = build_meta(cache.lengths, 1, kv_len, 1, True, ids.device)
+            meta.materialise(small.num_attention_heads, model.dtype)
+            hidden = model.run_layers(model.embed(ids[:, ctx:]), meta.write_index, meta, cache.layers(), blocks)
+            return model.lm_head(hidden).float()
+
+    ref = step(None)
+    model.to(torch.bfloat16)  # in place; the router and RoPE tables stay float32
+    res: dict[str, Any] = {"layers": layers, "batch": batch, "context": ctx, "logit_scale": ref.abs().max().item()}
+    for name, blocks in (
+        ("plain_bf16", None),
+        ("compiled_bf16", CompiledBlocks()),
+        ("compiled_exact_casts_bf16", CompiledBlocks(exact_casts=True)),
+    ):
+        got = step(blocks)
+        res[f"{name}_vs_fp32_max_abs_diff"] = (got - ref).abs().max().item()
+        res[f"{name}_vs_fp32_argmax_agreement"] = (got.argmax(-1) == ref.argmax(-1)).float().mean().item()
+        if blocks is not None:
+            res[f"{name}_usable"] = blocks.usable
+    return res
+
+
+def common_prefix(a: list[list[int]], b: list[list[int]]) -> list[int]:
+    """Per row, how many leading tokens two generations share."""
+    out = []
+    for x, y in zip(a, b, strict=True):
+        n = 0
+        while n < min(len(x), len(y)) and x[n] == y[n]:
+            n += 1
+        out.append(n)
+    return out
 
 
 def hf_cache(hf):  # type: ignore[no-untyped-def]
@@ -311,18 +393,54 @@ def decode_hf(hf, batch: int, ctx: int, steps: int, device: str) -> float:  # ty
 def decode(model, hf, batch: int, ctx: int, new: int, hf_steps: int, device: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     res: dict[str, Any] = {"batch": batch, "context": ctx, "new_tokens": new}
     graphs = device == "cuda"
+    prompts = torch.randint(3, model.config.vocab_size, (batch, ctx)).tolist()
     try:
-        res["ours_tok_per_s"], _ = decode_ours(model, batch, ctx, new, graphs)
+        res["ours_tok_per_s"], tokens, res["ours_info"], _ = decode_ours(model, prompts, new, graphs)
         res["cuda_graphs"] = graphs
     except Exception as exc:  # keep a number even if graph capture fails
         res["cuda_graph_error"] = f"{type(exc).__name__}: {exc}"
-        res["ours_tok_per_s"], _ = decode_ours(model, batch, ctx, new, False)
+        res["ours_tok_per_s"], tokens, res["ours_info"], _ = decode_ours(model, prompts, new, False)
         res["cuda_graphs"] = False
+    PLAIN_RUNS[batch] = (prompts, tokens)
     if graphs:
-        res["ours_eager_tok_per_s"], _ = decode_ours(model, batch, ctx, min(new, 16), False)
+        res["ours_eager_tok_per_s"], _, _, _ = decode_ours(model, prompts, min(new, 16), False)
     if hf is not None:
         res["transformers_tok_per_s"] = decode_hf(hf, batch, ctx, hf_steps, device)
         res["speedup"] = res["ours_tok_per_s"] / res["transformers_tok_per_s"]
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}
+
+
+# Prompts and greedy tokens of the plain decode runs, by batch size (the compiled runs reuse and compare them).
+PLAIN_RUNS: dict[int, tuple[list[list[int]], list[list[int]]]] = {}
+
+
+def decode_compiled(  # type: ignore[no-untyped-def]
+    model, plain: dict[str, Any], device: str, exact_casts: bool = False
+) -> dict[str, Any]:
+    """The same decode as ``plain`` (same prompts) with the blocks compiled by torch.compile (Inductor), captured
+    by the same CUDA graphs: speed, greedy tokens against the plain run, and one step's logits against plain."""
+    batch, ctx, new = plain["batch"], plain["context"], plain["new_tokens"]
+    prompts, plain_tokens = PLAIN_RUNS[batch]
+    res: dict[str, Any] = {"batch": batch, "context": ctx, "new_tokens": new, "exact_casts": exact_casts}
+    graphs = plain.get("cuda_graphs", False)
+    tps, tokens, info, gen = decode_ours(model, prompts, new, graphs, compiled=True, exact_casts=exact_casts)
+    res["ours_compiled_tok_per_s"], res["ours_compiled_info"] = tps, info
+    res["ours_plain_tok_per_s"] = plain["ours_tok_per_s"]
+    res["compiled_over_plain"] = tps / plain["ours_tok_per_s"]
+    if "transformers_tok_per_s" in plain:
+        res["transformers_tok_per_s"] = plain["transformers_tok_per_s"]
+        res["speedup_compiled"] = tps / plain["transformers_tok_per_s"]
+    prefix = common_prefix(plain_tokens, tokens)
+    res["compiled_vs_plain_greedy"] = {
+        "identical_rows": sum(p == new for p in prefix),
+        "rows": batch,
+        "token_agreement": sum(x == y for a, b in zip(plain_tokens, tokens) for x, y in zip(a, b)) / (batch * new),
+        "min_common_prefix": min(prefix),
+    }
+    capacity = -(-(ctx + new) // 1024) * 1024  # the generator's workspace and graph bucket for this run
+    kv_len = min(-(-(ctx + 1) // 256) * 256, capacity)
+    assert gen.blocks is not None
+    res["compiled_vs_plain_step"] = step_logits_diff(model, gen.blocks, batch, ctx, capacity, kv_len, device)
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()}
 
 
@@ -601,9 +719,25 @@ def main() -> None:
     ap.add_argument("--train-seconds", type=float, default=150.0)
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: exercise the script")
+    ap.add_argument(
+        "--sections",
+        choices=("all", "decode"),
+        default="all",
+        help="decode: only the decode sections (no training), written to bench_lm_decode.json",
+    )
+    ap.add_argument(
+        "--compile-decode", action="store_true", help="also time decode with the blocks compiled by torch.compile"
+    )
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
-    bench = Bench(args.out, args.deadline_s)
+    decode_only = args.sections == "decode"
+    if decode_only:
+        args.train_seconds = 0.0
+    bench = Bench(args.out, args.deadline_s, "bench_lm_decode.json" if decode_only else "bench_lm.json")
+    bench.results["command"] = " ".join(sys.argv)
+    # The compiled variants (plain, eager-like rounding, shallow copies) add up to more compiled entries than
+    # Dynamo's default limit of 8 per function, past which it would run them uncompiled without an error.
+    torch._dynamo.config.recompile_limit = 64
     smoke = args.smoke
     work = Path("/tmp/bench_lm_work")
     work.mkdir(parents=True, exist_ok=True)
@@ -646,13 +780,15 @@ def main() -> None:
     bench.flush()
     s = smoke
     bench.results["cache"] = cache_sizes(cfg)
-    if hf is not None:
+    if hf is not None and not decode_only:
         bench.section("correctness_vs_transformers", correctness, model, hf, 64 if s else 512, device)
-    bench.section("correctness_fp32_shallow", correctness_fp32, cfg, 2 if s else 4, 64 if s else 512, device, need_s=30)
-    bench.section("prefill", prefill, model, hf, [64, 128] if s else [2048, 16384], device, 1 if s else 3, need_s=30)
-    bench.section(
-        "decode_b1", decode, model, hf, 1, 64 if s else 2048, 8 if s else 128, 4 if s else 24, device, need_s=40
-    )
+    if not decode_only:
+        fp32_args = (cfg, 2 if s else 4, 64 if s else 512, device)
+        bench.section("correctness_fp32_shallow", correctness_fp32, *fp32_args, need_s=30)
+        lengths = [64, 128] if s else [2048, 16384]
+        bench.section("prefill", prefill, model, hf, lengths, device, 1 if s else 3, need_s=30)
+    b1_args = (1, 64 if s else 2048, 8 if s else 128, 4 if s else 24, device)
+    bench.section("decode_b1", decode, model, hf, *b1_args, need_s=40)
     b1 = bench.results.get("decode_b1") or {}
     if "ours_tok_per_s" in b1:
         need = active_bytes_per_token(cfg, 64 if s else 2048)
@@ -676,8 +812,21 @@ def main() -> None:
         device,
         need_s=40,
     )
-    bench.section("moe_layer", moe_layer, model, [64, 8] if s else [4096, 32], device, 2 if s else 10, need_s=15)
-    bench.section("peak_memory_32k", peak_memory, model, hf, 32768, device, need_s=40)
+    if args.compile_decode:  # after the plain sections, so that a slow compilation cannot cost their figures
+        for name in ("decode_b1", "decode_b32"):
+            plain = bench.results.get(name) or {}
+            if "ours_tok_per_s" in plain:
+                bench.section(f"{name}_compiled", decode_compiled, model, plain, device, need_s=60)
+        for batch, ctx in ((1, 64 if s else 2048), (4 if s else 32, 32 if s else 1024)):
+            fp32_args = (cfg, 2 if s else 4, batch, ctx, device)
+            bench.section(f"compiled_vs_fp32_b{batch}", compiled_vs_fp32, *fp32_args, need_s=40)
+        for name in ("decode_b1", "decode_b32"):
+            plain = bench.results.get(name) or {}
+            if "ours_tok_per_s" in plain:
+                bench.section(f"{name}_compiled_exact", decode_compiled, model, plain, device, True, need_s=40)
+    if not decode_only:
+        bench.section("moe_layer", moe_layer, model, [64, 8] if s else [4096, 32], device, 2 if s else 10, need_s=15)
+        bench.section("peak_memory_32k", peak_memory, model, hf, 32768, device, need_s=40)
     del hf, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
