@@ -125,6 +125,7 @@ def _rank_main(rank: int, port: int, out: str) -> None:
     res["timed_stop_step"] = timed.step
     if ctx.is_main:
         (root / "rank0.json").write_text(json.dumps(res))
+    dist.barrier()  # no rank leaves the group while a peer still uses it (gloo aborts the process otherwise)
     dist.destroy_process_group()
 
 

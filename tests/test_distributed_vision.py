@@ -55,6 +55,7 @@ from vision.distributed import init_from_env
 init_from_env(cpu=True, timeout_s=120)  # the trainers' command lines reuse this group (and leave it open)
 for module, argv in json.loads(sys.argv[1]):
     sys.modules[module].main(argv)
+dist.barrier()
 dist.destroy_process_group()
 """
 
@@ -193,6 +194,7 @@ def _batchnorm_rank(rank: int, port: int, out: str) -> None:
     if ctx.is_main:
         res = {"y": y, "y2": y2, "x_grad": xr.grad, "grads": grads, **sync.state_dict()}
         save_file({k: v.detach().contiguous() for k, v in res.items()}, out)
+    dist.barrier()  # no rank leaves the group while a peer still uses it (gloo aborts the process otherwise)
     dist.destroy_process_group()
 
 

@@ -165,6 +165,7 @@ def process_group(cpu: bool = False) -> Iterator[DistContext]:
         yield ctx
     finally:
         if joined and dist.is_initialized():
+            dist.barrier()  # no rank leaves the group while a peer still uses it (gloo aborts the process otherwise)
             dist.destroy_process_group()
 
 
