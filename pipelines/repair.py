@@ -23,7 +23,7 @@ import torch
 
 from pipelines.document import write_atomic
 from vision.damage_net import DamageNet, predict_damage
-from vision.inpaint import InpaintNet, fuse_batchnorm, inpaint_image
+from vision.inpaint import InpaintNet, fuse_batchnorm, inpaint_image, see_through
 from vision.wire_complete import complete_wires
 
 MIN_SIDE = 32  # pixels; smaller images hold too little drawing to repair
@@ -232,15 +232,24 @@ def _threads_for_load() -> Iterator[None]:
 
 
 def repair_gray(gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-    """Fill the masked pixels of a gray uint8 drawing: inpaint, then join broken wires. Pixels outside `mask`
-    come back unchanged."""
+    """Fill the masked pixels of a gray uint8 drawing: inpaint, take back stained or faded ink the damaged pixels
+    still show, then join broken wires. Pixels outside `mask` come back unchanged."""
     _, inpainter = _models()
     if not mask.any():
-        return gray.copy(), {"wire_endpoints": 0, "wires_joined": 0, "wires_extended": 0}
+        return gray.copy(), {
+            "restored_ink": 0,
+            "restored_paper": 0,
+            "wire_endpoints": 0,
+            "wires_joined": 0,
+            "wires_extended": 0,
+        }
     repaired = inpaint_image(inpainter, torch.from_numpy(gray).float() / 255.0, torch.from_numpy(mask))
     out = np.clip(np.round(repaired.numpy() * 255.0), 0, 255).astype(np.uint8)
+    out, seen = see_through(gray, mask, out)
     out, wires = complete_wires(out, mask)
     stats = {
+        "restored_ink": seen.to_ink + seen.faint,
+        "restored_paper": seen.to_paper,
         "wire_endpoints": wires.endpoints,
         "wires_joined": wires.joined,
         "wires_extended": wires.extended,

@@ -8,6 +8,8 @@ pixels as well as the mask: stains and faded ink still carry the drawing underne
 
 `PatchDiscriminator` is the PatchGAN critic with spectral norm used in training. `inpaint_image` runs the
 generator over the damaged tiles of a large drawing and passes every known pixel through unchanged.
+`see_through` then takes back, from the damaged pixels themselves, ink that a stain or fading only made
+lighter or tinted, where the net left it gray or erased it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
@@ -244,6 +249,121 @@ def inpaint_image(
     for (r, c), p in zip(cells, preds):
         full[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = p
     return composite(full[:h, :w], gray, m)
+
+
+INK = 0.55  # a pixel darker than this share of the paper level is ink (as the evaluation counts it)
+PAPER = 0.9  # lighter than this share is paper; between the two, a gray the net was unsure of
+FAINT = (0.08, 0.5)  # darkness below the local paper that faded ink keeps: above noise, below dark overlays
+MAX_GAIN = 4.0  # at most this contrast stretch: ink that lost over three quarters of its darkness stays lost
+
+
+@dataclass
+class SeeThroughStats:
+    """Damaged pixels `see_through` changed: grays turned to ink or to paper, faint ink taken back."""
+
+    to_ink: int = 0
+    to_paper: int = 0
+    faint: int = 0
+
+
+def stroke_width(ink: np.ndarray) -> float:
+    """Typical stroke width in pixels of a bool ink map (twice the median distance to paper over ink)."""
+    if not ink.any():
+        return 2.0
+    dist = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)
+    return float(np.clip(2.0 * np.median(dist[ink]), 1.0, 12.0))
+
+
+def fold_lines(mask: np.ndarray, width: int = 6) -> np.ndarray:
+    """Damaged pixels on long straight bands (folds, creases) of any angle: bool (H, W).
+
+    A crease is a thin dark line that looks like a faint wire, but it runs straight for over half the sheet;
+    faded ink never does, since fading covers a patch of the page.
+    """
+    h, w = mask.shape
+    side = min(h, w)
+    lines = cv2.HoughLinesP(
+        mask.astype(np.uint8),
+        1,
+        np.pi / 360,
+        threshold=int(0.3 * side),
+        minLineLength=int(0.5 * side),
+        maxLineGap=max(8, side // 60),
+    )
+    out = np.zeros((h, w), np.uint8)
+    for x0, y0, x1, y1 in [] if lines is None else lines.reshape(-1, 4):
+        cv2.line(out, (int(x0), int(y0)), (int(x1), int(y1)), 1, 2 * width + 1)
+    return out.astype(bool) & mask
+
+
+def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tuple[np.ndarray, SeeThroughStats]:
+    """Restore stained and faded drawing from the damaged pixels where the inpainter was unsure or erased it.
+
+    Stains darken paper and ink alike and fading lightens ink, but both leave the drawing in place. Dividing
+    the damaged pixels by their local paper level (a grey closing wider than a stroke) removes the stain;
+    stretching each neighbourhood's darkness to the drawing's own ink darkness brings faint strokes back.
+    This restored reading replaces the inpainter's output inside the mask only where the two can be
+    reconciled: a gray the net left between paper and ink follows the restored reading (no gray blobs over
+    stained paper, half-faded strokes made solid), and faint ink the net erased comes back where the paper
+    around it is clean. Pixels near a dark mark inside the mask (a hole's backing, a tear, a scribble) and
+    on straight folds keep the inpainter's value: there the dark structure is the damage, not the drawing.
+
+    Args:
+        gray: the damaged drawing, uint8 (H, W), dark ink on light paper.
+        mask: damaged pixels, bool (H, W).
+        inpainted: the inpainter's repair of `gray`, uint8 (H, W).
+
+    Returns:
+        The drawing with the restored pixels, uint8 (H, W) (outside `mask` equal to `inpainted`), and counts.
+    """
+    stats = SeeThroughStats()
+    known = ~mask
+    if not mask.any() or not known.any():
+        return inpainted.copy(), stats
+    hist = np.cumsum(np.bincount(gray[known], minlength=256))
+    paper = max(float(np.searchsorted(hist, 0.9 * hist[-1])), 1.0)
+    below = int(np.ceil(INK * paper))  # levels 0..below-1 are ink
+    n_ink = int(hist[below - 1]) if below > 0 else 0
+    ink_dark = float(np.clip(1.0 - np.searchsorted(hist, 0.5 * n_ink) / paper, 0.3, 1.0)) if n_ink else 0.9
+    ys, xs = np.nonzero(mask)
+    pad = 80  # context around the damage: wider than every window below
+    y0, y1 = max(0, int(ys.min()) - pad), min(gray.shape[0], int(ys.max()) + pad + 1)
+    x0, x1 = max(0, int(xs.min()) - pad), min(gray.shape[1], int(xs.max()) + pad + 1)
+    roi, m = gray[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    g = roi.astype(np.float32)
+    width = stroke_width(~m & (g < INK * paper))
+    r = int(round(2 * width + 2))
+    # A round window: a square one reaches round a stain's curved edge with its corners and sees paper there.
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    local_paper = np.maximum(cv2.morphologyEx(g, cv2.MORPH_CLOSE, disc), 1.0)
+    dark = np.clip(1.0 - g / local_paper, 0.0, 1.0)
+    w = int(round(4 * width)) | 1
+    nearby = cv2.dilate(dark, np.ones((w, w), np.uint8))  # square: separable, so fast
+    # Stretch only where the neighbourhood holds a visible mark; flat paper keeps its noise level.
+    gain = np.where(nearby > 0.12, np.clip(ink_dark / np.maximum(nearby, 1e-3), 1.0, MAX_GAIN), 1.0)
+    restored = paper * (1.0 - np.minimum(dark * gain, ink_dark))
+    flat = paper * (1.0 - dark)  # the stain divided out, no stretch
+    net = inpainted[y0:y1, x0:x1].astype(np.float32) / paper
+    unsure = m & (net >= INK) & (net < PAPER)
+    erased = m & (net >= PAPER)
+    rest_ink = restored < INK * paper
+    clean_paper = local_paper > PAPER * paper
+    faint = (dark > FAINT[0]) & (dark < FAINT[1]) & clean_paper
+    overlay = (m & (g < 0.3 * paper)).astype(np.uint8)
+    rv = 2 * int(round(2 * width)) + 1
+    trusted = ~cv2.dilate(overlay, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (rv, rv))).astype(bool)
+    trusted &= ~fold_lines(mask)[y0:y1, x0:x1]
+    to_ink = unsure & rest_ink & clean_paper & trusted
+    to_paper = unsure & (restored >= PAPER * paper)
+    back = erased & rest_ink & faint & trusted
+    region = inpainted[y0:y1, x0:x1].astype(np.float32)
+    darken = to_ink | back
+    region[darken] = np.minimum(region, restored)[darken]
+    region[to_paper] = flat[to_paper]
+    out = inpainted.copy()
+    out[y0:y1, x0:x1] = np.clip(np.round(region), 0, 255).astype(np.uint8)
+    stats.to_ink, stats.to_paper, stats.faint = int(to_ink.sum()), int(to_paper.sum()), int(back.sum())
+    return out, stats
 
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:

@@ -9,8 +9,11 @@ OpenCV's Telea inpainting, OpenCV-contrib's FSR_FAST, and ours (inpainter + wire
 fills the same mask: once with the mask our damage net predicts (the end-to-end setting) and once with the
 true mask (the oracle setting). Measures, inside the true damaged region: PSNR and mean L1 against the
 intact drawing, DIBCO-style ink F-measure (ink = darker than 55% of the paper level); over the whole image:
-the change in the number of connected ink pieces; for the damage net: mask IoU. Also the CPU time of
-`repair_drawing` on a 1024×1024 drawing. Writes results/repair_eval.{json,md}.
+the change in the number of connected ink pieces; for the damage net: mask IoU. The simulator says which kind
+of damage (hole, tear, stain, fade, gap, fold, scribble) changed each pixel, so the ink F-measure is also
+broken down by kind (pooled over the pixels of that kind), and the netlist report gives the exact-match rate
+over the drawings that hold each kind. Also the CPU time of `repair_drawing` on a 1024×1024 drawing.
+Writes results/repair_eval.{json,md}.
 
     python tests/benchmarks/eval_repair.py --netlist --count 300   # the schematic reader on every input
     python tests/benchmarks/eval_repair.py --timing-only            # the CPU benchmark alone, 2 and 1 threads
@@ -36,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from pipelines.repair import detect_damage, repair_drawing, repair_gray  # noqa: E402
-from vision.synth.damage import apply_damage  # noqa: E402
+from vision.synth.damage import DAMAGE_KINDS, apply_damage_by_kind  # noqa: E402
 from vision.synth.render import render_sample  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -107,11 +110,13 @@ def netlist_report(count: int, fsr: bool) -> None:
 
     inputs = ["intact", "damaged", "telea", "fsr_fast", "ours"] if fsr else ["intact", "damaged", "telea", "ours"]
     hits: dict[str, list[bool]] = {k: [] for k in inputs}
+    kinds: list[list[str]] = []
     t0 = time.time()
     for i in range(count):
         sample = render_sample(FIRST_SEED + i)
         intact = sample.image if sample.image.ndim == 2 else cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
-        damaged_img, _ = apply_damage(sample.image, np.random.default_rng(FIRST_SEED + i))
+        damaged_img, _, by_kind = apply_damage_by_kind(sample.image, np.random.default_rng(FIRST_SEED + i))
+        kinds.append(sorted(by_kind))
         damaged = damaged_img if damaged_img.ndim == 2 else cv2.cvtColor(damaged_img, cv2.COLOR_RGB2GRAY)
         pred = detect_damage(damaged)
         truth = truth_circuit(sample.truth)
@@ -123,15 +128,21 @@ def netlist_report(count: int, fsr: bool) -> None:
             hits[name].append(bool(same_netlist(read_schematic(images[name]), truth)))
         if (i + 1) % 25 == 0 or i + 1 == count:
             print(f"{i + 1}/{count} drawings read, {time.time() - t0:.0f} s", flush=True)
-            _netlist_results(hits, i + 1)  # partial results survive an interrupted run
+            _netlist_results(hits, kinds, i + 1)  # partial results survive an interrupted run
 
 
-def _netlist_results(hits: dict[str, list[bool]], done: int) -> None:
+def _netlist_results(hits: dict[str, list[bool]], kinds: list[list[str]], done: int) -> None:
     rates = {k: float(np.mean(v)) for k, v in hits.items()}
+    by_kind = {}
+    for kind in DAMAGE_KINDS:
+        rows = [j for j, ks in enumerate(kinds) if kind in ks]
+        if rows:
+            rates_here = {k: float(np.mean([v[j] for j in rows])) for k, v in hits.items()}
+            by_kind[kind] = {"drawings": len(rows), **rates_here}
     machine = {"node": platform.node(), "cpu": platform.processor() or platform.machine()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "repair_netlist.json").write_text(
-        json.dumps({"machine": machine, "count": done, "exact": rates}, indent=2)
+        json.dumps({"machine": machine, "count": done, "exact": rates, "exact_by_kind": by_kind}, indent=2)
     )
     lines = [f"# Netlist exact match of the schematic reader ({done} held-out drawings, seeds {FIRST_SEED}+)", ""]
     lines += ["| input | exact match |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in rates.items()]
@@ -141,6 +152,16 @@ def _netlist_results(hits: dict[str, list[bool]], done: int) -> None:
             f"Repaired / intact: {rates['ours'] / rates['intact']:.3f}; repaired − damaged: "
             f"{100 * (rates['ours'] - rates['damaged']):.1f} points",
         ]
+    lines += [
+        "",
+        "By damage kind: exact match over the drawings that hold that kind (a drawing usually holds several).",
+        "",
+        "| kind | drawings | " + " | ".join(hits) + " |",
+        "|---|---|" + "---|" * len(hits),
+    ]
+    lines += [
+        f"| {kind} | {v['drawings']} | " + " | ".join(f"{v[k]:.3f}" for k in hits) + " |" for kind, v in by_kind.items()
+    ]
     _write_markdown("repair_netlist.md", lines)
 
 
@@ -150,7 +171,7 @@ def time_1024(repeats: int, threads: int) -> dict[str, float]:
     sample = render_sample(FIRST_SEED - 1, style={"paper": "white", "color": False})
     img = sample.image if sample.image.ndim == 2 else cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
     img = cv2.resize(img, (1024, 1024), interpolation=cv2.INTER_AREA)
-    damaged, _ = apply_damage(img, np.random.default_rng(7))
+    damaged, _, _ = apply_damage_by_kind(img, np.random.default_rng(7))
     repair_drawing(damaged)  # warm-up: model load, allocator
     times, cpu = [], []
     for _ in range(repeats):
@@ -212,6 +233,7 @@ def main() -> None:
         methods["fsr_fast"] = fsr_fast
     methods["ours"] = ours
     rows: dict[str, list[dict[str, float]]] = {}
+    per_kind: dict[str, dict[str, list[int]]] = {}  # input -> kind -> [tp, fp, fn] pooled
     ious, inter_sum, union_sum = [], 0, 0
     seconds: dict[str, float] = {}
     t_all = time.time()
@@ -219,7 +241,7 @@ def main() -> None:
         sample = render_sample(FIRST_SEED + i)
         rgb = sample.image
         intact = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        damaged_img, true_mask = apply_damage(rgb, np.random.default_rng(FIRST_SEED + i))
+        damaged_img, true_mask, by_kind = apply_damage_by_kind(rgb, np.random.default_rng(FIRST_SEED + i))
         damaged = damaged_img if damaged_img.ndim == 2 else cv2.cvtColor(damaged_img, cv2.COLOR_RGB2GRAY)
         hole = true_mask > 0
         paper = float(np.percentile(intact, 90))
@@ -242,6 +264,14 @@ def main() -> None:
                 outputs[f"{name}/{setting}"] = out
                 if hole.any():
                     rows.setdefault(f"{name}/{setting}", []).append(hole_measures(out, intact, hole, paper, n_pieces))
+        truth_ink = ink_of(intact, paper)
+        for key, out in outputs.items():
+            out_ink = ink_of(out, paper)
+            for kind, where in by_kind.items():
+                acc = per_kind.setdefault(key, {}).setdefault(kind, [0, 0, 0])
+                acc[0] += int((out_ink & truth_ink & where).sum())
+                acc[1] += int((out_ink & ~truth_ink & where).sum())
+                acc[2] += int((~out_ink & truth_ink & where).sum())
         if i < args.save_examples:
             RESULTS.mkdir(parents=True, exist_ok=True)
             strip = [
@@ -280,6 +310,7 @@ def main() -> None:
         "mask_iou_mean": float(np.mean(ious)) if ious else None,
         "mask_iou_pooled": inter_sum / max(union_sum, 1),
         "measures": table,
+        "ink_f_by_kind": {key: {k: f_measure(*v) for k, v in kinds.items()} for key, kinds in per_kind.items()},
         "cpu_1024": timing,
         "seconds_per_image": {k: v / args.count for k, v in seconds.items()},
     }
@@ -309,6 +340,16 @@ def main() -> None:
             f"Ratios against the Telea anchor (pred mask): L1 {ours_row['l1_hole'] / anchor['l1_hole']:.3f}, "
             f"abs Δ pieces {ours_row['abs_delta_ink_pieces'] / max(anchor['abs_delta_ink_pieces'], 1e-9):.3f}",
         ]
+    present = [k for k in DAMAGE_KINDS if any(k in v for v in per_kind.values())]
+    lines += [
+        "",
+        "Ink F-measure by damage kind (pooled over the damaged pixels each kind changed; kinds can overlap):",
+        "",
+        "| input | " + " | ".join(present) + " |",
+        "|---|" + "---|" * len(present),
+    ]
+    for key, kinds in result["ink_f_by_kind"].items():
+        lines.append(f"| {key} | " + " | ".join(fmt(kinds.get(k)) for k in present) + " |")
     lines += ["", "Netlist exact match: see repair_netlist.md (`--netlist`)."]
     lines += ["", _timing_line(timing)]
     _write_markdown("repair_eval.md", lines)

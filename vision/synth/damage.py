@@ -279,6 +279,25 @@ def apply_damage(
     Raises:
         DamageInputError: the image is not a uint8 gray/BGR array of at least 16×16, or a kind is unknown.
     """
+    out, mask, _ = apply_damage_by_kind(image, rng, kinds)
+    return out, mask
+
+
+def apply_damage_by_kind(
+    image: np.ndarray, rng: np.random.Generator, kinds: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """`apply_damage`, also saying which kind of damage made each damaged pixel.
+
+    The image and mask are exactly those `apply_damage` returns for the same `rng` state.
+
+    Returns:
+        The damaged image, the uint8 mask (255 = damaged), and for each kind of event applied, a bool (H, W)
+        map of the pixels it changed (inside the mask; kinds can overlap; a pixel only the sum of events or
+        the mask's closing made visible belongs to no kind).
+
+    Raises:
+        DamageInputError: as `apply_damage`.
+    """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
         raise DamageInputError("image must be a uint8 numpy array")
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
@@ -295,9 +314,12 @@ def apply_damage(
     events = sorted(rng.choice(len(chosen), n_events).tolist(), key=lambda i: _ORDER.index(chosen[i]))
     original = page.img.copy()
     mask = np.zeros((page.h, page.w), bool)
+    by_kind: dict[str, np.ndarray] = {}
     for i in events:
-        mask |= _EVENTS[chosen[i]](page, rng)
+        event = _EVENTS[chosen[i]](page, rng)
+        mask |= event
+        by_kind[chosen[i]] = by_kind.get(chosen[i], np.zeros_like(mask)) | event
     mask |= _changed(original, page.img)  # overlapping events can add up to a visible change
     mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).astype(bool)
     out = np.clip(np.round(page.img * 255.0), 0, 255).astype(np.uint8)
-    return out, mask.astype(np.uint8) * 255
+    return out, mask.astype(np.uint8) * 255, {k: v & mask for k, v in by_kind.items()}

@@ -1,0 +1,119 @@
+"""Restoring stained and faded drawing from the damaged pixels, and the simulator's per-kind damage maps."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from pipelines.repair import _models, repair_gray
+from vision.inpaint import fold_lines, inpaint_image, see_through
+from vision.synth.damage import DAMAGE_KINDS, apply_damage, apply_damage_by_kind
+from vision.synth.render import render_sample
+
+PAPER = 245
+
+
+def page() -> np.ndarray:
+    """A 320×400 drawing: a horizontal wire, a capacitor (two plates with leads) and a label."""
+    img = np.full((320, 400), PAPER, np.uint8)
+    cv2.line(img, (20, 60), (380, 60), 0, 3)
+    cv2.line(img, (200, 120), (200, 180), 0, 3)
+    cv2.line(img, (180, 180), (220, 180), 0, 3)
+    cv2.line(img, (180, 192), (220, 192), 0, 3)
+    cv2.line(img, (200, 192), (200, 260), 0, 3)
+    cv2.putText(img, "C4", (232, 196), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 0, 2)
+    return img
+
+
+def ink(gray: np.ndarray) -> np.ndarray:
+    return gray < 0.55 * PAPER
+
+
+def f_measure(pred: np.ndarray, truth: np.ndarray) -> float:
+    tp = (pred & truth).sum()
+    return float(2 * tp / max(pred.sum() + truth.sum(), 1))
+
+
+def test_faded_capacitor_and_label_are_darkened_not_redrawn() -> None:
+    intact = page()
+    region = np.zeros(intact.shape, bool)
+    region[165:210, 170:290] = True
+    faded = intact.copy()
+    # Ink keeps 40 % of its darkness: visible, but lighter than the ink threshold.
+    faded[region] = (PAPER - 0.4 * (PAPER - intact[region].astype(float))).astype(np.uint8)
+    erased = faded.copy()
+    erased[region] = PAPER  # an inpainter that threw the faint strokes away
+    grayish = faded.copy()
+    grayish[region] = np.where(ink(intact)[region], 170, PAPER)  # one that left them gray
+    truth = ink(intact) & region
+    assert not (ink(faded) & region).any()
+    for net_out in (erased, grayish):
+        out, stats = see_through(faded, region, net_out)
+        assert f_measure(ink(out) & region, truth) > 0.9
+        assert stats.faint + stats.to_ink > 0
+        assert np.array_equal(out[~region], net_out[~region])
+
+
+def test_stain_over_empty_paper_becomes_clean_paper_and_keeps_the_wire() -> None:
+    intact = page()
+    yy, xx = np.mgrid[: intact.shape[0], : intact.shape[1]]
+    stain = (yy - 90) ** 2 + (xx - 100) ** 2 < 45**2  # over the wire and empty paper around it
+    stained = (intact * np.where(stain, 0.62, 1.0)).astype(np.uint8)
+    blob = stained.copy()
+    blob[stain] = np.where(ink(intact)[stain], 20, 175)  # a net that kept the wire but left a gray blob
+    out, stats = see_through(stained, stain, blob)
+    paper_px = stain & ~cv2.dilate(ink(intact).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert out[paper_px].min() >= 0.9 * PAPER  # no gray left where there was only paper
+    assert (out[stain & ink(intact)] < 0.55 * PAPER).mean() > 0.95
+    assert stats.to_paper > 0
+
+
+def test_fold_line_and_dark_overlays_are_not_restored_as_ink() -> None:
+    intact = page()
+    damaged = intact.copy()
+    damaged[140:143, :] = 0.6 * PAPER  # a crease across the sheet: straight, long, faint
+    scribble = np.zeros(intact.shape, np.uint8)
+    cv2.polylines(scribble, [np.array([(60, 220), (90, 250), (120, 215), (150, 255)], np.int32)], False, 1, 2)
+    damaged[scribble > 0] = 20
+    ring = cv2.dilate(scribble, np.ones((5, 5), np.uint8)).astype(bool) & (scribble == 0)
+    damaged[ring] = 140  # its soft, faint edge
+    mask = np.zeros(intact.shape, bool)
+    mask[138:145, :] = True
+    mask |= cv2.dilate(scribble, np.ones((7, 7), np.uint8)).astype(bool)
+    assert fold_lines(mask)[140, 5:395].all()
+    net_out = damaged.copy()
+    net_out[mask] = intact[mask]  # the net removed both
+    out, _ = see_through(damaged, mask, net_out)
+    assert np.array_equal(out, net_out)
+
+
+def test_repair_restores_faded_ink_better_than_the_inpainter_alone() -> None:
+    sample = render_sample(900_003)  # held-out seed
+    gray = sample.image if sample.image.ndim == 2 else cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
+    damaged, mask = apply_damage(gray, np.random.default_rng(5), kinds=["fade"])
+    hole = mask > 0
+    paper = float(np.percentile(gray, 90))
+    truth = (gray < 0.55 * paper) & hole
+    repaired, stats = repair_gray(damaged, hole)
+    assert stats["restored_ink"] > 0
+    net_only = inpaint_image(_models()[1], torch.from_numpy(damaged).float() / 255.0, torch.from_numpy(hole)).numpy()
+    got = f_measure((repaired < 0.55 * paper) & hole, truth)
+    before = f_measure((damaged < 0.55 * paper) & hole, truth)
+    net = f_measure((net_only < 0.55 * paper / 255.0) & hole, truth)
+    assert got > 0.8 and got > before + 0.1 and got > net + 0.05, (got, before, net)
+    assert np.array_equal(repaired[~hole], damaged[~hole])
+
+
+def test_damage_by_kind_matches_apply_damage_and_covers_the_mask() -> None:
+    img = page()
+    for seed in range(4):
+        out, mask = apply_damage(img, np.random.default_rng(seed))
+        out2, mask2, kinds = apply_damage_by_kind(img, np.random.default_rng(seed))
+        assert np.array_equal(out, out2) and np.array_equal(mask, mask2)
+        assert kinds and set(kinds) <= set(DAMAGE_KINDS)
+        union = np.logical_or.reduce(list(kinds.values()))
+        assert not (union & (mask == 0)).any()
+        assert union.sum() > 0.8 * (mask > 0).sum()
+    _, _, only = apply_damage_by_kind(img, np.random.default_rng(1), kinds=["gap"])
+    assert set(only) == {"gap"}
