@@ -34,6 +34,7 @@ TEXT_THRESHOLD = 0.3
 JUNCTION_THRESHOLD = 0.35
 PIN_THRESHOLD = 0.25
 DOT_RATIO = 1.9  # a junction dot seen in the ink reaches this many stroke half-widths from the paper
+BJT_ARROW_MIN = 2.0  # an arrowhead adds at least this many squared pen widths of ink to its lead
 
 
 class SchematicInputError(ValueError):
@@ -879,27 +880,171 @@ def assign_pins(
     return out
 
 
+def _ink_run(line: np.ndarray, at: int) -> int:
+    """Length of the ink run of a 1-D mask that contains index `at` (0 where `at` is paper)."""
+    if not 0 <= at < len(line) or not line[at]:
+        return 0
+    a = b = at
+    while a > 0 and line[a - 1]:
+        a -= 1
+    while b < len(line) - 1 and line[b + 1]:
+        b += 1
+    return b - a + 1
+
+
+def _ray_on_ink(m: np.ndarray, start: np.ndarray, u: np.ndarray, limit: int) -> int:
+    """How far a ray from `start` along `u` stays on ink (one missed pixel is forgiven)."""
+    h, w = m.shape
+    reach = miss = 0
+    for t in range(limit):
+        xi, yi = int(round(start[0] + t * u[0])), int(round(start[1] + t * u[1]))
+        if 0 <= xi < w and 0 <= yi < h and m[yi, xi]:
+            reach, miss = t + 1, 0
+        else:
+            miss += 1
+            if miss > 1:
+                break
+    return reach
+
+
+def _lead_widths(m: np.ndarray, start: np.ndarray, u: np.ndarray, length: int, reach: int) -> np.ndarray:
+    """Ink width across a straight lead at each pixel along it (the run through the lead's centre line)."""
+    h, w = m.shape
+    nrm = np.array([-u[1], u[0]])
+    out = np.zeros(length)
+    for t in range(length):
+        q = start + t * u
+        for side, first in ((1, 0), (-1, 1)):
+            for r in range(first, reach):
+                xi, yi = int(round(q[0] + side * r * nrm[0])), int(round(q[1] + side * r * nrm[1]))
+                if not (0 <= xi < w and 0 <= yi < h) or not m[yi, xi]:
+                    break
+                out[t] += 1
+    return out
+
+
+def bjt_emitter(
+    ink: np.ndarray,
+    stroke: float,
+    box: tuple[float, float, float, float],
+    base: tuple[float, float],
+    leads: tuple[tuple[float, float], tuple[float, float]],
+) -> int | None:
+    """Which of a bipolar transistor's two `leads` (pin points) is the emitter: the one whose diagonal
+    carries the arrowhead.
+
+    The two diagonals leave the base bar as mirror images, so the emitter is the one that is wider
+    along its length. None when the drawing does not show this clearly (no bar, no clear arrowhead).
+    """
+    x0, y0, x1, y1 = box
+    pad = int(0.08 * max(x1 - x0, y1 - y0)) + 2
+    H, W = ink.shape
+    ax, ay = max(0, int(x0) - pad), max(0, int(y0) - pad)
+    m = ink[ay : min(H, int(math.ceil(y1)) + pad + 1), ax : min(W, int(math.ceil(x1)) + pad + 1)]
+    pts = np.array([base, *leads], float) - [ax, ay]
+    cx, cy = (x0 + x1) / 2 - ax, (y0 + y1) / 2 - ay
+    # work in a frame where the base lead comes in horizontally from the left
+    if abs(pts[0, 1] - cy) > abs(pts[0, 0] - cx):
+        m, pts, cx, cy = m.T, pts[:, ::-1].copy(), cy, cx
+    if pts[0, 0] > cx:
+        m = m[:, ::-1]
+        pts[:, 0] = m.shape[1] - 1 - pts[:, 0]
+    h, w = m.shape
+    by = int(round(pts[0, 1]))
+    if not 0 <= by < h or m.size == 0:
+        return None
+    # the bar is where the base lead's ink along its row ends (a circle around the symbol only crosses it)
+    row = m[max(0, by - 1) : by + 2].any(axis=0)
+    x = int(round(pts[0, 0]))
+    while 0 <= x < w - 1 and not row[x] and x < pts[0, 0] + stroke + 2:
+        x += 1
+    while 0 <= x < w - 1 and row[x + 1]:
+        x += 1
+    bar = x
+    if not 0 <= bar < w - 2:
+        return None
+    if max(_ink_run(m[:, xx], yy) for xx in range(max(0, bar - 2), bar + 1) for yy in (by - 1, by, by + 1)) < (
+        3 * stroke + 2
+    ):
+        return None
+    reach = int(max(2.5 * stroke, 0.12 * h)) + 1
+    widths = []
+    for p in pts[1:]:
+        sgn = 1 if p[1] > by else -1
+        col = m[:, bar + 2]
+        rows = [y for y in range(h) if col[y] and (y - by) * sgn > stroke]
+        if not rows:
+            return None
+        # the run nearest the base row is where the diagonal starts (a circle lies farther out)
+        near = min(rows, key=lambda y: abs(y - by))
+        start = np.array([bar + 1.0, float(np.mean([y for y in rows if abs(y - near) <= 2 * stroke + 2]))])
+        # the diagonal: of the rays bending away from the base row, the one that stays longest on ink
+        length, u = max(
+            (
+                (_ray_on_ink(m, start, v, int(0.9 * h)), tuple(v))
+                for a in np.radians(np.arange(10.0, 81.0, 2.5))
+                for v in [np.array([math.cos(a), sgn * math.sin(a)])]
+            ),
+            key=lambda r: r[0],
+        )
+        if length < 3 * stroke:
+            return None
+        wid = _lead_widths(m, start, np.array(u), length, reach)
+        # a junction dot where a lead meets its wire is no arrowhead
+        along = start + np.arange(length)[:, None] * np.array(u)
+        wid[np.hypot(*(along - p).T) <= 2 * stroke + 2] = 0
+        widths.append(wid)
+    n = min(len(widths[0]), len(widths[1]))
+    diff = widths[1][:n] - widths[0][:n]
+    diff[: max(1, int(stroke))] = 0  # the bar's own edge
+    total = float(diff.sum())
+    if abs(total) < BJT_ARROW_MIN * stroke * stroke:
+        return None
+    return int(total > 0)
+
+
 # -- the reader -------------------------------------------------------------------------------------
 
 
-def grow_text_box(ink: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    """Widen a label box over the ink of characters it cut off (glyphs closer than 0.3 text heights)."""
+def grow_text_box(
+    ink: np.ndarray,
+    box: tuple[float, float, float, float],
+    symbols: list[tuple[float, float, float, float]] | None = None,
+) -> tuple[float, float, float, float]:
+    """Widen a label box over characters it cut off or left out just beyond its ends: glyph ink (columns
+    at least 0.3 text heights tall inside the line) closer than 0.35 text heights, up to 3 text heights.
+    A wire is no glyph: a horizontal one is too flat, a vertical one runs on above and below the line;
+    nor is the ink of a symbol (`symbols`: component boxes)."""
     H, W = ink.shape
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     h = max(1, y1 - y0)
-    ya, yb = max(0, y0 + h // 6), min(H, y1 - h // 6 + 1)
+    ya, yb = max(0, y0), min(H, y1 + 1)
     if yb <= ya:
         return box
-    lo, hi = max(0, x0 - 2 * h), min(W, x1 + 2 * h + 1)
-    cols = ink[ya:yb, lo:hi].any(axis=0)
-    gap = max(2, int(0.3 * h))
+    lo, hi = max(0, x0 - 3 * h), min(W, x1 + 3 * h + 1)
+    band = ink[ya:yb, lo:hi].copy()
+    for sx0, sy0, sx1, sy1 in symbols or []:
+        if sy0 < yb and sy1 > ya:
+            band[:, max(0, int(sx0) - 1 - lo) : max(0, int(math.ceil(sx1)) + 2 - lo)] = False
+    filled = band.any(axis=0)
+    top = np.where(filled, band.argmax(axis=0), 0)
+    bottom = np.where(filled, band.shape[0] - 1 - band[::-1].argmax(axis=0), 0)
+    glyph = filled & (bottom - top + 1 >= 0.3 * h)
+    above, below = max(0, y0 - int(0.3 * h) - 1), min(H - 1, y1 + int(0.3 * h) + 1)
+    through = ink[above, lo:hi] & ink[below, lo:hi] & ink[above : below + 1, lo:hi].all(axis=0)
+    cols = glyph & ~through
+    gap = max(2, int(0.35 * h))
 
-    def walk(start: int, step: int, limit: int) -> int:
-        edge, run = start, 0
+    def walk(start: int, step: int) -> int:
+        edge, run, flat = start, 0, 0
         x = start + step
-        while 0 <= x - lo < len(cols) and abs(x - start) <= limit:
+        while 0 <= x - lo < len(cols) and abs(x - start) <= 3 * h:
+            if through[x - lo]:
+                break
             if cols[x - lo]:
-                edge, run = x, 0
+                edge, run, flat = x, 0, 0
+            elif filled[x - lo] and flat < h:
+                flat += 1  # a serif or a letter's bar between glyph columns (a wire runs on for longer)
             else:
                 run += 1
                 if run > gap:
@@ -907,10 +1052,7 @@ def grow_text_box(ink: np.ndarray, box: tuple[float, float, float, float]) -> tu
             x += step
         return edge
 
-    # only a side whose edge cuts through ink was cut short; a clean edge stays where it is
-    nx0 = walk(x0, -1, int(1.5 * h)) if 0 <= x0 - 1 - lo < len(cols) and cols[x0 - 1 - lo] else x0
-    nx1 = walk(x1, 1, int(1.5 * h)) if 0 <= x1 + 1 - lo < len(cols) and cols[x1 + 1 - lo] else x1
-    return (float(min(x0, nx0)), box[1], float(max(x1, nx1)), box[3])
+    return (float(min(x0, walk(x0, -1))), box[1], float(max(x1, walk(x1, 1))), box[3])
 
 
 def _crop_for_ocr(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -987,7 +1129,7 @@ def read_schematic(
         texts = [Detection("text", 1.0, tuple(box)) for _, box in labels]
         return assemble_circuit(norm, comps, texts, [text for text, _ in labels], juncs, pin_pts, warnings)
     ink = binarize(norm)
-    texts = [Detection(t.cls, t.score, grow_text_box(ink, t.box)) for t in texts]
+    texts = [Detection(t.cls, t.score, grow_text_box(ink, t.box, [c.box for c in comps])) for t in texts]
     reads = [t for t, _ in ocr_crops(ocr, [_crop_for_ocr(norm, t.box) for t in texts])]
     texts, reads = split_reads(texts, reads)
     return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings)
@@ -1045,7 +1187,12 @@ def assemble_circuit(
             for pi, p in enumerate(pin_pts)
             if gaps[pi, ci] <= m and gaps[pi, ci] <= nearest[pi] + 3
         ]
-        comp_pins.append(assign_pins(d.cls, d.box, cands, _entry_points(d.box, ink, stroke)))
+        pins = assign_pins(d.cls, d.box, cands, _entry_points(d.box, ink, stroke))
+        if d.cls in ("npn", "pnp") and {"B", "C", "E"} <= set(pins):
+            # the detector tells collector from emitter by position; the arrowhead says it for sure
+            if bjt_emitter(ink, stroke, d.box, pins["B"], (pins["E"], pins["C"])) == 1:
+                pins["C"], pins["E"] = pins["E"], pins["C"]
+        comp_pins.append(pins)
     flat = [(ci, name, xy) for ci, pins in enumerate(comp_pins) for name, xy in pins.items()]
     net_ids, segs, seg_nets = trace_nets(
         ink,
