@@ -254,6 +254,7 @@ def inpaint_image(
 INK = 0.55  # a pixel darker than this share of the paper level is ink (as the evaluation counts it)
 PAPER = 0.9  # lighter than this share is paper; between the two, a gray the net was unsure of
 FAINT = (0.08, 0.5)  # darkness below the local paper that faded ink keeps: above noise, below dark overlays
+STAIN_DELTA = 24  # gray levels below the paper that count as a visible stain (as the simulator counts it)
 MAX_GAIN = 4.0  # at most this contrast stretch: ink that lost over three quarters of its darkness stays lost
 
 
@@ -294,6 +295,31 @@ def fold_lines(mask: np.ndarray, width: int = 6) -> np.ndarray:
     for x0, y0, x1, y1 in [] if lines is None else lines.reshape(-1, 4):
         cv2.line(out, (int(x0), int(y0)), (int(x1), int(y1)), 1, 2 * width + 1)
     return out.astype(bool) & mask
+
+
+def stained_paper(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Paper darkened by a stain that a damage mask marks only in part: bool (H, W), outside `mask`.
+
+    A detector often marks a stain's drying ring and leaves its flat inside, which then stays a gray blob. The
+    paper level under the drawing (a grey closing wider than a stroke) shows the whole stain: it sits visibly
+    below the sheet's paper level. Regions of it that touch the mask are the same damage.
+    """
+    known = ~mask
+    if not mask.any() or not known.any():
+        return np.zeros_like(mask)
+    hist = np.cumsum(np.bincount(gray[known], minlength=256))
+    paper = float(np.searchsorted(hist, 0.9 * hist[-1]))
+    ink = known & (gray < INK * paper)
+    r = int(round(2 * stroke_width(ink) + 2))
+    small = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)  # a stain is broad: half size will do
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (r | 1, r | 1))
+    level = cv2.resize(cv2.morphologyEx(small, cv2.MORPH_CLOSE, disc), gray.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    low = (level.astype(np.float32) < paper - STAIN_DELTA).astype(np.uint8)
+    n, labels = cv2.connectedComponents(low, connectivity=8)
+    touch = np.zeros(n, bool)
+    touch[np.unique(labels[mask & (low > 0)])] = True
+    touch[0] = False
+    return touch[labels] & known
 
 
 def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tuple[np.ndarray, SeeThroughStats]:
@@ -354,7 +380,9 @@ def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tu
     trusted = ~cv2.dilate(overlay, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (rv, rv))).astype(bool)
     trusted &= ~fold_lines(mask)[y0:y1, x0:x1]
     to_ink = unsure & rest_ink & clean_paper & trusted
-    to_paper = unsure & (restored >= PAPER * paper)
+    # Light grays the net left over stained paper (even above the paper threshold) become the paper itself; not
+    # over a dark backing, whose noise the division would blow up.
+    to_paper = (unsure | (erased & (local_paper > 0.4 * paper))) & (restored >= PAPER * paper)
     back = erased & rest_ink & faint & trusted
     region = inpainted[y0:y1, x0:x1].astype(np.float32)
     darken = to_ink | back
