@@ -357,6 +357,19 @@ class DistributedTrainer(Trainer):
                         state[key] = value[block].clone()
 
 
+def leave_process_group(synchronise: bool = True) -> None:
+    """Leave torchrun's process group if this process joined one.
+
+    Args:
+        synchronise: first wait until every rank gets here; gloo aborts a process whose peer leaves while it still
+            uses the group. Off on an error path, where the other ranks may never arrive.
+    """
+    if dist.is_available() and dist.is_initialized():
+        if synchronise:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def make_trainer(
     model: LanguageModel,
     cfg: TrainConfig,

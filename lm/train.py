@@ -451,14 +451,17 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (2 for unusable input, with a one-line message)."""
     from lm.checkpoint import CheckpointError
     from lm.config import LMConfigError
+    from lm.distributed import leave_process_group
     from lm.tokenizer import TokenizerError
 
     args = _parser().parse_args(argv)
     try:
         train_from_args(args)
     except (TrainError, TokenizerError, LMConfigError, CheckpointError) as exc:
+        leave_process_group(synchronise=False)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    leave_process_group()
     return 0
 
 
