@@ -35,11 +35,6 @@ JUNCTION_THRESHOLD = 0.35
 PIN_THRESHOLD = 0.25
 DOT_RATIO = 1.9  # a junction dot seen in the ink reaches this many stroke half-widths from the paper
 BJT_ARROW_MIN = 2.0  # an arrowhead adds at least this many squared pen widths of ink to its lead
-# on a clean digital drawing an arrowhead is trusted down to this much ink in pen widths x symbol size (held-out
-# dev seeds: the smallest true arrowhead 0.032, the largest false one 0.021); small symbols drawn with a thick pen
-# carry less than BJT_ARROW_MIN there
-BJT_ARROW_MIN_CLEAN = 0.027
-CLEAN_PAPER = 0.98  # share of bare paper among the light pixels of a clean render (scans: below 0.5)
 
 
 class SchematicInputError(ValueError):
@@ -928,13 +923,6 @@ def _lead_widths(m: np.ndarray, start: np.ndarray, u: np.ndarray, length: int, r
     return out
 
 
-def is_clean_render(norm: np.ndarray) -> bool:
-    """Whether a normalized drawing is a clean digital render (bare paper, no scan noise), where thin
-    evidence such as a small arrowhead's shape can be trusted."""
-    light = norm[norm > 200]
-    return light.size > 0 and float((light >= 254).mean()) >= CLEAN_PAPER
-
-
 def bjt_emitter(
     ink: np.ndarray,
     stroke: float,
@@ -943,24 +931,10 @@ def bjt_emitter(
     leads: tuple[tuple[float, float], tuple[float, float]],
 ) -> int | None:
     """Which of a bipolar transistor's two `leads` (pin points) is the emitter: the one whose diagonal
-    carries the arrowhead. None when the drawing does not show this clearly (no bar, no clear arrowhead)."""
-    arrow = bjt_arrow(ink, stroke, box, base, leads)
-    if arrow is None or arrow[1] < BJT_ARROW_MIN * stroke * stroke:
-        return None
-    return arrow[0]
-
-
-def bjt_arrow(
-    ink: np.ndarray,
-    stroke: float,
-    box: tuple[float, float, float, float],
-    base: tuple[float, float],
-    leads: tuple[tuple[float, float], tuple[float, float]],
-) -> tuple[int, float] | None:
-    """The arrowhead of a bipolar transistor: (index of the emitter in `leads`, the ink it adds in pixels).
+    carries the arrowhead.
 
     The two diagonals leave the base bar as mirror images, so the emitter is the one that is wider
-    along its length. None without a bar or two diagonals, or when they are equally wide.
+    along its length. None when the drawing does not show this clearly (no bar, no clear arrowhead).
     """
     x0, y0, x1, y1 = box
     pad = int(0.08 * max(x1 - x0, y1 - y0)) + 2
@@ -1024,9 +998,9 @@ def bjt_arrow(
     diff = widths[1][:n] - widths[0][:n]
     diff[: max(1, int(stroke))] = 0  # the bar's own edge
     total = float(diff.sum())
-    if total == 0:
+    if abs(total) < BJT_ARROW_MIN * stroke * stroke:
         return None
-    return int(total > 0), abs(total)
+    return int(total > 0)
 
 
 # -- the reader -------------------------------------------------------------------------------------
@@ -1196,7 +1170,6 @@ def assemble_circuit(
     warnings = list(warnings or [])
     ink = binarize(norm)
     stroke = stroke_width(ink)
-    clean = is_clean_render(norm)
     text_boxes = [t.box for t in texts]
 
     # pins per component
@@ -1217,14 +1190,8 @@ def assemble_circuit(
         pins = assign_pins(d.cls, d.box, cands, _entry_points(d.box, ink, stroke))
         if d.cls in ("npn", "pnp") and {"B", "C", "E"} <= set(pins):
             # the detector tells collector from emitter by position; the arrowhead says it for sure
-            arrow = bjt_arrow(ink, stroke, d.box, pins["B"], (pins["E"], pins["C"]))
-            size = max(x1 - x0, y1 - y0)
-            if arrow is not None and (
-                arrow[1] >= BJT_ARROW_MIN * stroke * stroke
-                or (clean and arrow[1] >= BJT_ARROW_MIN_CLEAN * stroke * size)
-            ):
-                if arrow[0] == 1:
-                    pins["C"], pins["E"] = pins["E"], pins["C"]
+            if bjt_emitter(ink, stroke, d.box, pins["B"], (pins["E"], pins["C"])) == 1:
+                pins["C"], pins["E"] = pins["E"], pins["C"]
         comp_pins.append(pins)
     flat = [(ci, name, xy) for ci, pins in enumerate(comp_pins) for name, xy in pins.items()]
     net_ids, segs, seg_nets = trace_nets(
