@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lm.config import preset
-from lm.distributed import DistContext, DistributedTrainer, ExpertParallelExperts, init_from_env
+from lm.distributed import DistContext, DistributedTrainer, ExpertParallelExperts, init_from_env, leave_process_group
 from lm.model import LanguageModel
 from lm.moe import MoE
 from lm.train import TrainConfig, Trainer
@@ -125,8 +125,7 @@ def _rank_main(rank: int, port: int, out: str) -> None:
     res["timed_stop_step"] = timed.step
     if ctx.is_main:
         (root / "rank0.json").write_text(json.dumps(res))
-    dist.barrier()  # no rank leaves the group while a peer still uses it (gloo aborts the process otherwise)
-    dist.destroy_process_group()
+    leave_process_group()
 
 
 # ---------------------------------------------------------------------- test side

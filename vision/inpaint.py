@@ -29,6 +29,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vision.wire_complete import stroke_width
+
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "inpaint.safetensors"
 STRIDE = 16  # inputs are padded to a multiple of this
 M = TypeVar("M", bound=nn.Module)
@@ -267,12 +269,10 @@ class SeeThroughStats:
     faint: int = 0
 
 
-def stroke_width(ink: np.ndarray) -> float:
-    """Typical stroke width in pixels of a bool ink map (twice the median distance to paper over ink)."""
-    if not ink.any():
-        return 2.0
-    dist = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)
-    return float(np.clip(2.0 * np.median(dist[ink]), 1.0, 12.0))
+def _paper_level(gray: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, float]:
+    """The cumulative histogram of the `known` pixels of a uint8 drawing, and their paper level (90th percentile)."""
+    hist = np.cumsum(np.bincount(gray[known], minlength=256))
+    return hist, float(np.searchsorted(hist, 0.9 * hist[-1]))
 
 
 def fold_lines(mask: np.ndarray, width: int = 6) -> np.ndarray:
@@ -307,8 +307,7 @@ def stained_paper(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     known = ~mask
     if not mask.any() or not known.any():
         return np.zeros_like(mask)
-    hist = np.cumsum(np.bincount(gray[known], minlength=256))
-    paper = float(np.searchsorted(hist, 0.9 * hist[-1]))
+    _, paper = _paper_level(gray, known)
     ink = known & (gray < INK * paper)
     r = int(round(2 * stroke_width(ink) + 2))
     small = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)  # a stain is broad: half size will do
@@ -346,8 +345,8 @@ def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tu
     known = ~mask
     if not mask.any() or not known.any():
         return inpainted.copy(), stats
-    hist = np.cumsum(np.bincount(gray[known], minlength=256))
-    paper = max(float(np.searchsorted(hist, 0.9 * hist[-1])), 1.0)
+    hist, paper = _paper_level(gray, known)
+    paper = max(paper, 1.0)
     below = int(np.ceil(INK * paper))  # levels 0..below-1 are ink
     n_ink = int(hist[below - 1]) if below > 0 else 0
     ink_dark = float(np.clip(1.0 - np.searchsorted(hist, 0.5 * n_ink) / paper, 0.3, 1.0)) if n_ink else 0.9

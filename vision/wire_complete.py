@@ -109,6 +109,14 @@ def _segment(a: tuple[int, int], b: tuple[int, int]) -> tuple[np.ndarray, np.nda
     return np.linspace(a[0], b[0], n).round().astype(int), np.linspace(a[1], b[1], n).round().astype(int)
 
 
+def stroke_width(ink: np.ndarray) -> float:
+    """Typical stroke width in pixels of a bool ink map (twice the median distance to paper over ink)."""
+    if not ink.any():
+        return 2.0
+    dist = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)
+    return float(np.clip(2.0 * np.median(dist[ink]), 1.0, 12.0))
+
+
 def complete_wires(
     gray: np.ndarray, mask: np.ndarray, max_gap: int | None = None, inside: float = 0.6, solid: float = 0.55
 ) -> tuple[np.ndarray, WireStats]:
@@ -137,8 +145,7 @@ def complete_wires(
         return gray.copy(), stats
     ink_level = float(np.median(gray[ink]))
     dark = np.clip(1.0 - gray.astype(np.float32) / max(paper, 1.0), 0.0, 1.0)
-    dist = cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)
-    stroke = float(np.clip(2.0 * np.median(dist[ink]), 1.0, 12.0))
+    stroke = stroke_width(ink)
     reach = int(round(2 * stroke + 3))
     grown = cv2.dilate(damaged.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)).astype(bool)
     near_mask = cv2.dilate(damaged.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
