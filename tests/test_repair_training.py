@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from vision.damage_net import DamageNet
-from vision.inpaint import InpaintNet
-from vision.train_inpaint import CROP, DamagedCrops, Pack, ladder_drawing, main, make_example
+from vision.inpaint import InpaintNet, PatchDiscriminator
+from vision.train_inpaint import CROP, DamagedCrops, Pack, ladder_drawing, main, make_example, warm_start
 
 
 def test_pack_crops_and_resumable_training(tmp_path: Path) -> None:
@@ -37,3 +38,22 @@ def test_pack_crops_and_resumable_training(tmp_path: Path) -> None:
     second = InpaintNet.load(weights / "inpaint.safetensors").state_dict()
     assert any(not torch.equal(first[k], second[k]) for k in first if first[k].is_floating_point())
     assert DamageNet.load(weights / "damage_net.safetensors").widths == DamageNet().widths
+
+
+def test_pack_is_the_same_rendered_by_worker_processes(tmp_path: Path) -> None:
+    main(["pack", "--out", str(tmp_path / "one.npz"), "--count", "3", "--first-seed", "11"])
+    main(["pack", "--out", str(tmp_path / "two.npz"), "--count", "3", "--first-seed", "11", "--workers", "2"])
+    one, two = Pack(tmp_path / "one.npz"), Pack(tmp_path / "two.npz")
+    assert all(np.array_equal(one[i], two[i]) for i in range(3))
+
+
+def test_warm_start_from_shipped_weights(tmp_path: Path) -> None:
+    shipped = tmp_path / "shipped"
+    DamageNet().save(shipped / "damage_net.safetensors")
+    InpaintNet().save(shipped / "inpaint.safetensors")
+    mask_net, gen, disc = DamageNet(), InpaintNet(), PatchDiscriminator()
+    warm_start(shipped, mask_net, gen, disc)
+    ref = InpaintNet.load(shipped / "inpaint.safetensors").state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in gen.state_dict().items())
+    with pytest.raises(FileNotFoundError, match="no checkpoint or shipped weights"):
+        warm_start(tmp_path, mask_net, gen, disc)

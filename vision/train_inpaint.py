@@ -1,8 +1,8 @@
 """Train the damage-mask net and the VAE/GAN inpainter on synthetic damaged drawings.
 
-Two steps, because the GPU machine has no schemdraw:
+Two steps (the pack can be made here and carried, or on the GPU machine with schemdraw installed there):
 
-    python -m vision.train_inpaint pack --out .devdata/repair_pack.npz --count 1500      # here: draw the drawings
+    python -m vision.train_inpaint pack --out .devdata/repair_pack.npz --count 1500 --workers 2
     python -m vision.train_inpaint train --data .devdata/repair_pack.npz --minutes 3.5 --ckpt runs/repair
 
 `pack` renders intact drawings (mostly the synthetic engine's `render_sample`, some from a small built-in
@@ -22,6 +22,7 @@ import argparse
 import io
 import json
 import math
+import multiprocessing
 import os
 import time
 from contextlib import nullcontext
@@ -128,14 +129,25 @@ def intact_drawing(seed: int) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
 
 
-def pack(out: Path, count: int, first_seed: int) -> None:
-    """Render `count` drawings (seeds first_seed…) into one npz: PNG bytes back to back plus offsets."""
-    blobs: list[bytes] = []
-    for i in range(count):
-        ok, png = cv2.imencode(".png", intact_drawing(first_seed + i), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        if not ok:
-            raise RuntimeError(f"could not encode drawing {first_seed + i}")
-        blobs.append(png.tobytes())
+def encoded_drawing(seed: int) -> bytes:
+    """The intact drawing of `seed` as PNG bytes."""
+    ok, png = cv2.imencode(".png", intact_drawing(seed), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise RuntimeError(f"could not encode drawing {seed}")
+    return png.tobytes()
+
+
+def pack(out: Path, count: int, first_seed: int, workers: int = 0) -> None:
+    """Render `count` drawings (seeds first_seed…) into one npz: PNG bytes back to back plus offsets.
+
+    With `workers` > 0 the drawings are rendered by that many processes; the pack is the same either way.
+    """
+    seeds = range(first_seed, first_seed + count)
+    if workers > 0:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            blobs = pool.map(encoded_drawing, seeds, chunksize=8)
+    else:
+        blobs = [encoded_drawing(seed) for seed in seeds]
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, data=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets)
@@ -314,6 +326,24 @@ def load_weights(folder: Path, modules: dict[str, torch.nn.Module]) -> None:
         module.load_state_dict({k[len(prefix) :]: v for k, v in models.items() if k.startswith(prefix)})
 
 
+def warm_start(folder: Path, mask_net: DamageNet, gen: InpaintNet, disc: PatchDiscriminator) -> None:
+    """Load starting weights from a checkpoint folder, or from a folder of shipped weights (the critic, which is
+    not shipped, then starts fresh).
+
+    Raises:
+        FileNotFoundError: the folder holds neither.
+    """
+    if (folder / "models.safetensors").is_file():
+        load_weights(folder, {"mask_net": mask_net, "gen": gen, "disc": disc})
+        return
+    shipped = {"damage_net.safetensors": mask_net, "inpaint.safetensors": gen}
+    if not all((folder / name).is_file() for name in shipped):
+        raise FileNotFoundError(f"no checkpoint or shipped weights to start from in {folder}")
+    for name, module in shipped.items():
+        with safe_open(str(folder / name), framework="pt") as f:
+            module.load_state_dict({k: f.get_tensor(k) for k in f.keys()})
+
+
 def load_checkpoint(folder: Path, parts: dict[str, torch.nn.Module | torch.optim.Optimizer]) -> dict[str, object]:
     """Restore what `save_checkpoint` wrote into the given modules and optimizers; returns the counters."""
     load_weights(folder, {n: p for n, p in parts.items() if isinstance(p, torch.nn.Module)})
@@ -377,7 +407,7 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
             print(f"resumed at step {state['step']} ({float(state['seconds']):.0f} s trained)")
     elif args.init:
         # A warm start: earlier weights, fresh optimizers and a schedule of its own.
-        load_weights(Path(args.init), {"mask_net": mask_net, "gen": gen, "disc": disc})
+        warm_start(Path(args.init), mask_net, gen, disc)
         if ctx.is_main:
             print(f"weights from {args.init}")
     mask_ddp, gen_ddp, disc_ddp = ctx.wrap(mask_net), ctx.wrap(gen), ctx.wrap(disc)
@@ -482,10 +512,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--count", type=int, default=1500)
     p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="rendering processes (0: render in this one)")
     t = sub.add_parser("train", help="train the damage-mask net and the inpainter")
     t.add_argument("--data", required=True)
     t.add_argument("--ckpt", default="runs/repair")
-    t.add_argument("--init", help="checkpoint folder to take starting weights from (ignored when --ckpt resumes)")
+    t.add_argument("--init", help="checkpoint or shipped-weights folder to start from (ignored when --ckpt resumes)")
     t.add_argument("--weights", default=str(Path(__file__).resolve().parent / "weights"))
     t.add_argument("--minutes", type=float, default=3.5, help="wall-time budget (0: use --steps)")
     t.add_argument("--steps", type=int, default=0)
@@ -505,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--cpu", action="store_true", help="train on CPUs (gloo between processes) even with GPUs")
     args = parser.parse_args(argv)
     if args.cmd == "pack":
-        pack(args.out, args.count, args.first_seed)
+        pack(args.out, args.count, args.first_seed, args.workers)
         return
     try:
         train(args)
