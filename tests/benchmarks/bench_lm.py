@@ -721,19 +721,22 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes: exercise the script")
     ap.add_argument(
         "--sections",
-        choices=("all", "decode"),
+        choices=("all", "decode", "mtp"),
         default="all",
-        help="decode: only the decode sections (no training), written to bench_lm_decode.json",
+        help="decode: only the decode sections (no training), written to bench_lm_decode.json; "
+        "mtp: only the MTP training of the small preset, written to bench_lm_mtp.json",
     )
     ap.add_argument(
         "--compile-decode", action="store_true", help="also time decode with the blocks compiled by torch.compile"
     )
     args = ap.parse_args()
     device = "cuda" if torch.cuda.is_available() and not args.smoke else "cpu"
-    decode_only = args.sections == "decode"
+    decode_only, mtp_only = args.sections == "decode", args.sections == "mtp"
     if decode_only:
         args.train_seconds = 0.0
-    bench = Bench(args.out, args.deadline_s, "bench_lm_decode.json" if decode_only else "bench_lm.json")
+    bench = Bench(
+        args.out, args.deadline_s, {"all": "bench_lm.json"}.get(args.sections, f"bench_lm_{args.sections}.json")
+    )
     bench.results["command"] = " ".join(sys.argv)
     # The compiled variants (plain, eager-like rounding, shallow copies) add up to more compiled entries than
     # Dynamo's default limit of 8 per function, past which it would run them uncompiled without an error.
@@ -760,6 +763,25 @@ def main() -> None:
             bench.results["cpus"] = {"timing": len(timing_cpus), "corpus_side_process": len(corpus_cpus)}
 
     bench.results["env"] = env_info(device)
+    if not mtp_only:
+        speed_sections(bench, args, device)
+    if all_cpus:
+        os.sched_setaffinity(0, all_cpus)  # training feeds the GPU from every core, as before
+    if corpus_proc is not None:
+        train_s = min(args.train_seconds, bench.left() - 75) if not smoke else 8.0
+        bench.results["corpus_build_alive_at_train_start"] = corpus_proc.is_alive()
+        if train_s > 20 or smoke:
+            bench.section("mtp_training_small", train_small, bench, work, corpus_proc, status, device, train_s, smoke)
+        else:
+            bench.results["mtp_training_small"] = {"skipped": f"{bench.left():.0f}s left"}
+    bench.results["total_seconds"] = round(time.perf_counter() - T0, 1)
+    bench.flush()
+    log("done")
+
+
+def speed_sections(bench: Bench, args: argparse.Namespace, device: str) -> None:
+    """The DeepSeek-V2-Lite-shaped sections: ours against transformers on the same random weights."""
+    smoke, decode_only = args.smoke, args.sections == "decode"
     cfg = bench_config(smoke)
     bench.results["config"] = {
         "preset": "deepseek-v2-lite shapes, noaux_tc sigmoid routing" if not smoke else "debug (smoke)",
@@ -830,18 +852,6 @@ def main() -> None:
     del hf, model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    if all_cpus:
-        os.sched_setaffinity(0, all_cpus)  # training feeds the GPU from every core, as before
-    if corpus_proc is not None:
-        train_s = min(args.train_seconds, bench.left() - 75) if not smoke else 8.0
-        bench.results["corpus_build_alive_at_train_start"] = corpus_proc.is_alive()
-        if train_s > 20 or smoke:
-            bench.section("mtp_training_small", train_small, bench, work, corpus_proc, status, device, train_s, smoke)
-        else:
-            bench.results["mtp_training_small"] = {"skipped": f"{bench.left():.0f}s left"}
-    bench.results["total_seconds"] = round(time.perf_counter() - T0, 1)
-    bench.flush()
-    log("done")
 
 
 if __name__ == "__main__":
