@@ -14,6 +14,7 @@ import json
 import math
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,8 +281,15 @@ def value_types(text: str) -> set[str]:
     words = {ty for ty, ws in _WORD_VALUES.items() if t.upper() in ws}
     if words:
         return words
-    if re.search(r"\d", t) and re.search(r"[A-Za-z]", t) and re.match(r"^[A-Za-z0-9][A-Za-z0-9\-/.]*$", t):
-        return set(_SEMI) | {"transformer"}  # a part number
+    if (
+        len(t) >= 4
+        and len(re.findall(r"\d", t)) >= 2
+        and re.search(r"[A-Za-z]", t)
+        and re.match(r"^[A-Za-z0-9][A-Za-z0-9\-/.]*$", t)
+        and not re.match(r"^\d+[.,]\d", t)
+    ):  # a part number: a series number after or among letters ('BC547', '1N4148'), not a stray 'VO8'
+        # nor a quantity with a garbled unit ('8.2ud')
+        return set(_SEMI) | {"transformer"}
     return set()
 
 
@@ -291,13 +299,28 @@ def value_fits(ctype: str, text: str) -> bool:
 
 
 _DIGIT_LOOKALIKES = str.maketrans({"O": "0", "o": "0", "S": "5", "s": "5", "I": "1", "l": "1", "|": "1", "B": "8"})
+# part-number families whose prefix OCR reads with a digit for a letter or the other way round
+_PART_PREFIX_SLIPS = (
+    (re.compile(r"^[Il|]N(?=\d{3,4}[A-Z]{0,2}$)"), "1N"),  # diodes: 1N4148
+    (re.compile(r"^A0(?=[0-9]{4}[A-Z]?$)"), "AO"),  # Alpha & Omega MOSFETs: AO3400
+    (re.compile(r"^0P(?=A?\d{2,4}[A-Z]{0,2}$)"), "OP"),  # op-amps: OP07, OPA2134
+)
 _QUANTITY_TAIL = re.compile(r"^[pnuµmkKMG]?(Ω|F|H|V|A|Hz)?$")
+
+
+def value_for(ctype: str, text: str) -> str:
+    """The value text a part of this type gets from a label that fits it: milli on a non-polarised
+    capacitor is the OCR's m for n ('39mF' -> '39nF'); ceramic and film capacitors stop at tens of µF."""
+    if ctype == "capacitor":
+        return re.sub(r"^(\d+(?:[.,]\d+)?)mF$", r"\1nF", text)
+    return text
 
 
 def repair_read(text: str) -> str:
     """A label as OCR read it, with the usual slips undone where that turns it into a reference, a
     quantity or a standard part number: 'Rl' -> 'R1', 'SV' -> '5V', '2.7yF' -> '2.7µF',
-    '180Q' -> '180Ω', 'IN4148' -> '1N4148'. Other texts come back only tidied."""
+    '180Q' -> '180Ω', '1:2nF' -> '1.2nF', 'IN4148' -> '1N4148', 'A03400' -> 'AO3400'. Other texts come
+    back only tidied."""
     t = clean_text(text)
     if not t or ref_prefix_types(t) or _QUANTITY_RE.match(t):
         return t
@@ -306,32 +329,84 @@ def repair_read(text: str) -> str:
         return ref
     fixed = re.sub(r"(?<=\d)y(?=[FHA]?$)", "µ", t)  # the micro sign read as y
     fixed = re.sub(r"(?<=[\dkKM])[OQ]$", "Ω", fixed)  # the ohm sign read as O or Q
+    fixed = re.sub(r"^(\d+)[:;](?=\d+[pnuµmkKMG])", r"\1.", fixed)  # a decimal point read as a colon: 1:2nF
     # one letter read for a digit, in a number that ends in a prefix or unit ('BS250' stays a part number)
     m = re.match(r"^([0-9OoSsIl|B.,]+)(.+)$", fixed)
     if m and _QUANTITY_TAIL.match(m.group(2)) and len(re.findall(r"[OoSsIl|B]", m.group(1))) == 1:
         fixed = m.group(1).translate(_DIGIT_LOOKALIKES) + m.group(2)
     if _QUANTITY_RE.match(fixed):
         return fixed
-    return re.sub(r"^[Il|]N(?=\d{3,4}[A-Z]{0,2}$)", "1N", t)
+    for wrong, right in _PART_PREFIX_SLIPS:
+        t = wrong.sub(right, t)
+    return t
 
 
-def split_reads(texts: list[Any], reads: list[str]) -> tuple[list[Any], list[str]]:
+def _widest_gap(ink: np.ndarray, box: tuple[float, ...]) -> tuple[int, int] | None:
+    """The blank between two words in a text box: the widest run of ink-free columns between its first
+    and last inked columns (image x from, to), when it is as wide as a space (a quarter of the text
+    height) and half as wide again as any other (the glyphs of one word stand evenly); else None."""
+    H, W = ink.shape
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    cols = ink[max(0, y0) : min(H, y1 + 1), max(0, x0) : min(W, x1 + 1)].any(axis=0)
+    on = np.flatnonzero(cols)
+    if len(on) < 2:
+        return None
+    blanks = np.diff(on) - 1
+    i = int(blanks.argmax())
+    second = float(np.partition(blanks, -2)[-2]) if len(blanks) > 1 else 0.0
+    if blanks[i] < 0.25 * (y1 - y0) or blanks[i] < 1.5 * second:
+        return None
+    return max(0, x0) + int(on[i]) + 1, max(0, x0) + int(on[i + 1])
+
+
+def split_reads(
+    texts: list[Any],
+    reads: list[str],
+    ink: np.ndarray | None = None,
+    reread: Callable[[list[tuple[float, float, float, float]]], list[str]] | None = None,
+) -> tuple[list[Any], list[str]]:
     """Texts whose read holds several words that are each a reference or a value ('R1 680k': one
     label box over two labels on a line) become one text per word, the box cut at the words'
-    character positions; every read is passed through `repair_read`."""
+    character positions; every read is passed through `repair_read`.
+
+    With the drawing's `ink` and `reread` (OCR of boxes), a read that OCR ran together ('R1150k') and
+    that some cut would turn into a reference and a value is cut at the widest blank between its
+    glyphs, and the two halves are read again: they replace it when they are a reference and a value.
+    """
     out_t: list[Any] = []
     out_r: list[str] = []
+    halves: list[tuple[int, tuple[float, float, float, float], tuple[float, float, float, float]]] = []
     for t, raw in zip(texts, reads):
         words = [(m.start(), m.end(), repair_read(m.group())) for m in re.finditer(r"\S+", raw.strip())]
+        x0, y0, x1, y1 = t.box
         if len(words) > 1 and all(ref_prefix_types(w) or value_types(w) for _, _, w in words):
-            x0, y0, x1, y1 = t.box
             k = (x1 - x0) / max(1, len(raw.strip()))
             for a, b, w in words:
                 out_t.append(type(t)(t.cls, t.score, (x0 + a * k, y0, x0 + b * k, y1)))
                 out_r.append(w)
-        else:
-            out_t.append(t)
-            out_r.append(repair_read(raw))
+            continue
+        whole = repair_read(raw)
+        if (
+            ink is not None
+            and reread is not None
+            and len(words) == 1
+            and not ref_prefix_types(whole)
+            and not _QUANTITY_RE.match(whole)
+            and any(ref_prefix_types(whole[:k]) and value_types(repair_read(whole[k:])) for k in range(2, len(whole)))
+            and (gap := _widest_gap(ink, t.box)) is not None
+        ):
+            halves.append((len(out_t), (x0, y0, float(gap[0]), y1), (float(gap[1]), y0, x1, y1)))
+        out_t.append(t)
+        out_r.append(whole)
+    if not halves or reread is None:
+        return out_t, out_r
+    again = reread([b for _, left, right in halves for b in (left, right)])
+    for n, (i, left, right) in reversed(list(enumerate(halves))):
+        head, tail = repair_read(again[2 * n]), repair_read(again[2 * n + 1])
+        if ref_prefix_types(head) and value_types(tail):
+            t = out_t[i]
+            out_t[i : i + 1] = [type(t)(t.cls, t.score, left), type(t)(t.cls, t.score, right)]
+            out_r[i : i + 1] = [head, tail]
     return out_t, out_r
 
 
@@ -1055,6 +1130,33 @@ def grow_text_box(
     return (float(min(x0, walk(x0, -1))), box[1], float(max(x1, walk(x1, 1))), box[3])
 
 
+def merge_text_boxes(texts: list[Any]) -> list[Any]:
+    """One box per label: text boxes (with `cls`, `score`, `box`) that cover one word twice, on one line
+    and overlapping over at least 0.7 of the wider one's width, become their union (the best score).
+    The detector's suppression keeps such near-duplicates when they are shifted against each other (a
+    box on the whole label and one that misses its first character), and the part would get whichever
+    is read first. A box over a whole line and a box over one of its words stay apart."""
+    uf = _UF(len(texts))
+    for i, a in enumerate(texts):
+        for j in range(i + 1, len(texts)):
+            b = texts[j].box
+            h = min(a.box[3] - a.box[1], b[3] - b[1])
+            w = max(a.box[2] - a.box[0], b[2] - b[0])
+            dy = min(a.box[3], b[3]) - max(a.box[1], b[1])
+            dx = min(a.box[2], b[2]) - max(a.box[0], b[0])
+            if h > 0 and w > 0 and dy >= 0.5 * h and dx >= 0.7 * w:
+                uf.union(i, j)
+    groups: dict[int, list[Any]] = {}
+    for i, t in enumerate(texts):
+        groups.setdefault(uf.find(i), []).append(t)
+    out = []
+    for g in groups.values():
+        best = max(g, key=lambda t: t.score)
+        box = tuple(f(t.box[k] for t in g) for k, f in enumerate((min, min, max, max)))
+        out.append(type(best)(best.cls, best.score, box))
+    return out
+
+
 def _crop_for_ocr(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     H, W = gray.shape
     x0, y0, x1, y1 = box
@@ -1129,9 +1231,12 @@ def read_schematic(
         texts = [Detection("text", 1.0, tuple(box)) for _, box in labels]
         return assemble_circuit(norm, comps, texts, [text for text, _ in labels], juncs, pin_pts, warnings)
     ink = binarize(norm)
-    texts = [Detection(t.cls, t.score, grow_text_box(ink, t.box, [c.box for c in comps])) for t in texts]
+    symbols = [c.box for c in comps]
+    texts = merge_text_boxes([Detection(t.cls, t.score, grow_text_box(ink, t.box, symbols)) for t in texts])
     reads = [t for t, _ in ocr_crops(ocr, [_crop_for_ocr(norm, t.box) for t in texts])]
-    texts, reads = split_reads(texts, reads)
+    texts, reads = split_reads(
+        texts, reads, ink, lambda boxes: [r for r, _ in ocr_crops(ocr, [_crop_for_ocr(norm, b) for b in boxes])]
+    )
     return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings)
 
 
@@ -1261,7 +1366,7 @@ def assemble_circuit(
         if ti in used or ci in values or not text or ref_prefix_types(text):
             continue
         if value_fits(comps[ci].cls, text):
-            values[ci] = text
+            values[ci] = value_for(comps[ci].cls, text)
             used.add(ti)
     for _dist, ti, ci in pairs:
         text = clean_text(reads[ti])
@@ -1269,7 +1374,7 @@ def assemble_circuit(
             continue
         ctype = comps[ci].cls
         if ci not in values and (ctype == "supply" or value_fits(ctype, text)):
-            values[ci] = text
+            values[ci] = value_for(ctype, text)
             used.add(ti)
     for ci, d in enumerate(comps):
         if d.cls in NET_SYMBOLS:
