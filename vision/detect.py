@@ -179,35 +179,6 @@ def _peaks(heat: torch.Tensor, threshold: float, k: int) -> tuple[np.ndarray, ..
     return c.numpy(), y.numpy(), x.numpy(), s.numpy()
 
 
-def _decode_boxes(
-    out: dict[str, torch.Tensor], config: DetectorConfig, scale: float, threshold: float, max_objects: int
-) -> list[Detection]:
-    """Every class's heatmap peaks above `threshold` as boxes in original pixels (no suppression)."""
-    heat = torch.sigmoid(out["heat"].float())
-    c, y, x, s = _peaks(heat, threshold, max_objects)
-    d = torch.exp(out["box"].float().clamp(-4, 7))[:, y, x].numpy().T * STRIDE  # (N, 4) ltrb in net px
-    cx, cy = (x + 0.5) * STRIDE, (y + 0.5) * STRIDE
-    boxes = (
-        np.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], axis=1) / scale
-        if len(s)
-        else np.zeros((0, 4))
-    )
-    return [Detection(config.classes[int(ci)], float(si), tuple(float(v) for v in b)) for ci, si, b in zip(c, s, boxes)]
-
-
-def _decode_pins(
-    out: dict[str, torch.Tensor], config: DetectorConfig, scale: float, threshold: float, max_objects: int
-) -> list[PinPoint]:
-    """Pin heatmap peaks with their sub-cell offsets, in original pixels."""
-    pheat = torch.sigmoid(out["pin"].float())
-    pc, py, px, ps = _peaks(pheat, threshold, max_objects)
-    off = torch.sigmoid(out["pin_off"].float())[:, py, px].numpy().T if len(ps) else np.zeros((0, 2))
-    return [
-        PinPoint(config.roles[int(ci)], float(si), ((xi + o[0]) * STRIDE / scale, (yi + o[1]) * STRIDE / scale))
-        for ci, si, xi, yi, o in zip(pc, ps, px, py, off)
-    ]
-
-
 def decode(
     out: dict[str, torch.Tensor],
     config: DetectorConfig,
@@ -217,64 +188,34 @@ def decode(
     max_objects: int = 400,
 ) -> tuple[list[Detection], list[PinPoint]]:
     """Turn one image's maps (no batch dim) into boxes and pins in original pixels."""
-    dets = _class_agnostic_nms(_decode_boxes(out, config, scale, box_threshold, max_objects), config)
-    return dets, _decode_pins(out, config, scale, pin_threshold, max_objects)
-
-
-def _nms_group(d: Detection) -> int:
-    """Suppression group: component symbols compete across classes; texts and dots only among themselves."""
-    return {"text": 1, "junction": 2}.get(d.cls, 0)
-
-
-def mirror_detections(dets: list[Detection], width: float) -> list[Detection]:
-    """Boxes found on a left-right mirrored image, mapped back onto the original (classes unchanged)."""
-    return [Detection(d.cls, d.score, (width - d.box[2], d.box[1], width - d.box[0], d.box[3])) for d in dets]
-
-
-def vote_detections(passes: list[list[Detection]], iou: float = 0.5) -> list[Detection]:
-    """Merge the raw peaks of several passes over one image (test-time augmentation) by box voting.
-
-    Peaks of all passes are clustered greedily (highest score first, IoU >= `iou`, within one suppression
-    group). A cluster's score for a class is that class's best score in each pass, averaged over all passes
-    (a pass that did not see it counts 0), so a symbol one pass reads as a diode and the other as a
-    capacitor goes to the class both passes support most. Its box is the score-weighted mean of each
-    pass's best box of the winning class.
-    """
-    n = len(passes)
-    flat = [(k, d) for k, p in enumerate(passes) for d in p]
-    flat.sort(key=lambda kd: -kd[1].score)
-    if not flat:
-        return []
-    boxes = np.array([d.box for _, d in flat], np.float64)
-    groups = np.array([_nms_group(d) for _, d in flat])
-    ious = _box_iou(boxes, boxes)
-    alive = np.ones(len(flat), bool)
-    merged: list[Detection] = []
-    for i in range(len(flat)):
-        if not alive[i]:
-            continue
-        members = np.flatnonzero(alive & (ious[i] >= iou) & (groups == groups[i]))
-        alive[members] = False
-        best: dict[tuple[str, int], Detection] = {}  # (class, pass) -> that pass's best peak of the class
-        for m in members:
-            k, d = flat[m]
-            if (d.cls, k) not in best or d.score > best[(d.cls, k)].score:
-                best[(d.cls, k)] = d
-        totals: dict[str, float] = {}
-        for (cls, _), d in best.items():
-            totals[cls] = totals.get(cls, 0.0) + d.score
-        cls = max(totals, key=lambda c: totals[c])
-        votes = [d for (c, _), d in best.items() if c == cls]
-        box = np.average(np.array([d.box for d in votes]), axis=0, weights=[d.score for d in votes])
-        merged.append(Detection(cls, totals[cls] / n, tuple(float(v) for v in box)))
-    return merged
+    heat = torch.sigmoid(out["heat"].float())
+    c, y, x, s = _peaks(heat, box_threshold, max_objects)
+    d = torch.exp(out["box"].float().clamp(-4, 7))[:, y, x].numpy().T * STRIDE  # (N, 4) ltrb in net px
+    cx, cy = (x + 0.5) * STRIDE, (y + 0.5) * STRIDE
+    boxes = (
+        np.stack([cx - d[:, 0], cy - d[:, 1], cx + d[:, 2], cy + d[:, 3]], axis=1) / scale
+        if len(s)
+        else np.zeros((0, 4))
+    )
+    dets = [Detection(config.classes[int(ci)], float(si), tuple(float(v) for v in b)) for ci, si, b in zip(c, s, boxes)]
+    dets = _class_agnostic_nms(dets, config)
+    pheat = torch.sigmoid(out["pin"].float())
+    pc, py, px, ps = _peaks(pheat, pin_threshold, max_objects)
+    off = torch.sigmoid(out["pin_off"].float())[:, py, px].numpy().T if len(ps) else np.zeros((0, 2))
+    pins = [
+        PinPoint(config.roles[int(ci)], float(si), ((xi + o[0]) * STRIDE / scale, (yi + o[1]) * STRIDE / scale))
+        for ci, si, xi, yi, o in zip(pc, ps, px, py, off)
+    ]
+    return dets, pins
 
 
 def _class_agnostic_nms(dets: list[Detection], config: DetectorConfig, iou: float = 0.6) -> list[Detection]:
     """One symbol, one box: among overlapping component boxes keep the best-scoring class."""
+    comp = [d for d in dets if d.cls not in ("text", "junction")]
+    rest = [d for d in dets if d.cls in ("text", "junction")]
     keep: list[Detection] = []
-    for g in (0, 1, 2):
-        group = sorted((d for d in dets if _nms_group(d) == g), key=lambda d: -d.score)
+    for group in (comp, [d for d in rest if d.cls == "text"], [d for d in rest if d.cls == "junction"]):
+        group = sorted(group, key=lambda d: -d.score)
         if not group:
             continue
         boxes = np.array([d.box for d in group])
@@ -343,41 +284,17 @@ def save_detector(model: SchematicDetector, path: str | Path, half: bool = True)
     save_file(state, str(path), metadata={"config": json.dumps(asdict(model.config))})
 
 
-# peaks this weak take part in test-time voting: a class seen at 0.2 in both passes outweighs 0.3 in one
-VOTE_FLOOR = 0.1
-
-
 @torch.inference_mode()
-def _maps(model: SchematicDetector, gray: np.ndarray) -> tuple[dict[str, torch.Tensor], float]:
-    """One forward pass: the output maps without batch dim (on the CPU) and the image-to-network scale."""
-    x, scale = prepare(gray, model.config.input_side)
-    dev = next(model.parameters()).device
-    out = model(torch.from_numpy(x)[None, None].to(dev))
-    return {k: v[0].cpu() for k, v in out.items()}, scale
-
-
 def detect(
     model: SchematicDetector,
     gray: np.ndarray,
     box_threshold: float = 0.3,
     pin_threshold: float = 0.3,
-    flip_tta: bool = False,
-    max_objects: int = 400,
 ) -> tuple[list[Detection], list[PinPoint]]:
-    """Detect symbols, labels, junctions and pins on a grayscale uint8 image.
-
-    With `flip_tta` the image is also read mirrored left-right and the boxes of both passes are merged by
-    `vote_detections` (symbol classes keep their meaning under a mirror: an npn arrow still points out of the
-    base, a diode is still a diode); pins come from the unmirrored pass.
-    """
-    out, scale = _maps(model, gray)
-    pins = _decode_pins(out, model.config, scale, pin_threshold, max_objects)
-    if not flip_tta:
-        dets = _decode_boxes(out, model.config, scale, box_threshold, max_objects)
-        return _class_agnostic_nms(dets, model.config), pins
-    floor = min(VOTE_FLOOR, box_threshold)
-    plain = _decode_boxes(out, model.config, scale, floor, max_objects)
-    out_m, _ = _maps(model, np.ascontiguousarray(gray[:, ::-1]))
-    mirrored = mirror_detections(_decode_boxes(out_m, model.config, scale, floor, max_objects), gray.shape[1])
-    voted = [d for d in vote_detections([plain, mirrored]) if d.score >= box_threshold]
-    return _class_agnostic_nms(voted, model.config), pins
+    """Detect symbols, labels, junctions and pins on a grayscale uint8 image."""
+    x, scale = prepare(gray, model.config.input_side)
+    t = torch.from_numpy(x)[None, None]
+    dev = next(model.parameters()).device
+    out = model(t.to(dev))
+    out = {k: v[0].cpu() for k, v in out.items()}
+    return decode(out, model.config, scale, box_threshold, pin_threshold)
