@@ -1233,10 +1233,11 @@ def read_schematic(
     ink = binarize(norm)
     symbols = [c.box for c in comps]
     texts = merge_text_boxes([Detection(t.cls, t.score, grow_text_box(ink, t.box, symbols)) for t in texts])
-    reads = [t for t, _ in ocr_crops(ocr, [_crop_for_ocr(norm, t.box) for t in texts])]
-    texts, reads = split_reads(
-        texts, reads, ink, lambda boxes: [r for r, _ in ocr_crops(ocr, [_crop_for_ocr(norm, b) for b in boxes])]
-    )
+
+    def read_boxes(boxes: list[tuple[float, float, float, float]]) -> list[str]:
+        return [text for text, _ in ocr_crops(ocr, [_crop_for_ocr(norm, b) for b in boxes])]
+
+    texts, reads = split_reads(texts, read_boxes([t.box for t in texts]), ink, read_boxes)
     return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings)
 
 

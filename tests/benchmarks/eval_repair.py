@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from pipelines.repair import detect_damage, repair_drawing, repair_gray  # noqa: E402
-from vision.synth.damage import DAMAGE_KINDS, apply_damage_by_kind  # noqa: E402
+from vision.synth.damage import DAMAGE_KINDS, apply_damage, apply_damage_by_kind  # noqa: E402
 from vision.synth.render import render_sample  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -171,7 +171,7 @@ def time_1024(repeats: int, threads: int) -> dict[str, float]:
     sample = render_sample(FIRST_SEED - 1, style={"paper": "white", "color": False})
     img = sample.image if sample.image.ndim == 2 else cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
     img = cv2.resize(img, (1024, 1024), interpolation=cv2.INTER_AREA)
-    damaged, _, _ = apply_damage_by_kind(img, np.random.default_rng(7))
+    damaged, _ = apply_damage(img, np.random.default_rng(7))
     repair_drawing(damaged)  # warm-up: model load, allocator
     times, cpu = [], []
     for _ in range(repeats):
