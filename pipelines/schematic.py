@@ -36,6 +36,7 @@ JUNCTION_THRESHOLD = 0.35
 PIN_THRESHOLD = 0.25
 DOT_RATIO = 1.9  # a junction dot seen in the ink reaches this many stroke half-widths from the paper
 BJT_ARROW_MIN = 2.0  # an arrowhead adds at least this many squared pen widths of ink to its lead
+ARROW_TAPER_RATIO = 2.0  # a current source's arrowhead half varies in width this many times more than its shaft half
 
 
 class SchematicInputError(ValueError):
@@ -610,17 +611,36 @@ def _restore_strokes(
         x, y = xy
         return bool((lab[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1] == i).any())
 
+    def ends_inside(horizontal: bool, i: int, box: tuple[float, float, float, float], pin: tuple[int, int]) -> bool:
+        """Whether stroke i enters the box at `pin` and ends inside it, across its middle: then it is
+        the symbol's inside (a MOSFET's gate wire lines up with its source arrow). A stroke that runs
+        along the box's edge, or through the box and out of its far side, is a wire."""
+        sx, sy, sw, sh, _ = strokes[horizontal][1][i]
+        x0, y0, x1, y1 = box
+        lo, hi, at, run_lo, run_hi, mid = (
+            (x0, x1, pin[0], sx, sx + sw - 1, sy + sh / 2)
+            if horizontal
+            else (y0, y1, pin[1], sy, sy + sh - 1, sx + sw / 2)
+        )
+        c0, c1 = (y0, y1) if horizontal else (x0, x1)
+        if not c0 + band < mid < c1 - band:
+            return False
+        return run_hi <= hi + band if at - lo < hi - at else run_lo >= lo - band
+
     def give_back(horizontal: bool, i: int, own: int | None = None) -> None:
         """Restore stroke i, except inside the pin's own symbol (its inner strokes may lead to other
-        pins) and inside any symbol the stroke runs through from one of its pins to another."""
+        pins), inside any symbol the stroke runs through from one of its pins to another, and inside
+        one it enters at a pin and ends in."""
         lab, stats = strokes[horizontal]
         sx, sy, sw, sh, _ = stats[i]
         sel = lab[sy : sy + sh, sx : sx + sw] == i
         for cj, (x0, y0, x1, y1) in enumerate(boxes):
             if x1 < sx or x0 > sx + sw or y1 < sy or y0 > sy + sh:
                 continue
-            if cj != own and sum(on_stroke(lab, i, p) for p in by_comp.get(cj, [])) < 2:
-                continue
+            if cj != own:
+                hits = [p for p in by_comp.get(cj, []) if on_stroke(lab, i, p)]
+                if len(hits) < 2 and not (len(hits) == 1 and ends_inside(horizontal, i, (x0, y0, x1, y1), hits[0])):
+                    continue
             bx0, by0 = max(0, int(x0) - grow - sx), max(0, int(y0) - grow - sy)
             bx1, by1 = int(math.ceil(x1)) + grow + 1 - sx, int(math.ceil(y1)) + grow + 1 - sy
             if bx1 > bx0 and by1 > by0:
@@ -789,6 +809,9 @@ def trace_nets(
             if min(abs(h.c - v.a), abs(h.c - v.b)) <= tol + h.thick / 2:
                 continue
             if any(math.hypot(jx - v.c, jy - h.c) <= 2 * tol for jx, jy in juncs):
+                continue
+            # a wire entering a symbol at a pin crosses the symbol's rim left outside its box, not a wire
+            if any(math.hypot(px - v.c, py - h.c) <= tol for _, (px, py) in pins):
                 continue
             rx, ry = int(math.ceil(v.thick / 2)) + 2, int(math.ceil(h.thick / 2)) + 2
             # where the strokes run here, not their mean lines: a skewed scan moves a long wire by pixels
@@ -1078,6 +1101,48 @@ def bjt_emitter(
     return int(total > 0)
 
 
+def arrow_head_side(
+    ink: np.ndarray, box: tuple[float, float, float, float], leads: tuple[tuple[float, float], tuple[float, float]]
+) -> int | None:
+    """Which of a current source's two `leads` its arrow points to, or None when unclear.
+
+    Inside the circle the arrow is the only ink: along its length the shaft keeps one width while
+    the head tapers, so the half whose width varies more is the half the arrow points to.
+    """
+    (ax, ay), (bx, by) = leads
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    # along the box's long axis, from the first lead's end to the second's (a pin read where a wire
+    # turns off beside the end must not tilt the axis)
+    vertical = y1 - y0 > x1 - x0
+    along = (by - ay) if vertical else (bx - ax)
+    if abs(along) < 4:
+        return None
+    ux, uy = (0.0, math.copysign(1.0, along)) if vertical else (math.copysign(1.0, along), 0.0)
+    # the circle spans the box across the leads' axis; well inside it only the arrow remains
+    inner = 0.6 * 0.5 * (abs(uy) * (x1 - x0) + abs(ux) * (y1 - y0))
+    H, W = ink.shape
+    r = int(math.ceil(inner))
+    wx0, wy0 = max(0, int(cx) - r), max(0, int(cy) - r)
+    ys, xs = np.nonzero(ink[wy0 : min(H, int(cy) + r + 1), wx0 : min(W, int(cx) + r + 1)])
+    dx, dy = xs + wx0 - cx, ys + wy0 - cy
+    t, n = dx * ux + dy * uy, dy * ux - dx * uy
+    keep = (np.hypot(dx, dy) < inner) & (np.abs(n) < 0.6 * inner)
+    if keep.sum() < 8:
+        return None
+    t, n = np.round(t[keep]).astype(int), n[keep]
+    steps = np.unique(t)
+    widths = np.array([np.ptp(n[t == v]) + 1 for v in steps])
+    half = len(steps) // 2
+    if half < 4:
+        return None
+    # the outermost steps are the rounded ends of the strokes
+    spread = [float(np.std(widths[1 : half - 1])), float(np.std(widths[len(steps) - half + 1 : -1]))]
+    if max(spread) < ARROW_TAPER_RATIO * min(spread) + 0.5:
+        return None
+    return int(spread[1] > spread[0])
+
+
 # -- the reader -------------------------------------------------------------------------------------
 
 
@@ -1298,6 +1363,10 @@ def assemble_circuit(
             # the detector tells collector from emitter by position; the arrowhead says it for sure
             if bjt_emitter(ink, stroke, d.box, pins["B"], (pins["E"], pins["C"])) == 1:
                 pins["C"], pins["E"] = pins["E"], pins["C"]
+        if d.cls == "isource" and {"+", "-"} <= set(pins):
+            # current flows from + through the source to -: the arrow points at the - pin
+            if arrow_head_side(ink, d.box, (pins["-"], pins["+"])) == 1:
+                pins["+"], pins["-"] = pins["-"], pins["+"]
         comp_pins.append(pins)
     flat = [(ci, name, xy) for ci, pins in enumerate(comp_pins) for name, xy in pins.items()]
     net_ids, segs, seg_nets = trace_nets(

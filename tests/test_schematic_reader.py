@@ -13,6 +13,7 @@ import pytest
 from pipelines.document import Circuit, Component, Pin
 from pipelines.schematic import (
     SchematicInputError,
+    arrow_head_side,
     assemble_circuit,
     binarize,
     canonical_value,
@@ -144,6 +145,86 @@ def test_wire_that_turns_beside_a_lead_inside_the_box_connects() -> None:
     pins = [(0, (70, 40)), (0, (70, 140)), (1, (220, 100)), (1, (220, 156))]
     ids, _, _ = trace_nets(binarize(img), boxes, [], [], pins, comp_types=["vsource_ac", "resistor"])
     assert ids[1] == ids[3] and ids[0] == ids[2] and ids[0] != ids[1]
+
+
+def test_wire_into_a_pin_across_a_symbol_rim_outside_the_box_connects() -> None:
+    """A transistor's circle reaches a few pixels past its box and the base pin is read on that rim:
+    the wire meets the rim's stub right at the pin, which is no wire crossing (the current mirrors
+    lost the base net there)."""
+    img = np.full((200, 300), 255, np.uint8)
+    cv2.circle(img, (70, 80), 35, 0, 2)  # the symbol; its box stops at x = 100, the rim at 105
+    cv2.line(img, (85, 80), (200, 80), 0, 2)  # base bar to the resistor, through the pin at the box edge
+    cv2.rectangle(img, (205, 70), (235, 90), 0, 2)
+    cv2.line(img, (200, 80), (205, 80), 0, 2)
+    cv2.line(img, (235, 80), (240, 80), 0, 2)
+    cv2.line(img, (70, 45), (70, 10), 0, 2)
+    boxes = [(40, 40, 100, 120), (200, 70, 240, 90)]
+    pins = [(0, (104.0, 80.0)), (0, (70.0, 45.0)), (1, (200.0, 80.0)), (1, (240.0, 80.0))]
+    ids, _, _ = trace_nets(binarize(img), boxes, [], [], pins, comp_types=["npn", "resistor"])
+    assert ids[0] == ids[2] and len(set(ids)) == 3
+
+
+def _gate_drawing(through: bool) -> tuple[np.ndarray, list[tuple[float, ...]], list[tuple[int, tuple[float, float]]]]:
+    """A MOSFET-like box whose gate wire lines up with the inner stroke to its source lead, which
+    comes down from a resistor above; with `through`, the gate wire goes on out of the box's far side
+    to a third part's pin instead."""
+    img = np.full((200, 320), 255, np.uint8)
+    parts = [(10, 70, 40, 90), (130, 5, 150, 25)]  # resistors left and above
+    for x0, y0, x1, y1 in parts:
+        cv2.rectangle(img, (x0 + 4, y0 + 4), (x1 - 4, y1 - 4), 0, 2)
+    cv2.line(img, (10, 80), (14, 80), 0, 2)
+    cv2.line(img, (36, 80), (40, 80), 0, 2)
+    cv2.line(img, (140, 5), (140, 9), 0, 2)
+    cv2.line(img, (40, 80), (100, 80), 0, 2)  # wire to the gate pin at (100, 80)
+    cv2.line(img, (118, 55), (118, 105), 0, 2)  # the channel
+    cv2.line(img, (140, 21), (140, 40 if through else 80), 0, 2)  # wire to the source pin, then its lead
+    cv2.line(img, (140, 100), (140, 120), 0, 2)  # the drain lead
+    cv2.line(img, (100, 80), (250 if through else 140, 80), 0, 2)  # gate and source arrow in line / on
+    boxes: list[tuple[float, ...]] = [*parts, (100, 40, 142, 120)]
+    pins = [(0, (10.0, 80.0)), (0, (40.0, 80.0)), (1, (140.0, 5.0)), (1, (140.0, 25.0))]
+    pins += [(2, (100.0, 80.0)), (2, (140.0, 40.0)), (2, (140.0, 120.0))]
+    if through:
+        cv2.rectangle(img, (255, 70), (285, 90), 0, 2)
+        cv2.line(img, (250, 80), (255, 80), 0, 2)
+        boxes.append((250, 70, 290, 90))
+        pins += [(3, (250.0, 80.0)), (3, (290.0, 80.0))]
+    return img, boxes, pins
+
+
+def test_gate_wire_in_line_with_the_source_arrow_stays_apart_from_the_source() -> None:
+    img, boxes, pins = _gate_drawing(through=False)
+    ids, _, _ = trace_nets(binarize(img), boxes, [], [], pins, comp_types=["resistor", "resistor", "nmos"])
+    assert ids[1] == ids[4] and ids[3] == ids[5] and len({ids[4], ids[5], ids[6]}) == 3
+
+
+def test_wire_through_a_symbol_to_the_next_part_stays_whole() -> None:
+    img, boxes, pins = _gate_drawing(through=True)
+    types = ["resistor", "resistor", "nmos", "resistor"]
+    ids, _, _ = trace_nets(binarize(img), boxes, [], [], pins, comp_types=types)
+    assert ids[1] == ids[4] == ids[7] and ids[3] == ids[5] != ids[4]
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+def test_current_source_arrow_names_its_minus_pin(rotate: bool) -> None:
+    """The arrow points at the - pin, whether its head sits at the end or in the middle of the circle."""
+    for head_at_end in (True, False):
+        img = np.full((160, 160), 255, np.uint8)
+        cv2.circle(img, (80, 80), 30, 0, 2)
+        cv2.line(img, (80, 40), (80, 50), 0, 2)
+        cv2.line(img, (80, 110), (80, 120), 0, 2)
+        tip, base, tail = (102, 88, 58) if head_at_end else (98, 80, 62)
+        cv2.line(img, (80, tail), (80, base), 0, 3)
+        cv2.fillPoly(img, [np.array([(72, base), (88, base), (80, tip)], np.int32)], 0)
+        box, top, bottom = (50.0, 40.0, 110.0, 120.0), (80.0, 40.0), (80.0, 120.0)
+        if rotate:  # the same drawing turned a quarter: the arrow points right, at (120, 80)
+            img = np.ascontiguousarray(img.T[::-1])
+            box, top, bottom = (40.0, 50.0, 120.0, 110.0), (40.0, 80.0), (120.0, 80.0)
+        ink = binarize(img)
+        assert arrow_head_side(ink, box, (top, bottom)) == 1
+        assert arrow_head_side(ink, box, (bottom, top)) == 0
+    empty = np.full((160, 160), 255, np.uint8)
+    cv2.circle(empty, (80, 80), 30, 0, 2)
+    assert arrow_head_side(binarize(empty), (50.0, 40.0, 110.0, 120.0), ((80.0, 40.0), (80.0, 120.0))) is None
 
 
 def test_value_goes_with_its_reference_block_not_the_nearest_symbol() -> None:
