@@ -7,6 +7,10 @@ samples come from a packed copy of `circuits-real` (see `pack_real`). Checkpoint
     python -m vision.train_detector pack-real --src ../shared/data/circuits-real --out .pack/real
     python -m vision.train_detector train --real .pack/real --out runs/det --minutes 6 --batch 32
 
+`--real-aug strong` turns, distorts, crops, re-inks and degrades the real samples (`RealDataset`); `--real-scale` and
+`--synth-scale` set the size range of real and synthetic drawings on the canvas (above 1: zoomed-in crops, whose
+cut symbols become ignore regions). The defaults reproduce the earlier runs.
+
 Under `torchrun --nproc_per_node N` the same command trains with DDP (see `vision.distributed`): `--batch` stays
 the global batch, and losses, weights and checkpoints are those of one process, so a run resumes on any number
 of processes. `--workers` counts DataLoader workers per process (default: the machine's cores shared among its
@@ -84,6 +88,11 @@ REAL_PIN_ROLE: dict[str, str] = {
 }
 # classes whose Positive/Negative pins carry a polarity (the rest are symmetric: generic)
 _POLAR = frozenset({"vsource", "battery", "isource"})
+# a box cut by a zoomed-in crop stays a target when this much of its area is visible, else it is ignored
+KEEP_VISIBLE = 0.6
+# the `strong` real augmentation: chance of a 90-degree turn, largest log change of the aspect ratio
+P_TURN = 0.5
+ASPECT_JITTER = 0.1
 
 
 def real_split(image_id: str) -> str:
@@ -262,18 +271,72 @@ def synth_objects(
 # -- datasets ---------------------------------------------------------------------------------------
 
 
-def _place(gray: np.ndarray, side: int, rng: np.random.Generator, fill: float) -> tuple[np.ndarray, float, int, int]:
-    """Resize so the longer side is a random fraction of `side` and drop it on a side x side canvas."""
+def _offset(rng: np.random.Generator, side: int, n: int) -> int:
+    """Where an image `n` pixels long starts on a canvas `side` long: inside it, or cropped when larger."""
+    return int(rng.integers(min(0, side - n), max(0, side - n) + 1))
+
+
+def _paste(small: np.ndarray, side: int, ox: int, oy: int, fill: float) -> np.ndarray:
+    """An ink-space side x side canvas holding the part of the paper-space image `small` placed at (ox, oy)."""
+    canvas = np.full((side, side), fill, np.float32)
+    h, w = small.shape
+    x0, y0, x1, y1 = max(0, ox), max(0, oy), min(side, ox + w), min(side, oy + h)
+    canvas[y0:y1, x0:x1] = 1.0 - small[y0 - oy : y1 - oy, x0 - ox : x1 - ox].astype(np.float32) / 255.0
+    return canvas
+
+
+def _place(
+    gray: np.ndarray, side: int, rng: np.random.Generator, fill: float, scale: tuple[float, float] = (0.6, 1.0)
+) -> tuple[np.ndarray, float, int, int]:
+    """Resize so the longer side is a random fraction (`scale` range) of `side` and drop it on a side x side canvas.
+
+    A fraction above 1 zooms in: the canvas then shows a random window of the image (negative offsets).
+    """
     h, w = gray.shape
-    target = side * float(rng.uniform(0.6, 1.0))
-    k = target / max(h, w)
+    k = side * float(rng.uniform(*scale)) / max(h, w)
     nh, nw = max(1, int(round(h * k))), max(1, int(round(w * k)))
     small = cv2.resize(gray, (nw, nh), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR)
-    ox = int(rng.integers(0, side - nw + 1))
-    oy = int(rng.integers(0, side - nh + 1))
-    canvas = np.full((side, side), fill, np.float32)
-    canvas[oy : oy + nh, ox : ox + nw] = 1.0 - small.astype(np.float32) / 255.0
-    return canvas, k, ox, oy
+    ox, oy = _offset(rng, side, nw), _offset(rng, side, nh)
+    return _paste(small, side, ox, oy, fill), k, ox, oy
+
+
+def _visible(a: float, b: float, side: int) -> float:
+    """Fraction of the interval [a, b] inside [0, side] (a degenerate interval is wholly in or out)."""
+    if b - a <= 1e-6:
+        return float(0 <= a <= side)
+    return max(0.0, min(b, side) - max(a, 0.0)) / (b - a)
+
+
+def crop_boxes(
+    boxes: list[tuple[int, float, float, float, float]], ignore: list[tuple[float, float, float, float]], side: int
+) -> tuple[list[tuple[int, float, float, float, float]], list[tuple[float, float, float, float]]]:
+    """Boxes and ignore boxes on a canvas that shows only part of the image.
+
+    Boxes mostly visible (`KEEP_VISIBLE` of their area) keep their visible part; the others become ignore
+    regions (half a symbol is neither a symbol nor background); ignore boxes keep their visible part; whatever
+    is wholly outside goes.
+
+    Returns:
+        The boxes (class, x0, y0, x1, y1) and ignore boxes, clipped to the canvas.
+    """
+
+    def clip(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
+        return (min(max(x0, 0.0), side), min(max(y0, 0.0), side), min(max(x1, 0.0), side), min(max(y1, 0.0), side))
+
+    kept, cut = [], []
+    for c, *b in boxes:
+        frac = _visible(b[0], b[2], side) * _visible(b[1], b[3], side)
+        if frac >= KEEP_VISIBLE:
+            kept.append((c, *clip(*b)))
+        elif frac > 0:
+            cut.append(clip(*b))
+    cut += [clip(*b) for b in ignore if _visible(b[0], b[2], side) * _visible(b[1], b[3], side) > 0]
+    return kept, cut
+
+
+def _cropped(shape: tuple[int, ...], k: float, side: int) -> bool:
+    """Whether `_place` at scale k showed only a window of an image of this shape (its longer side overflows)."""
+    return int(round(max(shape) * k)) > side
 
 
 class SynthDataset(torch.utils.data.Dataset):
@@ -285,11 +348,21 @@ class SynthDataset(torch.utils.data.Dataset):
         side: Square canvas side in network pixels.
         p_scan: Probability of the scan simulator.
         p_damage: Probability of the damage simulator (when it is importable).
+        scale: Range of the drawing's longer side as a fraction of `side` (above 1: a zoomed-in crop).
     """
 
-    def __init__(self, base: int, length: int, side: int = 640, p_scan: float = 0.45, p_damage: float = 0.2) -> None:
+    def __init__(
+        self,
+        base: int,
+        length: int,
+        side: int = 640,
+        p_scan: float = 0.45,
+        p_damage: float = 0.2,
+        scale: tuple[float, float] = (0.6, 1.0),
+    ) -> None:
         self.base, self.length, self.side = base, length, side
         self.p_scan, self.p_damage = p_scan, p_damage
+        self.scale = scale
 
     def __len__(self) -> int:
         return self.length
@@ -314,12 +387,15 @@ class SynthDataset(torch.utils.data.Dataset):
         elif u < self.p_scan + self.p_damage:
             sample = _damaged(sample, rng)
         gray = normalize_paper(to_gray(sample.image))
-        canvas, k2, ox, oy = _place(gray, self.side, rng, 0.0)
+        canvas, k2, ox, oy = _place(gray, self.side, rng, 0.0, self.scale)
         boxes, pins = synth_objects(sample.truth)
         boxes = [(c, x0 * k2 + ox, y0 * k2 + oy, x1 * k2 + ox, y1 * k2 + oy) for c, x0, y0, x1, y1 in boxes]
         pins = [(r, x * k2 + ox, y * k2 + oy) for r, x, y in pins]
+        ignore: list[tuple[float, float, float, float]] = []
+        if _cropped(gray.shape, k2, self.side):
+            boxes, ignore = crop_boxes(boxes, ignore, self.side)
         hw = (self.side // STRIDE, self.side // STRIDE)
-        t = build_targets(hw, boxes, pins, [], np.ones(len(DETECT_CLASSES) + len(PIN_ROLES)))
+        t = build_targets(hw, boxes, pins, ignore, np.ones(len(DETECT_CLASSES) + len(PIN_ROLES)))
         t["image"] = canvas[None]
         return t
 
@@ -337,15 +413,44 @@ def _damaged(sample: Any, rng: np.random.Generator) -> Any:
     return Sample(img, sample.truth)
 
 
-class RealDataset(torch.utils.data.Dataset):
-    """The packed circuits-real training split, mirrored at random; text/junction channels off."""
+REAL_AUGS = ("flip", "strong")
 
-    def __init__(self, folder: Path, split: str = "train", side: int = 640, seed: int = 0) -> None:
+
+class RealDataset(torch.utils.data.Dataset):
+    """The packed circuits-real training split; text/junction channels off.
+
+    Augmentation `flip`: a random mirror image and a random size. `strong` adds, all drawn from the item's
+    seed: random 90-degree turns, aspect jitter, zoom-in crops (`scale` above 1), thicker or thinner strokes,
+    fainter or harsher ink, paper texture, blur, noise and JPEG artefacts (applied before `normalize_paper`,
+    as a scanned or compressed file meets it at inference).
+
+    Args:
+        folder: A `pack_real` folder.
+        split: Which entries of its index to use.
+        side: Square canvas side in network pixels.
+        seed: Item i draws its augmentation from seed * 100_003 + i.
+        aug: One of `REAL_AUGS`.
+        scale: Range of the image's longer side as a fraction of `side` (the reader shows the detector a
+            drawing at 1.0 when `side` is the inference side).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        split: str = "train",
+        side: int = 640,
+        seed: int = 0,
+        aug: str = "flip",
+        scale: tuple[float, float] = (0.6, 1.0),
+    ) -> None:
+        if aug not in REAL_AUGS:
+            raise ValueError(f"unknown real augmentation {aug!r}: use one of {REAL_AUGS}")
         self.folder = Path(folder)
         index = json.loads((self.folder / "index.json").read_text(encoding="utf-8"))
         self.items = [e for e in index if e["split"] == split]
         self.side = side
         self.seed = seed
+        self.aug, self.scale = aug, scale
         self.mask = np.ones(len(DETECT_CLASSES) + len(PIN_ROLES), np.float32)
         self.mask[CLS_INDEX["text"]] = 0
         self.mask[CLS_INDEX["junction"]] = 0
@@ -354,15 +459,26 @@ class RealDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        canvas, boxes, pins, ignore = self.sample(i)
+        hw = (self.side // STRIDE, self.side // STRIDE)
+        t = build_targets(hw, boxes, pins, ignore, self.mask)
+        t["image"] = canvas[None]
+        return t
+
+    def sample(self, i: int) -> tuple[np.ndarray, list, list, list]:
+        """Item i as an ink-space canvas with its boxes (class index, x0, y0, x1, y1), pins (role index, x, y)
+        and ignore boxes in canvas pixels."""
         e = self.items[i % len(self.items)]
         rng = np.random.default_rng(self.seed * 100_003 + i)
         gray = cv2.imread(str(self.folder / e["file"]), cv2.IMREAD_GRAYSCALE)
+        if self.aug == "strong":
+            return self._strong(gray, e, rng)
         gray = normalize_paper(gray)
         flip = bool(rng.random() < 0.5)  # pin roles are functional, so a mirror image keeps its labels
         if flip:
             gray = gray[:, ::-1]
         w = gray.shape[1]
-        canvas, k, ox, oy = _place(gray, self.side, rng, 0.0)
+        canvas, k, ox, oy = _place(gray, self.side, rng, 0.0, self.scale)
 
         def tr(x: float, y: float) -> tuple[float, float]:
             return ((w - x if flip else x) * k + ox, y * k + oy)
@@ -374,10 +490,79 @@ class RealDataset(torch.utils.data.Dataset):
         boxes = [(CLS_INDEX[c], *box(*b)) for c, *b in e["boxes"]]
         pins = [(ROLE_INDEX[r], *tr(x, y)) for r, x, y in e["pins"]]
         ignore = [box(*b) for b in e["ignore"]]
-        hw = (self.side // STRIDE, self.side // STRIDE)
-        t = build_targets(hw, boxes, pins, ignore, self.mask)
-        t["image"] = canvas[None]
-        return t
+        if _cropped(gray.shape, k, self.side):
+            boxes, ignore = crop_boxes(boxes, ignore, self.side)
+        return canvas, boxes, pins, ignore
+
+    def _strong(
+        self, gray: np.ndarray, e: dict[str, Any], rng: np.random.Generator
+    ) -> tuple[np.ndarray, list, list, list]:
+        """The `strong` augmentation of one packed image (see the class docstring)."""
+        gray = normalize_paper(_degrade(_restroke(gray, rng), rng))
+        # geometry as one matrix on continuous pixel coordinates (the image spans [0, w] x [0, h])
+        m = np.eye(3)
+        if rng.random() < 0.5:  # pin roles are functional, so mirrored and turned drawings keep their labels
+            m = np.array([[-1.0, 0, gray.shape[1]], [0, 1, 0], [0, 0, 1]]) @ m
+            gray = gray[:, ::-1]
+        turns = int(rng.integers(1, 4)) if rng.random() < P_TURN else 0
+        for _ in range(turns):  # np.rot90 turns counter-clockwise: (x, y) -> (y, w - x)
+            m = np.array([[0, 1.0, 0], [-1, 0, gray.shape[1]], [0, 0, 1]]) @ m
+            gray = np.rot90(gray)
+        h, w = gray.shape
+        k = self.side * float(rng.uniform(*self.scale)) / max(h, w)
+        aspect = math.exp(float(rng.uniform(-ASPECT_JITTER, ASPECT_JITTER)))
+        nw, nh = max(1, int(round(w * k * aspect))), max(1, int(round(h * k / aspect)))
+        interp = cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR
+        small = cv2.resize(np.ascontiguousarray(gray), (nw, nh), interpolation=interp)
+        ox, oy = _offset(rng, self.side, nw), _offset(rng, self.side, nh)
+        canvas = _paste(small, self.side, ox, oy, 0.0)
+        m = np.array([[nw / w, 0, ox], [0, nh / h, oy], [0, 0, 1]]) @ m
+
+        def box(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
+            (a, b), (c, d) = (m[:2] @ (x, y, 1.0) for x, y in ((x0, y0), (x1, y1)))
+            return (min(a, c), min(b, d), max(a, c), max(b, d))
+
+        boxes = [(CLS_INDEX[c], *box(*b)) for c, *b in e["boxes"]]
+        boxes, ignore = crop_boxes(boxes, [box(*b) for b in e["ignore"]], self.side)
+        pins = [(ROLE_INDEX[r], *(float(v) for v in m[:2] @ (x, y, 1.0))) for r, x, y in e["pins"]]
+        return canvas, boxes, pins, ignore
+
+
+def _restroke(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bolder or thinner pen on a paper-space image, by a random part of a 3 x 3 min or max filter (thinning
+    keeps at least 40 % of a one-pixel line's ink, so no stroke disappears)."""
+    u = rng.random()
+    if u >= 0.5:
+        return gray
+    g = gray.astype(np.float32)
+    k3 = np.ones((3, 3), np.uint8)
+    if u < 0.25:
+        g += float(rng.uniform(0.3, 1.0)) * (cv2.erode(g, k3) - g)
+    else:
+        g += float(rng.uniform(0.2, 0.6)) * (cv2.dilate(g, k3) - g)
+    return g.astype(np.uint8)
+
+
+def _degrade(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """File and paper damage on a paper-space image: ink contrast and gamma, textured paper, blur, noise, JPEG."""
+    g = gray.astype(np.float32)
+    h, w = g.shape
+    if rng.random() < 0.5:
+        ink = (255.0 - g) * float(rng.uniform(0.6, 1.0)) / 255.0
+        g = 255.0 * (1.0 - ink ** float(rng.uniform(0.7, 1.3)))
+    if rng.random() < 0.25:  # blotchy paper: normalize_paper flattens most of it, as at inference
+        low = cv2.resize(rng.random((6, 6), dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        g *= 1.0 - float(rng.uniform(0.05, 0.25)) * np.clip(low, 0.0, 1.0)
+    if rng.random() < 0.3:
+        g = cv2.GaussianBlur(g, (0, 0), float(rng.uniform(0.4, 1.3)))
+    if rng.random() < 0.3:  # grain about two pixels across, drawn at half size (cheaper)
+        grain = rng.standard_normal((h // 2 + 1, w // 2 + 1), dtype=np.float32)
+        g += float(rng.uniform(3.0, 14.0)) * cv2.resize(grain, (w, h), interpolation=cv2.INTER_LINEAR)
+    out = np.clip(g, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        quality = int(rng.integers(20, 85))
+        out = cv2.imdecode(cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
+    return out
 
 
 class Mixed(torch.utils.data.Dataset):
@@ -528,8 +713,12 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> dict[str, Any]:
     net = ctx.wrap(model)
     # Samples are numbered from the start of training: a resumed run, on any number of processes, continues
     # the stream an uninterrupted run would have read.
-    synth = SynthDataset(args.seed * 10_000_000, args.steps * args.batch, args.side)
-    real = RealDataset(Path(args.real), "train", args.side, args.seed) if args.real else None
+    synth = SynthDataset(args.seed * 10_000_000, args.steps * args.batch, args.side, scale=args.synth_scale)
+    real = (
+        RealDataset(Path(args.real), "train", args.side, args.seed, args.real_aug, args.real_scale)
+        if args.real
+        else None
+    )
     loader = torch.utils.data.DataLoader(
         Mixed(synth, real, args.real_period),
         batch_size=local_batch,
@@ -582,6 +771,7 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> dict[str, Any]:
         "seconds": round(time.time() - t0, 1),
         "device": str(dev),
         "processes": ctx.world_size,
+        "options": {k: v for k, v in vars(args).items() if k != "cmd"},  # the run's command line, for the card
         "log": log[-5:],
     }
     if ctx.is_main:
@@ -590,6 +780,17 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> dict[str, Any]:
         (out / "train_summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     ctx.barrier()  # no rank returns before the files are there
     return summary
+
+
+def scale_range(text: str) -> tuple[float, float]:
+    """An argparse type: "LO,HI" as two positive floats, LO <= HI."""
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"need 0 < LO <= HI, got {text!r}")
+    return lo, hi
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -614,6 +815,19 @@ def main(argv: list[str] | None = None) -> None:
     tr.add_argument("--warmup", type=int, default=100)
     tr.add_argument("--workers", type=int, default=default_workers(0), help="DataLoader workers per process")
     tr.add_argument("--real-period", type=int, default=6)
+    tr.add_argument("--real-aug", choices=REAL_AUGS, default="flip", help="augmentation of real samples")
+    tr.add_argument(
+        "--real-scale",
+        type=scale_range,
+        default=(0.6, 1.0),
+        help="LO,HI: a real image's longer side as a fraction of --side (above 1: zoomed-in crops)",
+    )
+    tr.add_argument(
+        "--synth-scale",
+        type=scale_range,
+        default=(0.6, 1.0),
+        help="LO,HI: a synthetic drawing's longer side as a fraction of --side (above 1: zoomed-in crops)",
+    )
     tr.add_argument("--seed", type=int, default=1)
     tr.add_argument("--log-every", type=int, default=20)
     tr.add_argument("--save-every", type=float, default=60.0, help="seconds between checkpoints")
