@@ -2,7 +2,8 @@
 
 This module holds only the shared vocabulary (component types, pin names and roles) so that the
 detector and the readers can import it without pulling in the drawing engine. The engine lives in
-`circuits` (topologies), `render` (drawing + ground truth) and `scan` (scan simulator).
+`circuits` (topologies), `symbols` (symbol variants real drawings use), `render` (drawing + ground
+truth) and `scan` (scan simulator).
 """
 
 from __future__ import annotations

@@ -18,6 +18,16 @@ import schemdraw
 import schemdraw.elements as elm
 
 from vision.synth import REF_PREFIXES
+from vision.synth.symbols import (
+    BatterySymbol,
+    BjtSymbol,
+    CurrentSourceSymbol,
+    DiodeSymbol,
+    FetSymbol,
+    InductorSymbol,
+    SupplySymbol,
+    SwitchSymbol,
+)
 
 Pt = tuple[float, float]
 
@@ -164,31 +174,65 @@ class Builder:
 
     # -- element factories -----------------------------------------------------------------------
     def _two_term(self, ctype: str) -> schemdraw.elements.Element:
-        iec = self.style.get("iec", False)
+        # symbol habits come from the style (`symbols.sample_look`); the defaults draw schemdraw's symbols
+        st = self.style
+        iec = st.get("iec", False)
         if ctype == "resistor":
             return elm.ResistorIEC() if iec else elm.Resistor()
         if ctype == "capacitor":
             return elm.Capacitor()
         if ctype == "capacitor_polarized":
-            return elm.Capacitor2(polar=True) if self.style.get("curved_cap") else elm.Capacitor(polar=True)
+            return elm.Capacitor2(polar=True) if st.get("curved_cap") else elm.Capacitor(polar=True)
         if ctype == "inductor":
-            return elm.Inductor2() if self.style.get("inductor2", True) else elm.Inductor()
+            bumps, core = int(st.get("inductor_bumps", 4)), int(st.get("inductor_core", 0))
+            if st.get("inductor2", True):
+                return elm.Inductor2(loops=bumps, core=core)
+            return InductorSymbol(bumps=bumps, height=float(st.get("inductor_height", 1.0)), core=core)
         if ctype == "diode":
-            return elm.Diode()
-        if ctype == "led":
-            return elm.LED()
-        if ctype == "zener":
-            return elm.Zener()
+            length = float(st.get("diode_length", 0.35))
+            half = length * float(st.get("diode_half", 0.25 / 0.35))
+            filled = bool(st.get("diode_filled", False))
+            return DiodeSymbol(
+                length=length,
+                half=half,
+                bar=half * float(st.get("diode_bar", 1.0)),
+                filled=filled,
+                through=not filled and bool(st.get("diode_through", False)),
+            )
+        if ctype in ("led", "zener"):
+            e = elm.LED() if ctype == "led" else elm.Zener()
+            return e.fill(True) if st.get("diode_filled", False) else e
         if ctype == "vsource":
             return elm.SourceV()
         if ctype == "vsource_ac":
             return elm.SourceSin()
         if ctype == "isource":
-            return elm.SourceI()
+            return CurrentSourceSymbol(
+                shape=str(st.get("isource", "circle")),
+                span=float(st.get("isource_span", 0.5)),
+                head_len=float(st.get("isource_head", 0.25)),
+                head=str(st.get("isource_arrow", "filled")),
+            )
         if ctype == "switch":
-            return elm.Switch()
+            kind = str(st.get("switch", "open"))
+            if kind == "button":
+                return elm.Button()
+            angle = float(st.get("switch_angle", 27.0))
+            if kind == "action":
+                return SwitchSymbol(contacts="open", angle=angle, action=True)
+            return SwitchSymbol(contacts=kind, angle=angle)
         if ctype == "battery":
-            return elm.Battery() if self.rng.random() < 0.7 else elm.BatteryCell()
+            long = float(st.get("battery_long", 0.375))
+            thick = float(st.get("battery_thick", 0.0))
+            # plates stay apart under a thick pen
+            pitch = max(float(st.get("battery_pitch", 0.19)), 2 * thick + 2.5 * float(st.get("lw", 0.0)))
+            return BatterySymbol(
+                cells=2 if self.rng.random() < 0.7 else 1,
+                long=long,
+                short=long * float(st.get("battery_short", 0.5)),
+                pitch=pitch,
+                thick=thick,
+            )
         if ctype == "crystal":
             return elm.Crystal()
         if ctype == "potentiometer":
@@ -219,16 +263,24 @@ class Builder:
         ax, ay = a
         bx, by = b
         dist = math.hypot(bx - ax, by - ay)
+        extra = float(self.rng.uniform(0.0, 0.5))
+        along = float(self.rng.uniform(-0.15, 0.15))
+        e = self._two_term(ctype)
         if length is None:
-            base = 1.9 if ctype in ("led", "potentiometer", "vsource", "vsource_ac", "isource") else 1.5
-            length = base + float(self.rng.uniform(0.0, 0.5))
+            stub = self.style.get("lead_stub")
+            if stub is None:
+                base = 1.9 if ctype in ("led", "potentiometer", "vsource", "vsource_ac", "isource") else 1.5
+                length = base + extra
+            else:  # the pins sit a short stub out from the body, where real drawings' boxes end
+                (x0, y0), (x1, y1) = e.segments[0].path[0], e.segments[0].path[-1]
+                length = math.hypot(x1 - x0, y1 - y0) + 2 * float(stub)
         length = min(length, dist)
         ux, uy = (bx - ax) / dist, (by - ay) / dist
-        shift = float(self.rng.uniform(-0.15, 0.15)) * (dist - length)
+        shift = along * (dist - length)
         cx, cy = (ax + bx) / 2 + ux * shift, (ay + by) / 2 + uy * shift
         s = (cx - ux * length / 2, cy - uy * length / 2)
         t = (cx + ux * length / 2, cy + uy * length / 2)
-        e = self._add(self._two_term(ctype).endpoints(s, t))
+        e = self._add(e.endpoints(s, t))
         self.wire(a, s)
         self.wire(t, b)
         names = self._ENDS.get(ctype, ("1", "2"))
@@ -250,8 +302,15 @@ class Builder:
 
     def bjt(self, ctype: str, base: Pt, mirror: bool = False, up: bool = True) -> Part:
         """An NPN/PNP placed by its base pin; collector up for NPN (emitter up for PNP) unless up=False."""
-        circle = self.style.get("bjt_circle", False)
-        e = elm.BjtNpn(circle=circle) if ctype == "npn" else elm.BjtPnp(circle=circle)
+        st = self.style
+        e = BjtSymbol(
+            pnp=ctype == "pnp",
+            circle=bool(st.get("bjt_circle", False)),
+            bar=str(st.get("bjt_bar", "line")),
+            head=str(st.get("bjt_head", "filled")),
+            tip_at=float(st.get("bjt_at", 1.0)),
+            head_size=float(st.get("bjt_head_size", 1.0)),
+        )
         e = e.theta(0).at(base).anchor("base")
         if mirror:
             e = e.reverse()
@@ -268,12 +327,21 @@ class Builder:
         up unless up=False."""
         if bulk is None:
             bulk = bool(self.rng.random() < 0.35)
-        analog = self.style.get("analog_fet", True)
-        if analog:
-            e = elm.AnalogNFet(bulk=bulk) if ctype == "nmos" else elm.AnalogPFet(bulk=bulk)
+        st = self.style
+        if not st.get("analog_fet", True):
+            arrow = "none"  # digital style: plain NMOS, PMOS with a gate bubble
         else:
-            e = elm.NFet(bulk=bulk) if ctype == "nmos" else elm.PFet(bulk=bulk)
-        # schemdraw draws the gate on the right; reverse() puts it on the left
+            arrow = "bulk" if bulk and st.get("fet_bulk_arrow", True) else "source"
+        e = FetSymbol(
+            pmos=ctype == "pmos",
+            bulk=bulk,
+            arrow=arrow,
+            head=str(st.get("fet_head", "filled")),
+            lead=float(st.get("fet_lead", 0.42)),
+            thick=bool(st.get("fet_thick", False)),
+            center_gate=bool(st.get("fet_center_gate", False)),
+        )
+        # drawn with the gate on the right; reverse() puts it on the left
         e = e.theta(0).at(gate).anchor("gate")
         if not mirror:
             e = e.reverse()
@@ -320,7 +388,11 @@ class Builder:
 
     def supply(self, at: Pt, name: str | None = None, down: bool = False) -> Part:
         """A supply rail symbol above a point (or a negative rail below it when down)."""
-        e = self._add((elm.Vss() if down else elm.Vdd()).theta(0).at(at))
+        kind = str(self.style.get("supply", "bar"))
+        bar = float(self.style.get("supply_bar", 0.1875))
+        size = {"bar": bar, "arrow": 0.6 * bar + 0.08, "circle": 0.3 * bar + 0.04}[kind]
+        stem = float(self.style.get("supply_stem", 0.4))
+        e = self._add(SupplySymbol(kind=kind, stem=stem, extent=size, down=down).theta(0).at(at))
         if name is None:
             name = str(self.rng.choice(("VEE", "VSS", "-5V", "-12V", "V-"))) if down else self.style["supply_name"]
         part = Part("supply", self.next_ref("supply"), name, e, {"1": at})

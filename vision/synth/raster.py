@@ -161,8 +161,13 @@ class RasterFigure:
         arrowwidth: float = 0.15,
         **_: object,
     ) -> None:
-        """An elliptical arc from theta1 to theta2 (degrees, counter-clockwise), rotated by angle."""
-        t1, t2 = math.radians(theta1), math.radians(theta2)
+        """An elliptical arc from theta1 to theta2 (degrees, counter-clockwise), rotated by angle.
+
+        The angles are polar angles of the ellipse's points (as in matplotlib and schemdraw's boxes),
+        not the parameter of its equation; the two differ on ellipses that are not circles."""
+        t1, t2 = (
+            math.atan2(width * math.sin(math.radians(t)), height * math.cos(math.radians(t))) for t in (theta1, theta2)
+        )
         while t2 <= t1:
             t2 += 2 * math.pi
         n = max(8, int((t2 - t1) / (2 * math.pi) * 64))

@@ -22,6 +22,7 @@ import numpy as np
 from vision.synth.circuits import SUPPLY_NAMES, Layout, Part, random_circuit
 from vision.synth.raster import FONT_FILES, RasterFigure, text_box
 from vision.synth.spice import spice_line, spice_netlist, spice_node
+from vision.synth.symbols import sample_look
 
 MAX_SIDE = 1600  # pixels; larger drawings are rendered at a smaller scale
 _EPS = 1e-4
@@ -46,9 +47,10 @@ def sample_style(rng: np.random.Generator) -> dict[str, Any]:
         "iec": iec,
         "dot_tees": bool(rng.random() < 0.8),
         "dot_radius": float(rng.uniform(0.07, 0.13)),
-        "bjt_circle": bool(rng.random() < 0.5),
-        "analog_fet": bool(rng.random() < 0.6),
-        "inductor2": bool(rng.random() < 0.85),
+        # real drawings: few transistor circles, mostly analog FETs, mostly bump inductors
+        "bjt_circle": bool(rng.random() < 0.15),
+        "analog_fet": bool(rng.random() < 0.8),
+        "inductor2": bool(rng.random() < 0.2),
         "curved_cap": bool(rng.random() < 0.3),
         "ground_kind": "signal" if rng.random() < 0.15 else "ground",
         "supply_name": str(rng.choice(SUPPLY_NAMES)),
@@ -391,7 +393,7 @@ def _place_labels(
     vertical = part.vertical or part.type in ("npn", "pnp", "nmos", "pmos", "transformer")
     if part.type == "supply":
         x0, y0, x1, y1 = bbox
-        up = part.element.__class__.__name__ != "Vss"
+        up = fig.px(*part.pins["1"])[1] > (y0 + y1) / 2  # pin at the bottom: the symbol points up
         cands = [[(((x0 + x1) / 2, y0 - gap), "ms")]] if up else [[(((x0 + x1) / 2, y1 + gap), "mt")]]
         cands += [[((x1 + gap, (y0 + y1) / 2), "lm")], [((x0 - gap, (y0 + y1) / 2), "rm")]]
     else:
@@ -450,6 +452,8 @@ def render_sample(seed: int, style: dict[str, Any] | None = None, template: str 
     """
     rng = np.random.default_rng(seed)
     st = sample_style(rng)
+    # symbol habits from their own stream, so a seed's circuit stays what it was before they existed
+    st.update(sample_look(np.random.default_rng([seed, 1])))
     if style:
         st.update(style)
     layout = random_circuit(rng, st, template)
