@@ -369,12 +369,13 @@ def sample_look(rng: np.random.Generator) -> dict[str, Any]:
 
     The probabilities follow what the real drawings of circuits-real show (crops of its train split):
     most diodes are filled, bare levers are as common as switches with contact circles, inductors are
-    mostly bumps, supplies are bars or arrows, and the pin of a two-terminal part sits close to its body.
+    mostly bumps, supplies are bars or arrows. Real boxes also hold only a part's body and a short stub;
+    a style's `lead_stub` draws that, but it is left out here: with pins that close to small bodies the
+    reader's pin windows reach both wires of a capacitor (held-out clean exact 0.915 against 0.960 with
+    leads, first 200 drawings, a detector fine-tuned on stubs).
     """
     head = {"filled": 0.6, "open": 0.25, "line": 0.15}
     return {
-        # two-terminal parts: how far the pin lies out from the body (real boxes hold the body and a stub)
-        "lead_stub": float(rng.uniform(0.01, 0.08)),
         "diode_filled": bool(rng.random() < 0.6),
         "diode_through": bool(rng.random() < 0.3),
         "diode_length": float(rng.uniform(0.3, 0.45)),
