@@ -23,7 +23,7 @@ import torch
 
 from pipelines.document import write_atomic
 from vision.damage_net import DamageNet, predict_damage
-from vision.inpaint import InpaintNet, fuse_batchnorm, inpaint_image, see_through, stained_paper
+from vision.inpaint import InpaintNet, faded_ink, fuse_batchnorm, inpaint_image, see_through, stained_paper
 from vision.wire_complete import complete_wires
 
 MIN_SIDE = 32  # pixels; smaller images hold too little drawing to repair
@@ -207,8 +207,9 @@ def _to_gray(arr: np.ndarray) -> np.ndarray:
 
 
 def detect_damage(gray: np.ndarray) -> np.ndarray:
-    """The damage-mask net's verdict on a gray uint8 drawing: bool (H, W), specks of a few pixels dropped, and
-    the rest of any stain whose edge it marked (a stain's flat inside would otherwise stay a gray blob)."""
+    """The damage-mask net's verdict on a gray uint8 drawing: bool (H, W), specks of a few pixels dropped, the rest
+    of any stain whose edge it marked (a stain's flat inside would otherwise stay a gray blob), and the faded strokes
+    next to it that it left out (a faded wire would otherwise stay half-visible past the mask's edge)."""
     damage_net, _ = _models()
     prob = predict_damage(damage_net, torch.from_numpy(gray).float() / 255.0).numpy()
     mask = (prob > DAMAGE_THRESHOLD).astype(np.uint8)
@@ -216,7 +217,8 @@ def detect_damage(gray: np.ndarray) -> np.ndarray:
     keep = np.zeros(n, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= 6
     damaged = keep[labels]
-    return damaged | stained_paper(gray, damaged)
+    damaged |= stained_paper(gray, damaged)
+    return damaged | faded_ink(gray, damaged)
 
 
 @contextmanager

@@ -159,3 +159,24 @@ def test_wire_completion_leaves_gaps_outside_the_mask_alone() -> None:
     cap_in[hole & (cap > 200)] = 255
     out, stats = complete_wires(cap_in, hole)
     assert np.array_equal(out[95:106, 93:108], cap_in[95:106, 93:108])
+
+
+def test_wire_stems_reach_wires_through_stray_marks_but_never_labels_or_diagonals() -> None:
+    img = np.full((300, 400), 255, np.uint8)
+    cv2.line(img, (20, 60), (380, 60), 0, 3)  # a rail
+    cv2.line(img, (120, 60), (120, 200), 0, 3)  # its stem
+    cv2.line(img, (20, 250), (100, 250), 0, 3)  # a wire whose end points at a label
+    cv2.putText(img, "BC547", (165, 257), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 0, 1)
+    cv2.line(img, (340, 170), (300, 130), 0, 2)  # a diagonal (a symbol's stroke) pointing at the rail
+    mask = np.zeros(img.shape, bool)
+    mask[64:110, 110:131] = True  # the stem's top is gone ...
+    mask[235:266, 100:160] = True  # ... and so is the paper between the wire's end and the label
+    mask[64:131, 220:301] = True  # ... and between the diagonal's end and the rail
+    damaged = img.copy()
+    damaged[mask] = 255
+    damaged[85:90, 117:123] = 0  # the inpainter's stray guess at the missing stem
+    out, stats = complete_wires(damaged, mask)
+    assert stats.extended == 1
+    assert (out[64:110, 119:122] < 128).all()  # the stem runs up to the rail again
+    assert np.array_equal(out[235:266, 100:160], damaged[235:266, 100:160])  # nothing drawn towards the label
+    assert np.array_equal(out[64:131, 220:301], damaged[64:131, 220:301])  # nor along the diagonal

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from pipelines.repair import _models, repair_gray
-from vision.inpaint import fold_lines, inpaint_image, see_through, stained_paper
+from vision.inpaint import faded_ink, fold_lines, inpaint_image, see_through, stained_paper
 from vision.synth.damage import DAMAGE_KINDS, apply_damage, apply_damage_by_kind
 from vision.synth.render import render_sample
 
@@ -83,6 +83,47 @@ def test_a_stain_marked_only_at_its_ring_is_marked_whole() -> None:
     elsewhere = np.zeros_like(ring)
     elsewhere[10:20, 300:320] = True  # a mask that does not touch the stain grows nothing
     assert not stained_paper(stained, elsewhere).any()
+
+
+def test_half_faded_wire_and_dot_come_back_but_a_wide_tear_does_not() -> None:
+    intact = page()
+    cv2.circle(intact, (200, 60), 6, 0, -1)  # a junction dot on the wire
+    region = np.zeros(intact.shape, bool)
+    region[45:75, 120:280] = True
+    # Ink keeps 35-65 % of its darkness, unevenly along the wire: at its darkest lighter than the ink threshold,
+    # but darker than the faint ink that was restored before.
+    kept = 0.5 + 0.15 * np.sin(np.arange(intact.shape[1]) / 3.0)[None, :].repeat(intact.shape[0], 0)
+    damaged = intact.copy()
+    damaged[region] = (PAPER - kept[region] * (PAPER - intact[region].astype(float))).astype(np.uint8)
+    tear = np.zeros(intact.shape, bool)
+    tear[222:238, 40:160] = True  # a band of backing, four strokes wide, over bare paper
+    damaged[tear] = int(0.45 * PAPER)
+    mask = region | cv2.dilate(tear.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    erased = damaged.copy()
+    erased[mask] = PAPER  # an inpainter that threw both away
+    out, stats = see_through(damaged, mask, erased)
+    assert f_measure(ink(out) & region, ink(intact) & region) > 0.9
+    assert stats.faint > 0
+    assert not ink(out)[tear].any()
+
+
+def test_the_faded_edge_a_mask_leaves_out_is_added_but_not_intact_ink_or_grid() -> None:
+    intact = page()
+    grid = np.zeros(intact.shape, bool)
+    grid[::16, :] = grid[:, ::16] = True
+    intact[grid & (intact == PAPER)] = int(0.82 * PAPER)  # grid paper, lighter than any ink
+    fade = np.zeros(intact.shape, bool)
+    fade[40:80, 120:280] = True  # reaching 30 pixels past the mask on either side
+    damaged = intact.copy()
+    damaged[fade] = (PAPER - 0.4 * (PAPER - intact[fade].astype(float))).astype(np.uint8)
+    mask = np.zeros(intact.shape, bool)
+    mask[50:70, 150:250] = True  # the detector saw only the middle of the faded patch
+    grown = faded_ink(damaged, mask)
+    wire = ink(intact) & fade & ~mask
+    assert grown[wire].mean() > 0.9
+    assert not (grown & ink(intact) & ~fade).any()  # the wire past the fade and the capacitor stay known
+    assert not (grown & ~cv2.dilate(fade.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)).any()
+    assert not faded_ink(intact, mask).any()  # nothing faded next to the mask: nothing added
 
 
 def test_fold_line_and_dark_overlays_are_not_restored_as_ink() -> None:

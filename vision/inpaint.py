@@ -255,8 +255,12 @@ def inpaint_image(
 
 INK = 0.55  # a pixel darker than this share of the paper level is ink (as the evaluation counts it)
 PAPER = 0.9  # lighter than this share is paper; between the two, a gray the net was unsure of
-FAINT = (0.08, 0.5)  # darkness below the local paper that faded ink keeps: above noise, below dark overlays
+FAINT = (0.08, 0.5, 0.7)  # darkness below the local paper that faded ink keeps: above noise, below dark overlays;
+# between the last two only next to fainter ink (the core of a half-faded stroke, never a uniform band such as a tear)
 STAIN_DELTA = 24  # gray levels below the paper that count as a visible stain (as the simulator counts it)
+# Faded ink: darker than the paper's grain and grid lines (by 0.06, and at least the first, never asked to be darker
+# than the second), but everywhere under the last share of the drawing's ink darkness.
+FADED = (0.12, 0.3, 0.75)
 MAX_GAIN = 4.0  # at most this contrast stretch: ink that lost over three quarters of its darkness stays lost
 
 
@@ -321,6 +325,41 @@ def stained_paper(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return touch[labels] & known
 
 
+def faded_ink(gray: np.ndarray, mask: np.ndarray, reach: float = 10.0) -> np.ndarray:
+    """Faded strokes next to a damage mask that it leaves out: bool (H, W), outside `mask`.
+
+    A detector marks the middle of a faded patch and often misses its edge, where a wire is still visible but
+    lighter than the drawing's ink; the repair then leaves that stretch as it is, and a reader can lose it. Such a
+    pixel is visibly dark (darker than grid lines or paper grain), yet nothing within a pixel of it reaches the
+    darkness of the drawing's own ink (which an intact stroke's anti-aliased rim does). Pieces of them that touch
+    the mask, within `reach` stroke widths of it (at least 3·`reach` pixels), are the same damage; they are returned
+    grown by a pixel, as the simulator marks damage.
+    """
+    known = ~mask
+    if not mask.any() or not known.any():
+        return np.zeros_like(mask)
+    _, paper = _paper_level(gray, known)
+    lightest = cv2.erode(gray, np.ones((3, 3), np.uint8))  # the darkest pixel within one of each pixel
+    ink = known & (gray < INK * paper)
+    ink_level = float(np.median(lightest[ink])) if ink.any() else 0.1 * paper
+    r = max(reach * stroke_width(ink), 3 * reach)
+    within = cv2.distanceTransform(known.astype(np.uint8), cv2.DIST_L2, 3) <= r
+    # The darkest paper away from ink and damage (grid lines, grain) is not faded ink; faded ink is darker still.
+    bare = ~within & (cv2.erode(gray, np.ones((5, 5), np.uint8)) >= INK * paper)
+    grain = np.cumsum(np.bincount(gray[bare], minlength=256))
+    floor = FADED[0]
+    if grain[-1]:
+        grain_dark = 1.0 - float(np.searchsorted(grain, 0.005 * grain[-1])) / max(paper, 1.0)
+        floor = float(np.clip(grain_dark + 0.06, FADED[0], FADED[1]))
+    faded = known & within & (gray < paper * (1.0 - floor))
+    faded &= lightest > paper - FADED[2] * (paper - ink_level)
+    n, labels = cv2.connectedComponents((faded | mask).astype(np.uint8), connectivity=8)
+    touch = np.zeros(n, bool)
+    touch[np.unique(labels[mask])] = True
+    touch[0] = False
+    return cv2.dilate((touch[labels] & faded).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & known
+
+
 def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tuple[np.ndarray, SeeThroughStats]:
     """Restore stained and faded drawing from the damaged pixels where the inpainter was unsure or erased it.
 
@@ -330,8 +369,10 @@ def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tu
     This restored reading replaces the inpainter's output inside the mask only where the two can be
     reconciled: a gray the net left between paper and ink follows the restored reading (no gray blobs over
     stained paper, half-faded strokes made solid), and faint ink the net erased comes back where the paper
-    around it is clean. Pixels near a dark mark inside the mask (a hole's backing, a tear, a scribble) and
-    on straight folds keep the inpainter's value: there the dark structure is the damage, not the drawing.
+    around it is clean (darker, half-faded ink only next to fainter ink that comes back, and never a long band much
+    wider than a stroke: a tear's). Pixels near a dark mark
+    inside the mask (a hole's backing, a tear, a scribble) and on straight folds keep the inpainter's value:
+    there the dark structure is the damage, not the drawing.
 
     Args:
         gray: the damaged drawing, uint8 (H, W), dark ink on light paper.
@@ -374,6 +415,7 @@ def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tu
     rest_ink = restored < INK * paper
     clean_paper = local_paper > PAPER * paper
     faint = (dark > FAINT[0]) & (dark < FAINT[1]) & clean_paper
+    half_faint = (dark >= FAINT[1]) & (dark < FAINT[2]) & clean_paper
     overlay = (m & (g < 0.3 * paper)).astype(np.uint8)
     rv = 2 * int(round(2 * width)) + 1
     trusted = ~cv2.dilate(overlay, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (rv, rv))).astype(bool)
@@ -382,7 +424,20 @@ def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tu
     # Light grays the net left over stained paper (even above the paper threshold) become the paper itself; not
     # over a dark backing, whose noise the division would blow up.
     to_paper = (unsure | (erased & (local_paper > 0.4 * paper))) & (restored >= PAPER * paper)
-    back = erased & rest_ink & faint & trusted
+    # Faded ink keeps the drawing's stroke width; a long mark much wider than a stroke (a tear, a band of backing) is
+    # damage. A junction dot is as wide, but short.
+    marked = (m & (dark > 0.35)).astype(np.uint8)
+    half = max(1.5 * width, width + 1.5)  # half the width of a mark three strokes wide
+    core = (cv2.distanceTransform(marked, cv2.DIST_L2, 3) > half).astype(np.uint8)
+    n, labels, boxes, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    long = np.zeros(n, np.uint8)
+    long[1:] = boxes[1:, 2:4].max(1) > 3 * width + 2
+    grow = 2 * int(np.ceil(half)) + rv  # from the core's middle out over the whole mark and its rim
+    wide = cv2.dilate(long[labels], cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))).astype(bool)
+    back = erased & rest_ink & trusted & ~wide
+    # A half-faded stroke comes back where fainter ink of it does too; a tear's sharp, even band has none.
+    near_faint = cv2.dilate((back & faint).astype(np.uint8), np.ones((rv, rv), np.uint8)).astype(bool)
+    back &= faint | (half_faint & near_faint)
     region = inpainted[y0:y1, x0:x1].astype(np.float32)
     darken = to_ink | back
     region[darken] = np.minimum(region, restored)[darken]

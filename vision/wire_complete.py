@@ -4,8 +4,11 @@ After inpainting, a wire that crossed a hole can still come back broken where th
 step looks at stroke end-points next to the damage mask, measures each stroke's direction from its
 skeleton, and joins two end-points that face each other along one of the eight drawing directions
 (horizontal, vertical, the two diagonals) or extends a lone end-point until it meets the stroke it was
-heading for (a T-junction whose stem was cut). A join is drawn only where the gap it bridges lies mostly
-inside the damage mask, and only damaged pixels are painted, so known pixels stay as they are.
+heading for (a T-junction whose stem was cut). Only the end of a long straight stroke running along an axis is
+extended, and only onto another long straight stroke: the ray passes over the inpainter's stray marks inside the
+damage and stops at anything else (a glyph, a symbol). Joins are drawn no wider than one and a half stroke
+widths. A join is drawn only where the gap it bridges lies mostly inside the damage mask, and only damaged
+pixels are painted, so known pixels stay as they are.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class _End:
     width: float
     fy: float  # the end-point moved onto the straight line fitted to its stroke
     fx: float
+    run: int  # pixels of straight stroke traced back from the end
 
 
 @dataclass
@@ -96,11 +100,8 @@ def _endpoints(skel: np.ndarray, near: np.ndarray, dark: np.ndarray, min_len: in
         # Project the end-point onto the line of direction k through the traced points' centroid.
         cy, cx = pts.mean(0)
         t = (x - cx) * _DIRS[k][0] + (y - cy) * _DIRS[k][1]
-        out.append(
-            _End(
-                int(y), int(x), k, _ink_width(dark, pts[len(pts) // 3 :], k), cy + t * _DIRS[k][1], cx + t * _DIRS[k][0]
-            )
-        )
+        width = _ink_width(dark, pts[len(pts) // 3 :], k)
+        out.append(_End(int(y), int(x), k, width, cy + t * _DIRS[k][1], cx + t * _DIRS[k][0], len(path)))
     return out
 
 
@@ -150,6 +151,8 @@ def complete_wires(
     grown = cv2.dilate(damaged.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)).astype(bool)
     near_mask = cv2.dilate(damaged.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     min_len = max(6, int(3 * stroke))
+    widest = 1.5 * stroke + 0.5  # a join is drawn no wider: the ink mass beside an end can include a label's glyphs
+    wire_len = max(12, int(round(4 * stroke + 4)))  # straight strokes this long are wires, not glyphs
     out = gray.copy()
     n, labels, boxes, _ = cv2.connectedComponentsWithStats(grown.astype(np.uint8), connectivity=8)
     margin = 3 * min_len + 2
@@ -183,25 +186,46 @@ def complete_wires(
             if roi_mask[sy, sx].mean() < inside:
                 continue
             used.update((p, q))
-            _paint(out, damaged, (a.fx + xa, a.fy + ya), (b.fx + xa, b.fy + ya), max(a.width, b.width), ink_level)
+            width = min(max(a.width, b.width), widest)
+            _paint(out, damaged, (a.fx + xa, a.fy + ya), (b.fx + xa, b.fy + ya), width, ink_level)
             stats.joined += 1
         roi_ink = out[ya:yb, xa:xb] < paper * solid  # joins just drawn can be what a stem runs into
+        # a stub left at a wire (a stem cut just below its rail) belongs to that wire
+        stub = 2 * int(np.ceil(stroke)) + 3
+        wires = cv2.dilate(_wire_strokes(roi_ink, wire_len).astype(np.uint8), np.ones((stub, stub), np.uint8)) > 0
+        roi_damaged = damaged[ya:yb, xa:xb]
         for p, a in enumerate(ends):
-            if p in used:
+            # Only a wire's stem is extended, and only along an axis: glyph strokes and diagonals of symbols are
+            # short, and what they point at is not theirs to reach.
+            if p in used or a.d % 2 or a.run < 2 * min_len:
                 continue
-            hit = _ray_to_ink(roi_ink, a, max_gap)
+            hit = _ray_to_wire(roi_ink, wires, roi_damaged, a, max_gap)
             if hit is None:
                 continue
             sy, sx = _segment((a.y, a.x), hit)
             if roi_mask[sy, sx].mean() < inside:
                 continue
-            _paint(out, damaged, (a.fx + xa, a.fy + ya), (hit[1] + xa, hit[0] + ya), a.width, ink_level)
+            _paint(out, damaged, (a.fx + xa, a.fy + ya), (hit[1] + xa, hit[0] + ya), min(a.width, widest), ink_level)
             stats.extended += 1
     return out, stats
 
 
-def _ray_to_ink(ink: np.ndarray, end: _End, max_gap: int) -> tuple[int, int] | None:
-    """The first ink pixel straight ahead of an end-point, once the ray has left its own stroke."""
+def _wire_strokes(ink: np.ndarray, length: int) -> np.ndarray:
+    """Ink on horizontal or vertical straight runs at least `length` pixels long: bool (H, W)."""
+    u = ink.astype(np.uint8)
+    rows = cv2.morphologyEx(u, cv2.MORPH_OPEN, np.ones((1, length), np.uint8))
+    cols = cv2.morphologyEx(u, cv2.MORPH_OPEN, np.ones((length, 1), np.uint8))
+    return (rows | cols).astype(bool)
+
+
+def _ray_to_wire(
+    ink: np.ndarray, wires: np.ndarray, damaged: np.ndarray, end: _End, max_gap: int
+) -> tuple[int, int] | None:
+    """The first wire pixel straight ahead of an end-point, once the ray has left its own stroke.
+
+    Ink that is no wire (`wires` False) is passed through inside the damage, where it is the inpainter's guess at
+    the missing stroke; outside the damage it is a glyph or a symbol in the way, and the ray stops there.
+    """
     dx, dy = _DIRS[end.d]
     h, w = ink.shape
     left = False
@@ -212,8 +236,10 @@ def _ray_to_ink(ink: np.ndarray, end: _End, max_gap: int) -> tuple[int, int] | N
             return None
         if not ink[y, x]:
             left = True
-        elif left:
+        elif left and wires[y, x]:
             return y, x
+        elif left and not damaged[y, x]:
+            return None
     return None
 
 
