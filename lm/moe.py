@@ -11,8 +11,10 @@ Routing (``Gate``), in float32:
 
 Dispatch (``Experts``): the (token, expert) pairs are sorted by expert, each expert runs on its contiguous slice
 through grouped GEMMs (``torch._grouped_mm``) for gate+up and for down, and results are un-permuted and summed with
-the gate weights (long prefills take a variant that moves less memory, see :meth:`Experts.forward`). A per-expert
-loop (``forward_loop``) is kept as the reference and the fallback.
+the gate weights (long prefills take a variant that moves less memory, see :func:`grouped_experts`). Decode steps on
+CUDA (a few tokens per expert) take fused Triton kernels instead (:func:`fused_experts`: each expert's weights are
+read once for all its tokens, SwiGLU and the gate weights in the epilogues). A per-expert loop (``forward_loop``) is
+kept as the reference and the fallback.
 
 Training-time balancing: the gate counts how many tokens each expert received (``expert_load``); after each optimiser
 step :meth:`Gate.update_bias` moves the correction bias by ``gamma`` against the load imbalance (aux-loss-free
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 
 import torch
 import torch.nn.functional as F
@@ -211,6 +214,275 @@ def _swiglu_reference(h: torch.Tensor, scale: torch.Tensor, inter: int) -> torch
     return F.silu(gate) * up * scale[:, None]
 
 
+def grouped_experts(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    weights: torch.Tensor,
+    indices: torch.Tensor,
+    split_min_pairs: int = 16384,
+) -> torch.Tensor:
+    """Grouped-GEMM dispatch: ``x`` [N, D], ``w13`` [E, 2I, D], ``w2`` [E, D, I], ``weights``/``indices`` [N, K].
+
+    From ``split_min_pairs`` (token, expert) pairs on (inference only), the memory-lean variant of long prefills.
+    """
+    n, k = indices.shape
+    n_experts, inter = w13.shape[0], w13.shape[1] // 2
+    # Sort the (token, slot) pairs by expert. Expert ids fit in one byte, and a radix sort over 8-bit keys is
+    # one pass where int64 keys take eight.
+    keys = indices.flatten().to(torch.uint8 if n_experts <= 256 else torch.int32)
+    sorted_keys, order = keys.sort(stable=True)
+    experts = torch.arange(n_experts, dtype=keys.dtype, device=x.device)
+    offsets = torch.searchsorted(sorted_keys, experts, right=True, out_int32=True)  # cumulative group ends
+    xs = x[order // k]  # [N*K, D] rows grouped by expert
+    if n * k < split_min_pairs or torch.is_grad_enabled():  # the fused kernel below has no backward
+        h = grouped_mm(xs, w13.transpose(1, 2), offsets)  # [N*K, 2I]
+        gate, up = h.split(inter, dim=-1)
+        ys = grouped_mm(F.silu(gate) * up, w2.transpose(1, 2), offsets)  # [N*K, D]
+        y = torch.empty_like(ys)
+        y[order] = ys  # back to (token, slot) order
+        # Gate-weighted sum over the k slots as one batched GEMV (float32 accumulation): [N, 1, K] @ [N, K, D]
+        return torch.bmm(weights.to(y.dtype)[:, None, :], y.view(n, k, -1)).squeeze(1)
+    # Inference on many pairs (long prefills): the gate weights are folded into the activations (the down
+    # projection is linear; one fused kernel on CUDA, see swiglu_rows), and rows return to token order by a
+    # gather through the inverse permutation and a plain sum over the k slots, instead of a scatter (slow
+    # non-vectorised indexing kernel) and a batched GEMV.
+    h = grouped_mm(xs, w13.transpose(1, 2), offsets)  # [N*K, 2I]
+    act = swiglu_rows(h, weights.flatten()[order], inter)  # [N*K, I]
+    ys = grouped_mm(act, w2.transpose(1, 2), offsets)  # [N*K, D]
+    inverse = torch.empty_like(order).scatter_(0, order, torch.arange(n * k, device=x.device))
+    return ys[inverse].view(n, k, -1).sum(dim=1)
+
+
+# ---------------------------------------------------------------------- fused small-batch dispatch (decode)
+# A decode step routes a few tokens to almost every expert, so its cost is reading the expert weights once. Three
+# Triton launches, in the spirit of vLLM's fused_moe: (1) align: the (token, slot) pairs are sorted by expert into
+# blocks of FUSED_BLOCK_M rows, each block one expert's (padded with a sentinel pair); (2) one program per (block,
+# column tile): the expert's gate and up tiles are read once, multiplied with the block's token rows, and
+# silu(gate) * up is written per pair; (3) the same GEMM kernel for the down projection, scaled by the pair's gate
+# weight, written per pair in float32, then summed over the k slots. All sizes derive from the shapes (the
+# worst-case padding is pairs + experts * (FUSED_BLOCK_M - 1) rows), so a step is CUDA-graph capturable: no host
+# sync, no data-dependent shape.
+FUSED_BLOCK_M = 16
+# Column tile, reduction tile, warps and pipeline stages of the gate/up and the down kernel (vLLM's tuned H100 table
+# for these shapes at 32 tokens uses N 32 / K 128 / 4 warps; the gate/up kernel reads two tiles of N per step).
+FUSED_TILES: dict[str, dict[str, int]] = {
+    "up": {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4, "num_stages": 4},
+    "down": {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4, "num_stages": 5},
+}
+_FUSED_MOE = {"usable": triton is not None, "checked": False}
+
+if triton is not None:
+
+    @triton.jit
+    def _moe_align_kernel(
+        idx_ptr,
+        sorted_ptr,
+        block_expert_ptr,
+        num_pairs,
+        num_rows,
+        num_blocks,
+        PAIRS: tl.constexpr,
+        EXPERTS: tl.constexpr,
+        BLOCKS: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        FILL: tl.constexpr,
+    ):
+        # One program. sorted[r] = the pair in padded row r (num_pairs where r is padding); block_expert[b] = the
+        # expert of rows [b * BLOCK_M, (b + 1) * BLOCK_M), or a value >= the expert count past the last used block.
+        pairs = tl.arange(0, PAIRS)
+        experts = tl.arange(0, EXPERTS)
+        key = tl.load(idx_ptr + pairs, mask=pairs < num_pairs, other=-1)
+        onehot = (key[:, None] == experts[None, :]).to(tl.int32)  # [PAIRS, EXPERTS]
+        counts = tl.sum(onehot, axis=0)
+        rank = tl.sum((tl.cumsum(onehot, axis=0) - 1) * onehot, axis=1)  # order of the pair within its expert
+        padded = (counts + BLOCK_M - 1) // BLOCK_M * BLOCK_M
+        ends = tl.cumsum(padded, axis=0)
+        dest = tl.sum((ends - padded)[None, :] * onehot, axis=1) + rank
+        for start in range(0, num_rows, FILL):
+            rows = start + tl.arange(0, FILL)
+            tl.store(sorted_ptr + rows, tl.zeros([FILL], tl.int32) + num_pairs, mask=rows < num_rows)
+        tl.debug_barrier()  # the sentinel fill lands before the pairs overwrite it
+        tl.store(sorted_ptr + dest, pairs, mask=pairs < num_pairs)
+        blocks = tl.arange(0, BLOCKS)
+        first_row = blocks * BLOCK_M
+        owner = tl.sum((ends[None, :] <= first_row[:, None]).to(tl.int32), axis=1)
+        tl.store(block_expert_ptr + blocks, owner, mask=blocks < num_blocks)
+
+    @triton.jit
+    def _moe_dot(a, w, acc, IEEE: tl.constexpr):
+        if IEEE:
+            return tl.dot(a.to(tl.float32), w.to(tl.float32), acc, input_precision="ieee")
+        return tl.dot(a, w, acc)
+
+    @triton.jit
+    def _moe_gemm_kernel(
+        a_ptr,
+        w_ptr,
+        out_ptr,
+        scale_ptr,
+        sorted_ptr,
+        block_expert_ptr,
+        num_pairs,
+        num_experts,
+        K,
+        N,
+        stride_am,
+        stride_we,
+        stride_wn,
+        stride_om,
+        ROWS_PER_A: tl.constexpr,
+        SWIGLU: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        BLOCK_K: tl.constexpr,
+        EVEN_K: tl.constexpr,
+        IEEE: tl.constexpr,
+    ):
+        # For the pairs of one expert block and one tile of N output columns, with a = a[pair // ROWS_PER_A]:
+        # SWIGLU: out[pair, n] = silu(a . w[e, n]) * (a . w[e, N + n])  (w13: gate rows, then up rows);
+        # else:   out[pair, n] = scale[pair] * (a . w[e, n]).
+        expert = tl.load(block_expert_ptr + tl.program_id(0))
+        if expert >= num_experts:
+            return
+        pair = tl.load(sorted_ptr + tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M))
+        valid = pair < num_pairs
+        offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+        offs_k = tl.arange(0, BLOCK_K)
+        a_ptrs = a_ptr + (pair // ROWS_PER_A).to(tl.int64)[:, None] * stride_am + offs_k[None, :]
+        # Columns past N wrap around (reads stay in bounds and unmasked; their results are not stored).
+        w_ptrs = w_ptr + expert.to(tl.int64) * stride_we + (offs_n % N)[None, :] * stride_wn + offs_k[:, None]
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        acc_up = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        for k in range(0, tl.cdiv(K, BLOCK_K)):
+            k_mask = offs_k < K - k * BLOCK_K
+            if EVEN_K:
+                a = tl.load(a_ptrs, mask=valid[:, None], other=0.0)
+                w = tl.load(w_ptrs)
+            else:
+                a = tl.load(a_ptrs, mask=valid[:, None] & k_mask[None, :], other=0.0)
+                w = tl.load(w_ptrs, mask=k_mask[:, None], other=0.0)
+            acc = _moe_dot(a, w, acc, IEEE)
+            if SWIGLU:
+                if EVEN_K:
+                    up = tl.load(w_ptrs + N * stride_wn)
+                else:
+                    up = tl.load(w_ptrs + N * stride_wn, mask=k_mask[:, None], other=0.0)
+                acc_up = _moe_dot(a, up, acc_up, IEEE)
+            a_ptrs += BLOCK_K
+            w_ptrs += BLOCK_K
+        if SWIGLU:
+            out = acc * tl.sigmoid(acc) * acc_up
+        else:
+            out = acc * tl.load(scale_ptr + pair, mask=valid, other=0.0)[:, None]
+        o_ptrs = out_ptr + pair.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
+        tl.store(o_ptrs, out.to(out_ptr.dtype.element_ty), mask=valid[:, None] & (offs_n[None, :] < N))
+
+
+def fused_experts_kernels(
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor
+) -> torch.Tensor:
+    """The fused dispatch's kernels (routing, gate/up, down), unchecked: ``x`` [N, D], ``w13`` [E, 2I, D], ``w2``
+    [E, D, I], ``weights`` [N, K] (float32 gate weights), ``indices`` [N, K] -> [N, D] in ``x``'s dtype."""
+    n, top_k = indices.shape
+    n_experts, two_inter, d = w13.shape
+    inter = two_inter // 2
+    pairs = n * top_k
+    bm = FUSED_BLOCK_M
+    max_rows = pairs + min(n_experts, pairs) * (bm - 1)  # every used expert padded by at most bm - 1 rows
+    max_blocks = triton.cdiv(max_rows, bm)
+    max_rows = max_blocks * bm
+    dev = x.device
+    sorted_ids = torch.empty(max_rows, dtype=torch.int32, device=dev)
+    block_expert = torch.empty(max_blocks, dtype=torch.int32, device=dev)
+    _moe_align_kernel[(1,)](
+        indices.contiguous(),
+        sorted_ids,
+        block_expert,
+        pairs,
+        max_rows,
+        max_blocks,
+        PAIRS=triton.next_power_of_2(max(pairs, 16)),
+        EXPERTS=triton.next_power_of_2(max(n_experts, 16)),
+        BLOCKS=triton.next_power_of_2(max(max_blocks, 16)),
+        BLOCK_M=bm,
+        FILL=1024,
+        num_warps=4,
+    )
+    # Float32 models multiply in float32 (tl.dot would use TF32). Triton's CPU interpreter (tests) multiplies bf16
+    # operands as raw bits, so there all operands go through float32 (the same products: bf16 ones are exact there).
+    ieee = x.dtype == torch.float32 or os.environ.get("TRITON_INTERPRET") == "1"
+    act = torch.empty(pairs, inter, dtype=x.dtype, device=dev)
+    rows = torch.empty(pairs, d, dtype=torch.float32, device=dev)
+    scale = weights.float().contiguous()
+    for a, w, out, k, width, tiles in (
+        (x, w13, act, d, inter, FUSED_TILES["up"]),
+        (act, w2, rows, inter, d, FUSED_TILES["down"]),
+    ):
+        _moe_gemm_kernel[(max_blocks, triton.cdiv(width, tiles["BLOCK_N"]))](
+            a,
+            w,
+            out,
+            scale,
+            sorted_ids,
+            block_expert,
+            pairs,
+            n_experts,
+            k,
+            width,
+            a.stride(0),
+            w.stride(0),
+            w.stride(1),
+            out.stride(0),
+            ROWS_PER_A=top_k if a is x else 1,
+            SWIGLU=a is x,
+            BLOCK_M=bm,
+            EVEN_K=k % tiles["BLOCK_K"] == 0,
+            IEEE=ieee,
+            **tiles,
+        )
+    return rows.view(n, top_k, d).sum(dim=1).to(x.dtype)
+
+
+def fused_experts(
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor
+) -> torch.Tensor:
+    """Small-batch dispatch through :func:`fused_experts_kernels`, checked against :func:`grouped_experts` on its
+    first call (outside graph capture) and, should it differ or fail, not used again. Same contract as the kernels.
+    """
+    capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
+    if _FUSED_MOE["usable"] and (_FUSED_MOE["checked"] or not capturing):
+        try:
+            out = fused_experts_kernels(x, w13, w2, weights, indices)
+            if not _FUSED_MOE["checked"]:
+                _FUSED_MOE["checked"] = True
+                expected = grouped_experts(x, w13, w2, weights, indices).float()
+                err = (out.float() - expected).abs().max().item()
+                if err > 2e-2 * expected.abs().max().item() + 1e-3:  # bf16 rounding; a misrouted row is off by ~100%
+                    raise RuntimeError(f"fused kernels disagree with the grouped path (max abs diff {err:.3g})")
+            return out
+        except Exception as exc:  # a Triton/driver mismatch: keep correct results on the grouped path
+            if capturing:
+                raise
+            log.warning("fused MoE kernels unusable (%s); using grouped GEMMs", exc)
+            _FUSED_MOE["usable"] = False
+    return grouped_experts(x, w13, w2, weights, indices)
+
+
+if triton is not None:
+    # Compiled decode blocks (torch.compile) see the fused dispatch as one opaque op: Dynamo does not trace its
+    # first-call check, and the op decides at run time between the kernels and the grouped path.
+    @torch.library.custom_op("ohmlens::fused_experts", mutates_args=())
+    def _fused_experts_op(
+        x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor
+    ) -> torch.Tensor:
+        return fused_experts(x, w13, w2, weights, indices)
+
+    @_fused_experts_op.register_fake
+    def _(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor):
+        return torch.empty_like(x)
+
+
 @functools.cache
 def _capability(device: torch.device) -> tuple[int, int]:
     return torch.cuda.get_device_capability(device)
@@ -233,38 +505,35 @@ class Experts(nn.Module):
         # From this many (token, expert) pairs on, dispatch takes the memory-lean path of long prefills (see
         # forward); below it, the path with fewer kernels (decode steps, short prompts) is faster.
         self.split_min_pairs = 16384
+        # Up to this many pairs, inference on CUDA takes the fused small-batch kernels (their routing kernel runs
+        # as one program over all pairs, meant for decode steps: 32 tokens x top-6 = 192 pairs).
+        self.fused_max_pairs = 256
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """Grouped dispatch. ``x`` [N, D], ``weights``/``indices`` [N, K] -> [N, D]."""
-        n, k = indices.shape
+        """Dispatch ``x`` [N, D] with gate ``weights``/``indices`` [N, K] -> [N, D].
+
+        Small inference batches on CUDA (decode steps: at most ``fused_max_pairs`` (token, expert) pairs) take the
+        fused Triton kernels (:func:`fused_experts`), everything else the grouped GEMMs (:func:`grouped_experts`).
+        """
         w13, w2 = self.gate_up_proj, self.down_proj
         if torch.is_autocast_enabled(x.device.type):  # grouped GEMMs are not autocast ops: cast explicitly
             dtype = torch.get_autocast_dtype(x.device.type)
             x, w13, w2 = x.to(dtype), w13.to(dtype), w2.to(dtype)
-        # Sort the (token, slot) pairs by expert. Expert ids fit in one byte, and a radix sort over 8-bit keys is
-        # one pass where int64 keys take eight.
-        keys = indices.flatten().to(torch.uint8 if self.n_experts <= 256 else torch.int32)
-        sorted_keys, order = keys.sort(stable=True)
-        experts = torch.arange(self.n_experts, dtype=keys.dtype, device=x.device)
-        offsets = torch.searchsorted(sorted_keys, experts, right=True, out_int32=True)  # cumulative group ends
-        xs = x[order // k]  # [N*K, D] rows grouped by expert
-        if n * k < self.split_min_pairs or torch.is_grad_enabled():  # the fused kernel below has no backward
-            h = grouped_mm(xs, w13.transpose(1, 2), offsets)  # [N*K, 2I]
-            gate, up = h.split(self.inter, dim=-1)
-            ys = grouped_mm(F.silu(gate) * up, w2.transpose(1, 2), offsets)  # [N*K, D]
-            y = torch.empty_like(ys)
-            y[order] = ys  # back to (token, slot) order
-            # Gate-weighted sum over the k slots as one batched GEMV (float32 accumulation): [N, 1, K] @ [N, K, D]
-            return torch.bmm(weights.to(y.dtype)[:, None, :], y.view(n, k, -1)).squeeze(1)
-        # Inference on many pairs (long prefills): the gate weights are folded into the activations (the down
-        # projection is linear; one fused kernel on CUDA, see swiglu_rows), and rows return to token order by a
-        # gather through the inverse permutation and a plain sum over the k slots, instead of a scatter (slow
-        # non-vectorised indexing kernel) and a batched GEMV.
-        h = grouped_mm(xs, w13.transpose(1, 2), offsets)  # [N*K, 2I]
-        act = swiglu_rows(h, weights.flatten()[order], self.inter)  # [N*K, I]
-        ys = grouped_mm(act, w2.transpose(1, 2), offsets)  # [N*K, D]
-        inverse = torch.empty_like(order).scatter_(0, order, torch.arange(n * k, device=x.device))
-        return ys[inverse].view(n, k, -1).sum(dim=1)
+        if self._fused_ok(x, w13, w2, indices.numel()):
+            if torch.compiler.is_compiling():
+                return torch.ops.ohmlens.fused_experts(x, w13, w2, weights, indices)
+            return fused_experts(x, w13, w2, weights, indices)
+        return grouped_experts(x, w13, w2, weights, indices, self.split_min_pairs)
+
+    def _fused_ok(self, x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, pairs: int) -> bool:
+        return (
+            _FUSED_MOE["usable"]
+            and x.is_cuda
+            and 0 < pairs <= self.fused_max_pairs
+            and not torch.is_grad_enabled()  # the kernels have no backward
+            and x.dtype == w13.dtype == w2.dtype
+            and x.stride(-1) == w13.stride(-1) == w2.stride(-1) == 1
+        )
 
     def forward_loop(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Reference dispatch: one masked GEMM pair per expert that received tokens. Same contract as forward."""

@@ -1,0 +1,171 @@
+"""Fused small-batch MoE dispatch (``lm.moe.fused_experts``): the Triton kernels against the reference dispatch.
+
+On the CPU the kernels run in Triton's interpreter, which must be chosen before Triton is first imported
+(``TRITON_INTERPRET=1``; other test modules import it through ``lm.moe``), so those cases run in one child process
+and the tests here check what it reports. The CUDA test runs the compiled kernels, also under graph capture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("triton", reason="the fused MoE kernels are written in Triton")
+
+from lm import moe  # noqa: E402
+from lm.config import preset  # noqa: E402
+from lm.moe import Experts  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# Tiles of at least 16 (tl.dot's minimum) that leave partial tiles on the shapes below.
+SMALL_TILES = {
+    "up": {"BLOCK_N": 16, "BLOCK_K": 32, "num_warps": 4, "num_stages": 2},
+    "down": {"BLOCK_N": 16, "BLOCK_K": 32, "num_warps": 4, "num_stages": 2},
+}
+
+
+def _weights(n_experts: int, d: int, inter: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    w13 = torch.randn(n_experts, 2 * inter, d, generator=g) * 0.2
+    w2 = torch.randn(n_experts, d, inter, generator=g) * 0.2
+    return w13, w2
+
+
+def _routing(n: int, k: int, n_experts: int, used: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct experts per token drawn from the first ``used`` (the rest receive nothing), random gate weights."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.stack([torch.randperm(used, generator=g)[:k] for _ in range(n)])
+    return torch.rand(n, k, generator=g), idx
+
+
+def _loop(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """The per-expert reference loop (``Experts.forward_loop``) on the given weights."""
+    n_experts, two_inter, d = w13.shape
+    cfg = preset("debug").replace(n_routed_experts=n_experts, hidden_size=d, moe_intermediate_size=two_inter // 2)
+    experts = Experts(cfg).to(x.dtype)
+    with torch.no_grad():
+        experts.gate_up_proj.copy_(w13)
+        experts.down_proj.copy_(w2)
+        return experts.forward_loop(x, w, idx)
+
+
+# name: (tokens, top_k, experts, experts used, hidden, intermediate)
+CASES = {
+    "tiny_unused_experts": (5, 2, 8, 5, 64, 32),
+    # 20 tokens on 3 experts with top-2: every used expert spans two row blocks; K and N leave partial tiles.
+    "multi_block_partial_tiles": (20, 2, 8, 3, 48, 40),
+    "decode_like_32_experts_top6": (16, 6, 32, 30, 32, 16),
+}
+
+
+def _run_cases() -> dict[str, dict[str, float]]:
+    """Runs in the interpreting child process: fused vs loop (float32) and vs float32 math (bfloat16)."""
+    moe.FUSED_TILES.update(SMALL_TILES)
+    out: dict[str, dict[str, float]] = {}
+    for seed, (name, (n, k, n_experts, used, d, inter)) in enumerate(CASES.items()):
+        w13, w2 = _weights(n_experts, d, inter, seed)
+        w, idx = _routing(n, k, n_experts, used, seed)
+        x = torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+        with torch.inference_mode():
+            exact = _loop(x, w13, w2, w, idx)
+            res = {"scale": exact.abs().max().item()}
+            res["fp32_fused"] = (moe.fused_experts_kernels(x, w13, w2, w, idx) - exact).abs().max().item()
+            xb, w13b, w2b = x.bfloat16(), w13.bfloat16(), w2.bfloat16()
+            exact_b = _loop(xb.float(), w13b.float(), w2b.float(), w, idx)  # float32 math on the bf16 values
+            res["bf16_scale"] = exact_b.abs().max().item()
+            fused_b = moe.fused_experts_kernels(xb, w13b, w2b, w, idx)
+            res["bf16_dtype_ok"] = float(fused_b.dtype == torch.bfloat16)
+            res["bf16_fused"] = (fused_b.float() - exact_b).abs().max().item()
+            res["bf16_loop"] = (_loop(xb, w13b, w2b, w, idx).float() - exact_b).abs().max().item()
+        out[name] = res
+    return out
+
+
+@pytest.fixture(scope="module")
+def interpreted() -> dict[str, dict[str, float]]:
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    code = "import json, tests.test_moe_fused as t; print(json.dumps(t._run_cases()))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fused_kernels_float32_match_loop(interpreted, case: str):
+    res = interpreted[case]
+    assert res["fp32_fused"] <= 1e-5 * res["scale"] + 1e-6, res
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fused_kernels_bf16_as_close_as_the_loop(interpreted, case: str):
+    # bf16 keeps 8 significant bits and the fused path rounds at other points than the loop: each must stay
+    # within ~1% of the output scale of float32 math on the same bf16 values (a misrouted row is off by ~100%).
+    res = interpreted[case]
+    assert res["bf16_dtype_ok"] == 1.0
+    assert res["bf16_loop"] <= 1.5e-2 * res["bf16_scale"], res
+    assert res["bf16_fused"] <= 1.5e-2 * res["bf16_scale"], res
+
+
+def test_fused_op_has_a_fake_implementation_for_compiled_blocks():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():  # what Dynamo runs while tracing a compiled decode block
+        x = torch.empty(5, 64, dtype=torch.bfloat16)
+        w13, w2 = torch.empty(8, 64, 64, dtype=torch.bfloat16), torch.empty(8, 64, 32, dtype=torch.bfloat16)
+        out = torch.ops.ohmlens.fused_experts(x, w13, w2, torch.empty(5, 2), torch.empty(5, 2, dtype=torch.long))
+    assert out.shape == (5, 64) and out.dtype == torch.bfloat16
+
+
+def test_fused_dispatch_falls_back_when_its_first_check_fails(monkeypatch):
+    monkeypatch.setitem(moe._FUSED_MOE, "usable", True)
+    monkeypatch.setitem(moe._FUSED_MOE, "checked", False)
+    monkeypatch.setattr(moe, "fused_experts_kernels", lambda x, *args: torch.zeros_like(x))  # a broken build
+    w13, w2 = _weights(8, 64, 32, 0)
+    w, idx = _routing(5, 2, 8, 5, 0)
+    x = torch.randn(5, 64)
+    with torch.inference_mode():
+        got = moe.fused_experts(x, w13, w2, w, idx)
+        torch.testing.assert_close(got, _loop(x, w13, w2, w, idx), rtol=1e-5, atol=1e-5)
+    assert not moe._FUSED_MOE["usable"]
+
+
+def test_cpu_and_training_keep_the_grouped_path():
+    experts = Experts(preset("debug"))
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        assert not experts._fused_ok(x, experts.gate_up_proj, experts.down_proj, 8)  # CPU
+    if torch.cuda.is_available():
+        xc, w13, w2 = x.cuda(), experts.gate_up_proj.cuda(), experts.down_proj.cuda()
+        with torch.no_grad():
+            assert experts._fused_ok(xc, w13, w2, 8) == moe._FUSED_MOE["usable"]
+            assert not experts._fused_ok(xc, w13, w2, experts.fused_max_pairs + 1)
+        assert not experts._fused_ok(xc, w13, w2, 8)  # gradients on: the kernels have no backward
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fused_kernels_on_cuda_match_loop_and_capture_in_a_graph():
+    w13, w2 = (t.cuda().bfloat16() for t in _weights(64, 256, 96, 1))
+    w, idx = (t.cuda() for t in _routing(32, 6, 64, 60, 1))
+    x = torch.randn(32, 256, device="cuda", dtype=torch.bfloat16)
+    with torch.inference_mode():
+        exact = _loop(x.float(), w13.float(), w2.float(), w, idx)
+        got = moe.fused_experts(x, w13, w2, w, idx)
+        assert moe._FUSED_MOE["usable"] and moe._FUSED_MOE["checked"]  # the kernels passed their own check
+        assert (got.float() - exact).abs().max() <= 1.5e-2 * exact.abs().max()
+        graph = torch.cuda.CUDAGraph()
+        static_idx = idx.clone()
+        with torch.cuda.graph(graph):
+            captured = moe.fused_experts(x, w13, w2, w, static_idx)
+        static_idx.copy_(idx.flip(0))  # new routing, same shapes: the replay re-sorts on the device
+        graph.replay()
+        expected = _loop(x.float(), w13.float(), w2.float(), w, idx.flip(0))
+        assert (captured.float() - expected).abs().max() <= 1.5e-2 * expected.abs().max()
