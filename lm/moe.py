@@ -395,6 +395,7 @@ def fused_experts_kernels(
     dev = x.device
     sorted_ids = torch.empty(max_rows, dtype=torch.int32, device=dev)
     block_expert = torch.empty(max_blocks, dtype=torch.int32, device=dev)
+    p2_pairs, p2_experts = triton.next_power_of_2(max(pairs, 16)), triton.next_power_of_2(max(n_experts, 16))
     _moe_align_kernel[(1,)](
         indices.contiguous(),
         sorted_ids,
@@ -402,12 +403,12 @@ def fused_experts_kernels(
         pairs,
         max_rows,
         max_blocks,
-        PAIRS=triton.next_power_of_2(max(pairs, 16)),
-        EXPERTS=triton.next_power_of_2(max(n_experts, 16)),
+        PAIRS=p2_pairs,
+        EXPERTS=p2_experts,
         BLOCKS=triton.next_power_of_2(max(max_blocks, 16)),
         BLOCK_M=bm,
         FILL=1024,
-        num_warps=4,
+        num_warps=8 if p2_pairs * p2_experts >= 8192 else 4,  # its [pairs, experts] one-hot lives in registers
     )
     # Float32 models multiply in float32 (tl.dot would use TF32). Triton's CPU interpreter (tests) multiplies bf16
     # operands as raw bits, so there all operands go through float32 (the same products: bf16 ones are exact there).
