@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("triton", reason="the fused MoE kernels are written in Triton")
+triton = pytest.importorskip("triton", reason="the fused MoE kernels are written in Triton")
 
 from lm import moe  # noqa: E402
 from lm.config import preset  # noqa: E402
@@ -48,7 +48,7 @@ def _loop(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, w: torch.Tensor,
     """The per-expert reference loop (``Experts.forward_loop``) on the given weights."""
     n_experts, two_inter, d = w13.shape
     cfg = preset("debug").replace(n_routed_experts=n_experts, hidden_size=d, moe_intermediate_size=two_inter // 2)
-    experts = Experts(cfg).to(x.dtype)
+    experts = Experts(cfg).to(x.device, x.dtype)
     with torch.no_grad():
         experts.gate_up_proj.copy_(w13)
         experts.down_proj.copy_(w2)
@@ -122,6 +122,36 @@ def test_fused_op_has_a_fake_implementation_for_compiled_blocks():
         w13, w2 = torch.empty(8, 64, 64, dtype=torch.bfloat16), torch.empty(8, 64, 32, dtype=torch.bfloat16)
         out = torch.ops.ohmlens.fused_experts(x, w13, w2, torch.empty(5, 2), torch.empty(5, 2, dtype=torch.long))
     assert out.shape == (5, 64) and out.dtype == torch.bfloat16
+
+
+def _compile_for_hopper(kernel, types: dict[str, str], consts: dict[str, object], **options: int):  # type: ignore[no-untyped-def]
+    """Compiles ``kernel`` for sm_90 (no GPU needed) as a launch would specialise it: the pointers 16-byte aligned
+    and the integers multiples of 16, as with V2-Lite shapes."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = kernel.arg_names
+    signature = {name: "constexpr" if name in consts else types.get(name, "i32") for name in names}
+    aligned = {(i,): [["tt.divisibility", 16]] for i, name in enumerate(names) if name not in consts}
+    fixed = {(names.index(name),): value for name, value in consts.items()}
+    source = ASTSource(kernel, signature, fixed, aligned)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="the interpreter replaces the compiled kernels")
+def test_kernels_compile_for_hopper_with_pipelined_weight_loads():
+    pointers = {"idx_ptr": "*i64", "sorted_ptr": "*i32", "block_expert_ptr": "*i32"}
+    consts = {"PAIRS": 256, "EXPERTS": 64, "BLOCKS": 128, "BLOCK_M": 16, "FILL": 1024}
+    _compile_for_hopper(moe._moe_align_kernel, pointers, consts, num_warps=8)
+    for swiglu, tiles in ((True, moe.FUSED_TILES["up"]), (False, moe.FUSED_TILES["down"])):
+        pointers = {"a_ptr": "*bf16", "w_ptr": "*bf16", "out_ptr": "*bf16" if swiglu else "*fp32", "scale_ptr": "*fp32"}
+        pointers |= {"sorted_ptr": "*i32", "block_expert_ptr": "*i32"}
+        consts = {"ROWS_PER_A": 6 if swiglu else 1, "SWIGLU": swiglu, "BLOCK_M": 16, "EVEN_K": True, "IEEE": False}
+        consts |= {"BLOCK_N": tiles["BLOCK_N"], "BLOCK_K": tiles["BLOCK_K"]}
+        options = {"num_warps": tiles["num_warps"], "num_stages": tiles["num_stages"]}
+        kernel = _compile_for_hopper(moe._moe_gemm_kernel, pointers, consts, **options)
+        # Loads of the next K tiles are issued while the current one is multiplied (software pipelining).
+        assert "async_copy_global_to_local" in kernel.asm["ttgir"], f"K loop not pipelined (swiglu={swiglu})"
 
 
 def test_fused_dispatch_falls_back_when_its_first_check_fails(monkeypatch):
