@@ -40,8 +40,8 @@ TRAINERS = {
         "module": "vision.train_inpaint",
         "dir_flag": "--ckpt",
         "args": "--minutes 0 --batch 4 --crop 64 --workers 0 --log-every 0 --gan-start 0 --warmup 1 --cpu "
-        "--save-every 1000",
-        "losses": ("mask", "hole", "valid", "edge", "kl", "d"),
+        "--save-every 1000 --aim 0.5 --page-size --restore 2",
+        "losses": ("mask", "hole", "valid", "edge", "restore", "kl", "d"),
     },
 }
 

@@ -5,13 +5,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from vision.damage_net import DamageNet
 from vision.inpaint import InpaintNet, PatchDiscriminator
-from vision.train_inpaint import CROP, DamagedCrops, Pack, ladder_drawing, main, make_example, warm_start
+from vision.train_inpaint import (
+    CROP,
+    LABEL,
+    SYMBOL,
+    DamagedCrops,
+    Pack,
+    aim_map,
+    generator_losses,
+    glyph_boxes,
+    ladder_drawing,
+    main,
+    make_example,
+    warm_start,
+)
 
 
 def test_pack_crops_and_resumable_training(tmp_path: Path) -> None:
@@ -20,31 +34,42 @@ def test_pack_crops_and_resumable_training(tmp_path: Path) -> None:
     drawings = Pack(pack_file)
     assert len(drawings) == 2 and drawings[0].ndim == 2 and drawings[0].dtype == np.uint8
 
-    damaged, mask, intact = make_example(ladder_drawing(7), np.random.default_rng(0))
-    assert damaged.shape == mask.shape == intact.shape == (CROP, CROP)
-    crops = iter(DamagedCrops(pack_file, seed=1, size=64, per_drawing=2))
-    d, m, t = next(crops)
-    assert d.shape == m.shape == t.shape == (1, 64, 64) and d.dtype == torch.uint8
+    # Seed 3 is a ladder drawing (boxes: its glyphs), seed 4 one of the engine's (labels and symbols).
+    assert {LABEL} == set(drawings.boxes(0)[:, 4]) and {LABEL, SYMBOL} == set(drawings.boxes(1)[:, 4])
+
+    drawing = ladder_drawing(7)
+    damaged, mask, intact, restore = make_example(drawing, np.random.default_rng(0))
+    assert damaged.shape == mask.shape == intact.shape == restore.shape == (CROP, CROP)
+    d, m, t, r = make_example(drawing, np.random.default_rng(0), boxes=glyph_boxes(drawing), aim=0.5, page_size=True)
+    assert d.shape == (CROP, CROP) and not (r & ~m).any()  # restore lies inside the mask
+    crops = iter(DamagedCrops(pack_file, seed=1, size=64, per_drawing=2, aim=0.5, page_size=True))
+    d, m, t, r = next(crops)
+    assert d.shape == m.shape == t.shape == r.shape == (1, 64, 64) and d.dtype == torch.uint8
 
     ckpt, weights = tmp_path / "ckpt", tmp_path / "weights"
     common = ["--data", str(pack_file), "--ckpt", str(ckpt), "--weights", str(weights), "--minutes", "0"]
     common += ["--batch", "2", "--crop", "64", "--workers", "0", "--log-every", "0", "--gan-start", "0"]
+    common += ["--aim", "0.5", "--page-size", "--restore", "3"]
     main(["train", *common, "--steps", "1"])
     state = json.loads((ckpt / "state.json").read_text())
     assert state["step"] == 1
+    assert "restore" in json.loads((ckpt / "train_log.jsonl").read_text().splitlines()[0])
     first = InpaintNet.load(weights / "inpaint.safetensors").state_dict()
     main(["train", *common, "--steps", "2"])  # resumes at step 1 and trains one more
     assert json.loads((ckpt / "state.json").read_text())["step"] == 2
     second = InpaintNet.load(weights / "inpaint.safetensors").state_dict()
     assert any(not torch.equal(first[k], second[k]) for k in first if first[k].is_floating_point())
     assert DamageNet.load(weights / "damage_net.safetensors").widths == DamageNet().widths
+    main(["export", "--ckpt", str(ckpt), "--weights", str(tmp_path / "exported")])
+    exported = InpaintNet.load(tmp_path / "exported" / "inpaint.safetensors").state_dict()
+    assert all(torch.equal(exported[k], second[k]) for k in second)
 
 
 def test_pack_is_the_same_rendered_by_worker_processes(tmp_path: Path) -> None:
     main(["pack", "--out", str(tmp_path / "one.npz"), "--count", "3", "--first-seed", "11"])
     main(["pack", "--out", str(tmp_path / "two.npz"), "--count", "3", "--first-seed", "11", "--workers", "2"])
     one, two = Pack(tmp_path / "one.npz"), Pack(tmp_path / "two.npz")
-    assert all(np.array_equal(one[i], two[i]) for i in range(3))
+    assert all(np.array_equal(one[i], two[i]) and np.array_equal(one.boxes(i), two.boxes(i)) for i in range(3))
 
 
 def test_warm_start_from_shipped_weights(tmp_path: Path) -> None:
@@ -57,3 +82,36 @@ def test_warm_start_from_shipped_weights(tmp_path: Path) -> None:
     assert all(torch.equal(v, ref[k]) for k, v in gen.state_dict().items())
     with pytest.raises(FileNotFoundError, match="no checkpoint or shipped weights"):
         warm_start(tmp_path, mask_net, gen, disc)
+
+
+def test_pack_without_boxes_aims_at_glyphs(tmp_path: Path) -> None:
+    drawing = ladder_drawing(7)
+    ok, png = cv2.imencode(".png", drawing)
+    old = tmp_path / "old.npz"  # a pack written before boxes existed
+    np.savez(old, data=png.ravel(), offsets=np.array([0, png.size], np.int64))
+    boxes = Pack(old).boxes(0)
+    assert len(boxes) > 5 and np.array_equal(boxes, glyph_boxes(drawing))
+    # Glyphs are small; the wires and symbols they label are one large piece, never a box.
+    assert (boxes[:, 2] - boxes[:, 0]).max() <= 0.06 * max(drawing.shape)
+
+
+def test_aim_map_follows_the_crop() -> None:
+    boxes = np.array([[10, 10, 20, 20, LABEL], [100, 0, 140, 30, SYMBOL]], np.float32)
+    where = aim_map(boxes, 2.0, 5, 0, 64)  # scaled twice, crop 5 rows down: the label at rows 15-35, cols 20-40
+    assert where is not None and where.shape == (64, 64)
+    assert where[25, 30] > 0 and where[13, 30] == 0 and where[25, 42] == 0
+    assert np.isclose(where.sum(), 1.0)  # the symbol lies outside the crop: the label takes the whole aim
+    assert aim_map(boxes[1:], 1.0, 40, 0, 32) is None
+
+
+def test_restore_term_counts_erased_ink_under_fade_and_gap() -> None:
+    intact = torch.ones(1, 1, 32, 32)
+    intact[..., 16, :] = 0.1  # a wire
+    hole = torch.zeros_like(intact)
+    hole[..., 8:24, 8:24] = 1
+    pred = intact.clone()
+    pred[..., 16, 8:24] = 1.0  # the net erased the wire in the hole
+    faded = hole.clone()
+    assert generator_losses(pred, intact, intact, hole, faded)["restore"] == pytest.approx(0.9)
+    assert generator_losses(pred, intact, intact, hole, torch.zeros_like(hole))["restore"] == 0
+    assert generator_losses(intact, intact, intact, hole, faded)["restore"] == 0

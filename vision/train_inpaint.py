@@ -6,10 +6,18 @@ Two steps (the pack can be made here and carried, or on the GPU machine with sch
     python -m vision.train_inpaint train --data .devdata/repair_pack.npz --minutes 3.5 --ckpt runs/repair
 
 `pack` renders intact drawings (mostly the synthetic engine's `render_sample`, some from a small built-in
-schemdraw ladder generator for a second drawing style) into one compressed npz of PNG bytes. `train` damages
-random crops on the fly with `vision.synth.damage.apply_damage` (so no two batches repeat), trains both nets
-together, and writes a resumable checkpoint (safetensors) every `--save-every` seconds plus fp16 weights for shipping.
-Running `train` again with the same `--ckpt` resumes where it stopped.
+schemdraw ladder generator for a second drawing style) into one npz of PNG bytes, with each drawing's label and
+symbol boxes (the engine's truth; glyph-sized ink pieces for the ladders). `train` damages random crops on the fly
+with `vision.synth.damage.apply_damage` (so no two batches repeat), trains both nets together, and writes a
+resumable checkpoint (safetensors) every `--save-every` seconds plus fp16 weights for shipping. Running `train`
+again with the same `--ckpt` resumes where it stopped; `export` ships the nets of a checkpoint folder.
+
+Options for what the nets get wrong on evaluation drawings (all off by default, which reproduces earlier runs):
+`--aim` places that share of holes and gap cuts on label glyphs and symbol strokes (packs without boxes aim at
+glyph-sized ink pieces), `--page-size` sizes the damage to the whole drawing as the evaluation does (a crop
+otherwise gets holes, fades and stains about half as large), `--restore` weights the intact ink under fade and
+gap damage in the inpainter's loss (so faded strokes are given back, not erased), `--clean` is the share of
+undamaged crops.
 
 Under `torchrun --nproc_per_node N` the same `train` command trains with DDP (see `vision.distributed`): `--batch`
 stays the global batch, crop `k` of the run is made from seed (`--seed`, k) whichever process makes it, and losses,
@@ -47,9 +55,10 @@ from vision.distributed import (
     process_group,
 )
 from vision.inpaint import STRIDE, InpaintNet, PatchDiscriminator, composite, kl_divergence
-from vision.synth.damage import apply_damage
+from vision.synth.damage import DamageAim, apply_damage_by_kind
 
 CROP = 256
+LABEL, SYMBOL = 0, 1  # box kinds in a pack: (x0, y0, x1, y1, kind) in the drawing's pixels
 
 
 # ----------------------------------------------------------------------------------------------- drawings
@@ -116,42 +125,70 @@ def ladder_drawing(seed: int) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_GRAYSCALE)
 
 
-def intact_drawing(seed: int) -> np.ndarray:
-    """An intact gray drawing: three in four from the synthetic schematic engine (when it is installed), the
-    rest from `ladder_drawing`, whose pen and fonts differ."""
+def glyph_boxes(gray: np.ndarray) -> np.ndarray:
+    """Label boxes guessed from ink alone: the ink pieces no larger than a glyph (text, ground bars, dots), which
+    wires and symbol bodies, all joined up, never are. (k, 5) float32 rows (x0, y0, x1, y1, LABEL)."""
+    ink = (gray < 0.6 * float(np.percentile(gray, 90))).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    limit = max(12, 0.06 * max(gray.shape))
+    x, y, w, h, area = (stats[1:, i] for i in range(5))
+    keep = (w <= limit) & (h <= limit) & (area >= 4)
+    boxes = np.stack([x, y, x + w, y + h, np.full_like(x, LABEL)], 1)[keep]
+    return boxes.astype(np.float32).reshape(-1, 5)
+
+
+def intact_drawing(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """An intact gray drawing and its label and symbol boxes ((k, 5) float32, see `LABEL`): three in four from
+    the synthetic schematic engine (when it is installed; boxes from its truth), the rest from `ladder_drawing`,
+    whose pen and fonts differ (boxes from `glyph_boxes`)."""
     try:
         from vision.synth.render import render_sample
     except ImportError:
-        return ladder_drawing(seed)
-    if seed % 4 == 3:
-        return ladder_drawing(seed)
-    image = render_sample(seed).image
-    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+        render_sample = None
+    if render_sample is None or seed % 4 == 3:
+        gray = ladder_drawing(seed)
+        return gray, glyph_boxes(gray)
+    sample = render_sample(seed)
+    image = sample.image
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    rows = [[*lb["bbox"], LABEL] for lb in sample.truth["labels"]]
+    rows += [[*c["bbox"], SYMBOL] for c in sample.truth["components"]]
+    return gray, np.array(rows, np.float32).reshape(-1, 5)
 
 
-def encoded_drawing(seed: int) -> bytes:
-    """The intact drawing of `seed` as PNG bytes."""
-    ok, png = cv2.imencode(".png", intact_drawing(seed), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+def encoded_drawing(seed: int) -> tuple[bytes, np.ndarray]:
+    """The intact drawing of `seed` as PNG bytes, and its boxes."""
+    gray, boxes = intact_drawing(seed)
+    ok, png = cv2.imencode(".png", gray, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise RuntimeError(f"could not encode drawing {seed}")
-    return png.tobytes()
+    return png.tobytes(), boxes
 
 
 def pack(out: Path, count: int, first_seed: int, workers: int = 0) -> None:
-    """Render `count` drawings (seeds first_seed…) into one npz: PNG bytes back to back plus offsets.
+    """Render `count` drawings (seeds first_seed…) into one npz: PNG bytes back to back plus offsets, and the
+    drawings' boxes back to back plus offsets (`boxes`, `box_offsets`; packs written before them have neither).
 
     With `workers` > 0 the drawings are rendered by that many processes; the pack is the same either way.
     """
     seeds = range(first_seed, first_seed + count)
     if workers > 0:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            blobs = pool.map(encoded_drawing, seeds, chunksize=8)
+            drawn = pool.map(encoded_drawing, seeds, chunksize=8)
     else:
-        blobs = [encoded_drawing(seed) for seed in seeds]
+        drawn = [encoded_drawing(seed) for seed in seeds]
+    blobs = [png for png, _ in drawn]
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+    box_offsets = np.cumsum([0] + [len(b) for _, b in drawn]).astype(np.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, data=np.frombuffer(b"".join(blobs), np.uint8), offsets=offsets)
-    print(f"packed {count} drawings, {offsets[-1] / 2**20:.1f} MiB -> {out}")
+    np.savez(
+        out,
+        data=np.frombuffer(b"".join(blobs), np.uint8),
+        offsets=offsets,
+        boxes=np.concatenate([b for _, b in drawn]).reshape(-1, 5),
+        box_offsets=box_offsets,
+    )
+    print(f"packed {count} drawings, {offsets[-1] / 2**20:.1f} MiB, {box_offsets[-1]} boxes -> {out}")
 
 
 class Pack:
@@ -160,6 +197,8 @@ class Pack:
     def __init__(self, path: Path) -> None:
         with np.load(path, allow_pickle=False) as z:
             self.data, self.offsets = z["data"], z["offsets"]
+            self.box_data = z["boxes"] if "boxes" in z.files else None
+            self.box_offsets = z["box_offsets"] if "box_offsets" in z.files else None
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -167,66 +206,129 @@ class Pack:
     def __getitem__(self, i: int) -> np.ndarray:
         return cv2.imdecode(self.data[self.offsets[i] : self.offsets[i + 1]], cv2.IMREAD_GRAYSCALE)
 
+    def boxes(self, i: int, gray: np.ndarray | None = None) -> np.ndarray:
+        """Drawing `i`'s label and symbol boxes; for a pack without boxes, `glyph_boxes` of the drawing (`gray`,
+        when already decoded)."""
+        if self.box_data is None or self.box_offsets is None:
+            return glyph_boxes(self[i] if gray is None else gray)
+        return self.box_data[self.box_offsets[i] : self.box_offsets[i + 1]]
+
 
 # ---------------------------------------------------------------------------------------------- samples
-def random_crop(drawing: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A size×size crop at a random scale, preferring crops with some ink; pads with paper when small."""
+def random_crop(drawing: np.ndarray, rng: np.random.Generator, size: int) -> tuple[np.ndarray, float, int, int]:
+    """A size×size crop at a random scale, preferring crops with some ink; pads with paper when small.
+
+    Returns:
+        The crop, the scale, and the crop's top-left corner (y, x) in the scaled drawing.
+    """
     scale = rng.uniform(0.6, 1.4)
     img = cv2.resize(drawing, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     h, w = img.shape
     if h < size or w < size:
         img = cv2.copyMakeBorder(img, 0, max(0, size - h), 0, max(0, size - w), cv2.BORDER_CONSTANT, value=255)
         h, w = img.shape
-    best, best_ink = img[:size, :size], -1.0
+    best, best_at, best_ink = img[:size, :size], (0, 0), -1.0
     for _ in range(4):
         y, x = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
         crop = img[y : y + size, x : x + size]
         ink = float((crop < 128).mean())
         if ink > best_ink:
-            best, best_ink = crop, ink
+            best, best_at, best_ink = crop, (y, x), ink
         if ink > 0.02:
             break
-    return np.ascontiguousarray(best)
+    return np.ascontiguousarray(best), scale, *best_at
 
 
-def make_example(drawing: np.ndarray, rng: np.random.Generator, size: int = CROP) -> tuple[np.ndarray, ...]:
-    """(damaged gray, mask 0/255, intact gray) from one crop of a drawing; sometimes in colour before graying,
-    sometimes left undamaged so the mask net learns to leave clean drawings alone."""
-    crop = random_crop(drawing, rng, size)
+def aim_map(boxes: np.ndarray, scale: float, y: int, x: int, size: int) -> np.ndarray | None:
+    """Where aimed damage goes in a crop (see `DamageAim.where`): label boxes and symbol boxes each get half of
+    the aim (all of it when the crop holds only one kind), spread evenly over their area. None without boxes."""
+    where = np.zeros((size, size), np.float32)
+    for kind in (LABEL, SYMBOL):
+        part = np.zeros((size, size), np.float32)
+        for x0, y0, x1, y1 in boxes[boxes[:, 4] == kind, :4] * scale - [x, y, x, y]:
+            # A pixel of slack: label boxes are tight around the glyphs.
+            c0, r0 = max(0, int(np.floor(x0)) - 1), max(0, int(np.floor(y0)) - 1)
+            c1, r1 = min(size, int(np.ceil(x1)) + 1), min(size, int(np.ceil(y1)) + 1)
+            if c1 > c0 and r1 > r0:
+                part[r0:r1, c0:c1] = 1.0
+        if part.any():
+            where += part / part.sum()
+    return where if where.any() else None
+
+
+def make_example(
+    drawing: np.ndarray,
+    rng: np.random.Generator,
+    size: int = CROP,
+    boxes: np.ndarray | None = None,
+    aim: float = 0.0,
+    page_size: bool = False,
+    clean: float = 0.1,
+) -> tuple[np.ndarray, ...]:
+    """(damaged gray, mask 0/255, intact gray, restore 0/255) from one crop of a drawing; sometimes in colour
+    before graying, sometimes left undamaged so the mask net learns to leave clean drawings alone. `restore`
+    marks the damaged pixels that fade and gap damage made (the ink under them is still to be given back).
+
+    Args:
+        boxes: the drawing's label and symbol boxes (needed for `aim`).
+        aim: share of holes and gap cuts placed on the ink in `boxes`.
+        page_size: size the damage to the whole (scaled) drawing instead of the crop.
+        clean: share of crops left undamaged.
+    """
+    crop, scale, y, x = random_crop(drawing, rng, size)
     if rng.random() < 0.25:
         ink = rng.uniform(0.0, 0.45, 3)
         paper = 1.0 - rng.uniform(0.0, 0.12, 3)
         t = crop.astype(np.float32)[..., None] / 255.0
         crop = np.clip((ink + (paper - ink) * t) * 255.0, 0, 255).astype(np.uint8)
-    if rng.random() < 0.1:
+    restore = np.zeros(crop.shape[:2], np.uint8)
+    if rng.random() < clean:
         damaged, mask = crop, np.zeros(crop.shape[:2], np.uint8)
     else:
-        damaged, mask = apply_damage(crop, rng)
+        where = aim_map(boxes, scale, y, x, size) if aim > 0 and boxes is not None and len(boxes) else None
+        steer = DamageAim(where, aim, min(drawing.shape[:2]) * scale if page_size else None)
+        damaged, mask, by_kind = apply_damage_by_kind(crop, rng, aim=steer)
+        for kind in ("fade", "gap"):
+            if kind in by_kind:
+                restore[by_kind[kind]] = 255
     if crop.ndim == 3:
         crop, damaged = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.cvtColor(damaged, cv2.COLOR_BGR2GRAY)
-    return damaged, mask, crop
+    return damaged, mask, crop, restore
 
 
 class DamagedCrops(Dataset):
     """An endless numbered stream of damaged crops: crop `k` is made from seed (seed, k) alone, so any worker of
     any process makes the same crop `k`. Crops `per_drawing * j` to `per_drawing * (j + 1) - 1` share one drawing
-    (decoded once by the worker that makes them in a row)."""
+    (decoded once by the worker that makes them in a row). `aim`, `page_size` and `clean` are `make_example`'s."""
 
-    def __init__(self, pack_path: Path, seed: int, size: int = CROP, per_drawing: int = 4) -> None:
+    def __init__(
+        self,
+        pack_path: Path,
+        seed: int,
+        size: int = CROP,
+        per_drawing: int = 4,
+        aim: float = 0.0,
+        page_size: bool = False,
+        clean: float = 0.1,
+    ) -> None:
         self.pack_path, self.seed, self.size, self.per_drawing = pack_path, seed, size, per_drawing
+        self.aim, self.page_size, self.clean = aim, page_size, clean
         self.drawings: Pack | None = None  # opened in the worker that first needs it
-        self.last: tuple[int, np.ndarray] | None = None
+        self.last: tuple[int, np.ndarray, np.ndarray | None] | None = None
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, ...]:
+        """Crop `k`: damaged, mask, intact and restore (see `make_example`), each uint8 (1, size, size)."""
         if self.drawings is None:
             cv2.setNumThreads(1)  # workers already run in parallel; OpenCV's own pool would oversubscribe
             self.drawings = Pack(self.pack_path)
         group = k // self.per_drawing
         if self.last is None or self.last[0] != group:
             pick = int(np.random.default_rng([self.seed, group, 0]).integers(len(self.drawings)))
-            self.last = (group, self.drawings[pick])
-        damaged, mask, intact = make_example(self.last[1], np.random.default_rng([self.seed, k, 1]), self.size)
-        return torch.from_numpy(damaged)[None], torch.from_numpy(mask)[None], torch.from_numpy(intact)[None]
+            gray = self.drawings[pick]
+            self.last = (group, gray, self.drawings.boxes(pick, gray) if self.aim > 0 else None)
+        rng = np.random.default_rng([self.seed, k, 1])
+        arrays = make_example(self.last[1], rng, self.size, self.last[2], self.aim, self.page_size, self.clean)
+        return tuple(torch.from_numpy(a)[None] for a in arrays)
 
 
 # ----------------------------------------------------------------------------------------------- losses
@@ -262,17 +364,26 @@ def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def generator_losses(
-    pred: torch.Tensor, intact: torch.Tensor, damaged: torch.Tensor, hole: torch.Tensor, ratio: Ratio = local_ratio
+    pred: torch.Tensor,
+    intact: torch.Tensor,
+    damaged: torch.Tensor,
+    hole: torch.Tensor,
+    restore: torch.Tensor | None = None,
+    ratio: Ratio = local_ratio,
 ) -> dict[str, torch.Tensor]:
-    """Reconstruction terms: L1 in the hole (ink pixels weighted up) and outside it, an edge term, and an ink term.
+    """Reconstruction terms: L1 in the hole (ink pixels weighted up) and outside it, an edge term, an ink term,
+    and a restore term.
 
     The ink term is a binary cross-entropy in the hole between "the prediction is ink" (darker than 55 % of the
     crop's paper level, softened over ±5 % of full scale) and the intact drawing's ink, the pixel classes that the
     ink F-measure counts. L1 alone leaves strokes the net is unsure of as light gray, which counts as paper.
+    The restore term is the L1 over the intact drawing's ink (in that sense) where `restore` marks fade and gap
+    damage inside the hole: the strokes the net tends to erase with the rest of a faded patch.
 
     Args:
-        ratio: divides the hole, edge and ink sums by their pixel counts (`DistContext.ratio` counts over all
-            processes).
+        restore: 1 where fade or gap damage is (N, 1, H, W); None: no restore term (it is zero).
+        ratio: divides the hole, edge, ink and restore sums by their pixel counts (`DistContext.ratio` counts
+            over all processes).
     """
     ink = F.max_pool2d((intact < 0.6).float(), 3, 1, 1)  # strokes and a pixel around them
     weight = 1.0 + 4.0 * ink
@@ -281,12 +392,15 @@ def generator_losses(
     near = F.max_pool2d(hole, 5, 1, 2)
     edge = ratio(((sobel(comp) - sobel(intact)).abs().sum(1, keepdim=True) * near).sum(), near.sum(), 1.0)
     level = 0.55 * torch.quantile(intact.flatten(1), 0.9, dim=1)[:, None, None, None]
-    ink_bce = F.binary_cross_entropy_with_logits((level - pred) / 0.05, (intact < level).float(), reduction="none")
+    true_ink = (intact < level).float()
+    ink_bce = F.binary_cross_entropy_with_logits((level - pred) / 0.05, true_ink, reduction="none")
+    keep = true_ink * hole * (restore if restore is not None else torch.zeros_like(hole))
     return {
         "hole": ratio((err * weight * hole).sum(), hole.sum(), 1.0),
         "valid": (err * (1 - hole)).mean(),
         "edge": edge,
         "ink": ratio((ink_bce * hole).sum(), hole.sum(), 1.0),
+        "restore": ratio((err * keep).sum(), keep.sum(), 1.0),
     }
 
 
@@ -413,8 +527,13 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
     mask_ddp, gen_ddp, disc_ddp = ctx.wrap(mask_net), ctx.wrap(gen), ctx.wrap(disc)
     budget = args.minutes * 60.0
     step, trained = int(state["step"]), float(state["seconds"])
+    crops = DamagedCrops(
+        Path(args.data), args.seed, args.crop, aim=args.aim, page_size=args.page_size, clean=args.clean
+    )
+    if ctx.is_main:
+        print("options " + json.dumps({k: v for k, v in sorted(vars(args).items()) if k != "cmd"}), flush=True)
     loader = DataLoader(
-        DamagedCrops(Path(args.data), args.seed, size=args.crop),
+        crops,
         batch_size=local_batch,
         # Crops are numbered from the start of training: a resumed run continues the uninterrupted stream.
         sampler=ShardSampler(args.batch, ctx.rank, ctx.world_size, start=step * args.batch),
@@ -428,7 +547,7 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
     amp = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     start = time.time()
     last_save = last_log = 0.0
-    for damaged, mask, intact in loader:
+    for damaged, mask, intact, restore in loader:
         elapsed = ctx.agree(time.time() - start)  # rank 0's clock: every rank schedules and stops alike
         progress = min(1.0, (trained + elapsed) / budget) if budget > 0 else step / max(1, args.steps)
         if progress >= 1.0 or (args.steps and step >= args.steps):
@@ -441,6 +560,7 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
         damaged = damaged.to(**to).float() / 255.0
         mask = mask.to(**to).float() / 255.0
         intact = intact.to(**to).float() / 255.0
+        restore = restore.to(**to).float() / 255.0
         # The inpainter sees a mask that may be a little larger than the truth, as a predicted one is.
         grow = int(np.random.default_rng(step).integers(0, 3))
         hole = F.max_pool2d(mask, 2 * grow + 1, 1, grow) if grow else mask
@@ -453,9 +573,10 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
                 loss_m = loss_m + args.lovasz * lovasz_hinge(logits.float(), mask)
             pred, mu, logvar = gen_ddp(damaged, hole, noise=noise)
             pred = pred.float()
-            parts_g = generator_losses(pred, intact, damaged, hole, ctx.ratio)
+            parts_g = generator_losses(pred, intact, damaged, hole, restore, ctx.ratio)
             kl = kl_divergence(mu.float(), logvar.float())
             loss_g = 6 * parts_g["hole"] + parts_g["valid"] + 2 * parts_g["edge"] + args.ink * parts_g["ink"]
+            loss_g = loss_g + args.restore * parts_g["restore"]
             loss_g = loss_g + args.kl * kl
             comp = composite(pred, damaged, hole)
             if use_gan:  # the critic itself, not its DDP wrapper: this pass only trains the generator
@@ -478,8 +599,8 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
         step += 1
         if elapsed - last_log >= args.log_every:
             last_log = elapsed
-            names = ["mask", "hole", "valid", "edge", "ink", "kl"] + (["d"] if use_gan else [])
-            values = [loss_m, *(parts_g[n] for n in names[1:5]), kl] + ([loss_d] if use_gan else [])
+            names = ["mask", "hole", "valid", "edge", "ink", "restore", "kl"] + (["d"] if use_gan else [])
+            values = [loss_m, *(parts_g[n] for n in names[1:6]), kl] + ([loss_d] if use_gan else [])
             means = ctx.mean(torch.stack([v.detach().float() for v in values]))  # the global batch's losses
             rec = {"step": step, "sec": round(trained + elapsed, 1), "lr": lr}
             rec.update({n: float(v) for n, v in zip(names, means)})
@@ -497,11 +618,24 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
             save_checkpoint(ckpt, {"step": step, "seconds": trained + time.time() - start}, parts)
     if ctx.is_main:
         save_checkpoint(ckpt, {"step": step, "seconds": trained + time.time() - start}, parts)
-        weights = Path(args.weights)
-        mask_net.cpu().to(memory_format=torch.contiguous_format).save(weights / "damage_net.safetensors")
-        gen.cpu().to(memory_format=torch.contiguous_format).save(weights / "inpaint.safetensors")
-        print(f"done: {step} steps in {trained + time.time() - start:.0f} s; weights in {weights}")
+        ship(mask_net, gen, Path(args.weights))
+        print(f"done: {step} steps in {trained + time.time() - start:.0f} s; weights in {args.weights}")
     ctx.barrier()  # no rank returns before the files are there
+
+
+def ship(mask_net: DamageNet, gen: InpaintNet, weights: Path) -> None:
+    """Write both nets in the shipped format (fp16 safetensors with their architecture) into `weights`."""
+    mask_net.cpu().to(memory_format=torch.contiguous_format).save(weights / "damage_net.safetensors")
+    gen.cpu().to(memory_format=torch.contiguous_format).save(weights / "inpaint.safetensors")
+
+
+def export(ckpt: Path, weights: Path) -> None:
+    """Ship the nets of a checkpoint folder (e.g. the last one a run saved before it was stopped)."""
+    mask_net, gen = DamageNet(), InpaintNet()
+    load_weights(ckpt, {"mask_net": mask_net, "gen": gen})
+    ship(mask_net, gen, weights)
+    step = json.loads((ckpt / "state.json").read_text())["step"]
+    print(f"exported step {step} of {ckpt} -> {weights}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -513,6 +647,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--count", type=int, default=1500)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="rendering processes (0: render in this one)")
+    x = sub.add_parser("export", help="write a checkpoint's nets in the shipped format")
+    x.add_argument("--ckpt", type=Path, required=True)
+    x.add_argument("--weights", type=Path, required=True)
     t = sub.add_parser("train", help="train the damage-mask net and the inpainter")
     t.add_argument("--data", required=True)
     t.add_argument("--ckpt", default="runs/repair")
@@ -528,6 +665,12 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--kl", type=float, default=1e-3)
     t.add_argument("--lovasz", type=float, default=0.5, help="weight of the Lovász hinge (IoU) term of the mask net")
     t.add_argument("--ink", type=float, default=0.0, help="weight of the inpainter's ink cross-entropy in the hole")
+    t.add_argument(
+        "--restore", type=float, default=0.0, help="weight of the inpainter's L1 on intact ink under fade/gap damage"
+    )
+    t.add_argument("--aim", type=float, default=0.0, help="share of holes and gap cuts placed on labels and symbols")
+    t.add_argument("--page-size", action="store_true", help="size damage to the whole drawing, as evaluation does")
+    t.add_argument("--clean", type=float, default=0.1, help="share of crops left undamaged")
     t.add_argument("--adv", type=float, default=0.02)
     t.add_argument("--gan-start", type=float, default=0.3, help="fraction of training before the GAN term")
     t.add_argument("--seed", type=int, default=0)
@@ -537,6 +680,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.cmd == "pack":
         pack(args.out, args.count, args.first_seed, args.workers)
+        return
+    if args.cmd == "export":
+        export(args.ckpt, args.weights)
         return
     try:
         train(args)

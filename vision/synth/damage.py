@@ -12,6 +12,7 @@ so that damage looks alike at any resolution.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -26,13 +27,31 @@ class DamageInputError(ValueError):
     """The image or the damage kinds given to `apply_damage` are not usable."""
 
 
+@dataclass(frozen=True)
+class DamageAim:
+    """Training-time steering of `apply_damage` (the evaluation uses none).
+
+    Attributes:
+        where: non-negative float (H, W) map over the image: holes and gap cuts are aimed at its ink pixels
+            (e.g. labels and symbol strokes) with chance `share`, each pixel in proportion to its value.
+        share: chance that a hole or one gap cut is aimed at `where`, otherwise placed as usual.
+        page_size: the side length that area-sized damage (holes, tears, stains, fades, scribbles) scales with,
+            e.g. the whole drawing's shorter side when the image is a crop of it (default: the image's).
+    """
+
+    where: np.ndarray | None = None
+    share: float = 0.5
+    page_size: float | None = None
+
+
 class _Page:
     """The image being damaged, in float [0, 1], with what the events need to know about it."""
 
-    def __init__(self, image: np.ndarray) -> None:
+    def __init__(self, image: np.ndarray, aim: DamageAim | None = None) -> None:
         self.img = image.astype(np.float32) / 255.0
         self.colour = self.img.ndim == 3
         self.h, self.w = self.img.shape[:2]
+        self.size = float(aim.page_size) if aim is not None and aim.page_size else float(min(self.h, self.w))
         gray = self.gray()
         self.paper = float(np.percentile(gray, 75))
         self.ink = gray < self.paper - 0.3
@@ -43,14 +62,28 @@ class _Page:
             self.stroke = float(np.clip(2.0 * np.median(dist[self.ink]), 1.0, 12.0))
         else:
             self.stroke = max(1.0, min(self.h, self.w) / 400.0)
+        self.aim_points = np.zeros((0, 2), np.int64)
+        self.aim_cdf = np.zeros(0)
+        self.aim_share = 0.0
+        if aim is not None and aim.where is not None:
+            weight = np.where(self.ink, aim.where, 0.0)
+            self.aim_points = np.argwhere(weight > 0)
+            if len(self.aim_points):
+                w = weight[weight > 0].astype(np.float64)
+                self.aim_cdf = np.cumsum(w) / w.sum()
+                self.aim_share = aim.share
 
     def gray(self) -> np.ndarray:
         if not self.colour:
             return self.img
         return self.img @ np.array([0.114, 0.587, 0.299], np.float32)  # BGR, as OpenCV reads
 
-    def point(self, rng: np.random.Generator, on_ink: float) -> tuple[int, int]:
-        """A random (y, x), drawn from the ink pixels with probability `on_ink`."""
+    def point(self, rng: np.random.Generator, on_ink: float, aimed: bool = False) -> tuple[int, int]:
+        """A random (y, x), drawn from the ink pixels with probability `on_ink`; an `aimed` event first goes to
+        the aim's ink with the aim's share (no draw at all without an aim, so unaimed damage is unchanged)."""
+        if aimed and self.aim_share > 0 and rng.random() < self.aim_share:
+            i = min(int(np.searchsorted(self.aim_cdf, rng.random())), len(self.aim_points) - 1)
+            return int(self.aim_points[i, 0]), int(self.aim_points[i, 1])
         if len(self.ink_points) and rng.random() < on_ink:
             y, x = self.ink_points[rng.integers(len(self.ink_points))]
             return int(y), int(x)
@@ -107,10 +140,9 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def _hole(page: _Page, rng: np.random.Generator) -> np.ndarray:
     """Paper missing: the backing (desk, scanner lid) shows through an irregular blob."""
-    size = min(page.h, page.w)
-    low, high = sorted((np.log(max(5.0, 2.5 * page.stroke)), np.log(max(8.0, 0.045 * size))))
+    low, high = sorted((np.log(max(5.0, 2.5 * page.stroke)), np.log(max(8.0, 0.045 * page.size))))
     radius = float(np.exp(rng.uniform(low, high)))
-    cy, cx = page.point(rng, on_ink=0.8)
+    cy, cx = page.point(rng, on_ink=0.8, aimed=True)
     region = _blob(page.h, page.w, cy, cx, radius, rng, rough=rng.uniform(0.15, 0.5))
     if rng.random() < 0.2:
         # White backing: the hole shows only by the shadow its torn edge throws onto the backing.
@@ -127,7 +159,7 @@ def _hole(page: _Page, rng: np.random.Generator) -> np.ndarray:
 
 def _tear(page: _Page, rng: np.random.Generator) -> np.ndarray:
     """A jagged crack running in from one edge of the sheet."""
-    size = min(page.h, page.w)
+    size = page.size
     side = rng.integers(4)
     t = rng.uniform(0.15, 0.85)
     start = {0: (0.0, t * page.w), 1: (page.h - 1.0, t * page.w), 2: (t * page.h, 0.0), 3: (t * page.h, page.w - 1.0)}
@@ -150,8 +182,7 @@ def _tear(page: _Page, rng: np.random.Generator) -> np.ndarray:
 
 def _stain(page: _Page, rng: np.random.Generator) -> np.ndarray:
     """A translucent tinted blob (coffee, water) with a darker drying ring; the ink stays visible under it."""
-    size = min(page.h, page.w)
-    radius = rng.uniform(0.04, 0.14) * size
+    radius = rng.uniform(0.04, 0.14) * page.size
     cy, cx = page.point(rng, on_ink=0.6)
     region = _blob(page.h, page.w, cy, cx, radius, rng, rough=rng.uniform(0.1, 0.35)).astype(np.float32)
     soft = cv2.GaussianBlur(region, (0, 0), max(1.0, radius * 0.08))
@@ -174,8 +205,7 @@ def _stain(page: _Page, rng: np.random.Generator) -> np.ndarray:
 
 def _fade(page: _Page, rng: np.random.Generator) -> np.ndarray:
     """Ink that has faded or rubbed off unevenly in a region."""
-    size = min(page.h, page.w)
-    radius = rng.uniform(0.05, 0.2) * size
+    radius = rng.uniform(0.05, 0.2) * page.size
     cy, cx = page.point(rng, on_ink=0.9)
     region = _blob(page.h, page.w, cy, cx, radius, rng, rough=0.3).astype(np.float32)
     soft = cv2.GaussianBlur(region, (0, 0), max(1.0, radius * 0.15))
@@ -193,7 +223,7 @@ def _gap(page: _Page, rng: np.random.Generator) -> np.ndarray:
     """Short breaks cut into strokes (erased or dropped-out line segments)."""
     before = page.img.copy()
     for _ in range(int(rng.integers(2, 8))):
-        cy, cx = page.point(rng, on_ink=1.0)
+        cy, cx = page.point(rng, on_ink=1.0, aimed=True)
         half = rng.uniform(max(2.0, 1.2 * page.stroke), max(4.0, 5.0 * page.stroke))
         angle = rng.uniform(0, 180)
         rect = ((float(cx), float(cy)), (2 * half, 2 * half * rng.uniform(0.5, 1.0)), float(angle))
@@ -225,9 +255,8 @@ def _fold(page: _Page, rng: np.random.Generator) -> np.ndarray:
 
 def _scribble(page: _Page, rng: np.random.Generator) -> np.ndarray:
     """Pen or pencil marks drawn over the sheet: loops, zig-zags and hatching."""
-    size = min(page.h, page.w)
     cy, cx = page.point(rng, on_ink=0.7)
-    extent = rng.uniform(0.03, 0.12) * size
+    extent = rng.uniform(0.03, 0.12) * page.size
     n = int(rng.integers(15, 80))
     heading = rng.uniform(0, 2 * np.pi)
     turn = rng.uniform(0.2, 0.9) * rng.choice([-1.0, 1.0])
@@ -263,7 +292,7 @@ _EVENTS: dict[str, Callable[[_Page, np.random.Generator], np.ndarray]] = {
 
 
 def apply_damage(
-    image: np.ndarray, rng: np.random.Generator, kinds: Sequence[str] | None = None
+    image: np.ndarray, rng: np.random.Generator, kinds: Sequence[str] | None = None, aim: DamageAim | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Damage a drawing the way old paper gets damaged, and say exactly where.
 
@@ -272,6 +301,8 @@ def apply_damage(
         rng: source of all randomness; the same state gives the same damage.
         kinds: damage kinds to draw from (see `DAMAGE_KINDS`); all of them when None. The number of
             events grows with the image area; each event picks one kind.
+        aim: where holes and gap cuts go and what damage sizes scale with, for training (see `DamageAim`);
+            None (the default) leaves the damage and its random draws exactly as without it.
 
     Returns:
         The damaged image (same shape and dtype as `image`) and a uint8 mask, 255 where damaged, 0 elsewhere.
@@ -279,16 +310,16 @@ def apply_damage(
     Raises:
         DamageInputError: the image is not a uint8 gray/BGR array of at least 16×16, or a kind is unknown.
     """
-    out, mask, _ = apply_damage_by_kind(image, rng, kinds)
+    out, mask, _ = apply_damage_by_kind(image, rng, kinds, aim)
     return out, mask
 
 
 def apply_damage_by_kind(
-    image: np.ndarray, rng: np.random.Generator, kinds: Sequence[str] | None = None
+    image: np.ndarray, rng: np.random.Generator, kinds: Sequence[str] | None = None, aim: DamageAim | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """`apply_damage`, also saying which kind of damage made each damaged pixel.
 
-    The image and mask are exactly those `apply_damage` returns for the same `rng` state.
+    The image and mask are exactly those `apply_damage` returns for the same `rng` state and `aim`.
 
     Returns:
         The damaged image, the uint8 mask (255 = damaged), and for each kind of event applied, a bool (H, W)
@@ -308,7 +339,9 @@ def apply_damage_by_kind(
     unknown = [k for k in chosen if k not in _EVENTS]
     if unknown or not chosen:
         raise DamageInputError(f"unknown damage kinds {unknown} (known: {', '.join(DAMAGE_KINDS)})")
-    page = _Page(image)
+    if aim is not None and aim.where is not None and aim.where.shape != image.shape[:2]:
+        raise DamageInputError(f"aim map {aim.where.shape} does not match the image {image.shape[:2]}")
+    page = _Page(image, aim)
     area = page.h * page.w / 512.0**2
     n_events = int(np.clip(1 + rng.poisson(1.5 * np.sqrt(area)), 1, 12))
     events = sorted(rng.choice(len(chosen), n_events).tolist(), key=lambda i: _ORDER.index(chosen[i]))
