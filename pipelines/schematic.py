@@ -481,6 +481,13 @@ def stroke_width(ink: np.ndarray) -> float:
     return float(np.clip(np.median(vals), 1.0, 12.0)) if vals else 2.0
 
 
+def detection_side(norm: np.ndarray, base_side: int) -> int:
+    """The detector's input side for this drawing: thin-pen drawings are read enlarged (`reading_side`)."""
+    from vision.detect import reading_side
+
+    return reading_side(base_side, max(norm.shape), stroke_width(binarize(norm)))
+
+
 def extract_segments(
     ink: np.ndarray, stroke: float, text_boxes: list[tuple[float, float, float, float]]
 ) -> list[Segment]:
@@ -1282,7 +1289,11 @@ def read_schematic(
     norm = normalize_paper(gray)
     detector, ocr = _Models.get()
     dets, pin_pts = detect(
-        detector, norm, box_threshold=min(COMPONENT_THRESHOLD, TEXT_THRESHOLD), pin_threshold=PIN_THRESHOLD
+        detector,
+        norm,
+        box_threshold=min(COMPONENT_THRESHOLD, TEXT_THRESHOLD),
+        pin_threshold=PIN_THRESHOLD,
+        side=detection_side(norm, detector.config.input_side),
     )
     comps = [d for d in dets if d.cls in TYPE_PINS and d.score >= COMPONENT_THRESHOLD]
     texts = [d for d in dets if d.cls == "text" and d.score >= TEXT_THRESHOLD]

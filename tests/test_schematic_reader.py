@@ -17,6 +17,7 @@ from pipelines.schematic import (
     assemble_circuit,
     binarize,
     canonical_value,
+    detection_side,
     parse_source,
     parse_value,
     read_schematic,
@@ -25,6 +26,7 @@ from pipelines.schematic import (
     same_netlist,
     schematic_command,
     split_reads,
+    stroke_width,
     to_json,
     to_kicad,
     to_spice,
@@ -32,7 +34,7 @@ from pipelines.schematic import (
     truth_circuit,
     value_types,
 )
-from vision.detect import Detection
+from vision.detect import MAX_ZOOM, THIN_PEN, Detection, normalize_paper, reading_side, to_gray
 from vision.synth.render import render_sample
 
 # Five little "parts" (boxes with two pins each) wired so that one vertical wire crosses a
@@ -409,3 +411,16 @@ def test_vector_pdf_page_renders_and_reads(tmp_path: Path) -> None:
     assert sorted(p.name for p in written) == ["doc.p1.json", "doc.p1.net", "doc.p1.overlay.png"]
     net = (tmp_path / "out" / "doc.p1.net").read_text()
     assert net.startswith("(export (version E)") and "(comp " in net
+
+
+def test_thin_pen_drawings_are_read_enlarged_up_to_the_trained_scale() -> None:
+    assert reading_side(768, 1536, 2 * THIN_PEN) == 768  # the pen is THIN_PEN wide at 768: no zoom
+    assert reading_side(768, 768, 10.0) == 768  # thick pens are never shrunk
+    assert reading_side(768, 768, THIN_PEN / 1.25) == 960  # 1.25x, rounded to a multiple of 32
+    assert reading_side(768, 768, 0.5) == int(round(768 * MAX_ZOOM / 32)) * 32
+    gray = to_gray(render_sample(5).image)
+    assert detection_side(normalize_paper(gray), 768) == 768
+    thinned = normalize_paper(cv2.dilate(gray, np.ones((3, 3), np.uint8), iterations=2))  # paper eats into the ink
+    pen = stroke_width(binarize(thinned))
+    assert pen * 768 / max(gray.shape) < THIN_PEN
+    assert detection_side(thinned, 768) == reading_side(768, max(gray.shape), pen) > 768

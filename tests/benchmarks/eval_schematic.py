@@ -38,6 +38,7 @@ from pipelines.schematic import (  # noqa: E402
     _Models,
     assemble_circuit,
     canonical_value,
+    detection_side,
     read_schematic,
     same_netlist,
     truth_circuit,
@@ -198,7 +199,7 @@ def run_condition(condition: str, n: int, with_oracle: bool) -> dict[str, Any]:
 
 
 def run_real() -> dict[str, Any]:
-    """Per-class detection F1 on the circuits-real validation split (detector only)."""
+    """Per-class detection F1 on the circuits-real validation split (detector only, at the reader's input side)."""
     from vision.train_detector import read_real_annotation, real_split
 
     if not DATA.is_dir():
@@ -231,7 +232,9 @@ def run_real() -> dict[str, Any]:
             continue
         n_img += 1
         ann = read_real_annotation(js)
-        dets, _ = detect(detector, normalize_paper(img), box_threshold=0.35)
+        norm = normalize_paper(img)
+        side = detection_side(norm, detector.config.input_side)
+        dets, _ = detect(detector, norm, box_threshold=0.35, side=side)
         preds = [
             (d.cls, d.box) for d in dets if d.cls in shared and not any(iou(d.box, ig) > 0.3 for ig in ann["ignore"])
         ]
