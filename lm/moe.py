@@ -13,8 +13,9 @@ Dispatch (``Experts``): the (token, expert) pairs are sorted by expert, each exp
 through grouped GEMMs (``torch._grouped_mm``) for gate+up and for down, and results are un-permuted and summed with
 the gate weights (long prefills take a variant that moves less memory, see :func:`grouped_experts`). Decode steps on
 CUDA (a few tokens per expert) take fused Triton kernels instead (:func:`fused_experts`: each expert's weights are
-read once for all its tokens, SwiGLU and the gate weights in the epilogues). A per-expert loop (``forward_loop``) is
-kept as the reference and the fallback.
+read once for all its tokens, SwiGLU and the gate weights in the epilogues; the shared experts join the same launches
+as pseudo-experts that every token visits). A per-expert loop (``forward_loop``) is kept as the reference and the
+fallback.
 
 Training-time balancing: the gate counts how many tokens each expert received (``expert_load``); after each optimiser
 step :meth:`Gate.update_bias` moves the correction bias by ``gamma`` against the load imbalance (aux-loss-free
@@ -260,9 +261,10 @@ def grouped_experts(
 # blocks of FUSED_BLOCK_M rows, each block one expert's (padded with a sentinel pair); (2) one program per (block,
 # column tile): the expert's gate and up tiles are read once, multiplied with the block's token rows, and
 # silu(gate) * up is written per pair; (3) the same GEMM kernel for the down projection, scaled by the pair's gate
-# weight, written per pair in float32, then summed over the k slots. All sizes derive from the shapes (the
-# worst-case padding is pairs + experts * (FUSED_BLOCK_M - 1) rows), so a step is CUDA-graph capturable: no host
-# sync, no data-dependent shape.
+# weight, written per pair in float32; (4) a sum over each token's slots, rounded once. The shared experts ride along
+# as extra slots of weight 1 (see fused_experts_kernels). All sizes derive from the shapes (the worst-case padding is
+# pairs + experts * (FUSED_BLOCK_M - 1) rows), so a step is CUDA-graph capturable: no host sync, no data-dependent
+# shape.
 FUSED_BLOCK_M = 16
 # Column tile, reduction tile, warps and pipeline stages of the gate/up and the down kernel (vLLM's tuned H100 table
 # for these shapes at 32 tokens uses N 32 / K 128 / 4 warps; the gate/up kernel reads two tiles of N per step).
@@ -270,7 +272,7 @@ FUSED_TILES: dict[str, dict[str, int]] = {
     "up": {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4, "num_stages": 4},
     "down": {"BLOCK_N": 32, "BLOCK_K": 128, "num_warps": 4, "num_stages": 5},
 }
-_FUSED_MOE = {"usable": triton is not None, "checked": False}
+_FUSED_MOE = {"usable": triton is not None, "checked": False, "checked_shared": False}
 
 if triton is not None:
 
@@ -279,34 +281,52 @@ if triton is not None:
         idx_ptr,
         sorted_ptr,
         block_expert_ptr,
-        num_pairs,
+        num_tokens,
         num_rows,
         num_blocks,
+        num_routed,
         PAIRS: tl.constexpr,
         EXPERTS: tl.constexpr,
+        TOKENS: tl.constexpr,
         BLOCKS: tl.constexpr,
         BLOCK_M: tl.constexpr,
         FILL: tl.constexpr,
+        TOP_K: tl.constexpr,
+        SHARED: tl.constexpr,
     ):
-        # One program. sorted[r] = the pair in padded row r (num_pairs where r is padding); block_expert[b] = the
-        # expert of rows [b * BLOCK_M, (b + 1) * BLOCK_M), or a value >= the expert count past the last used block.
-        pairs = tl.arange(0, PAIRS)
+        # One program. sorted[r] = the pair in padded row r (the pair count where r is padding); block_expert[b] =
+        # the expert of rows [b * BLOCK_M, (b + 1) * BLOCK_M), or num_routed + SHARED past the last used block.
+        # Pair p is slot p % (TOP_K + SHARED) of token p // (TOP_K + SHARED): the first TOP_K slots are the routed
+        # choices idx[token, slot], sorted by expert here; slot TOP_K + j is shared pseudo-expert num_routed + j,
+        # which takes every token: its rows come first, in token order, at a place known without sorting.
+        slots = TOP_K + SHARED
+        routed_pairs = num_tokens * TOP_K
+        shared_blocks = tl.cdiv(num_tokens, BLOCK_M)  # per shared pseudo-expert
+        shared_rows = SHARED * shared_blocks * BLOCK_M
+        pairs = tl.arange(0, PAIRS)  # routed pairs
         experts = tl.arange(0, EXPERTS)
-        key = tl.load(idx_ptr + pairs, mask=pairs < num_pairs, other=-1)
+        key = tl.load(idx_ptr + pairs, mask=pairs < routed_pairs, other=-1)
         onehot = (key[:, None] == experts[None, :]).to(tl.int32)  # [PAIRS, EXPERTS]
         counts = tl.sum(onehot, axis=0)
         rank = tl.sum((tl.cumsum(onehot, axis=0) - 1) * onehot, axis=1)  # order of the pair within its expert
         padded = (counts + BLOCK_M - 1) // BLOCK_M * BLOCK_M
         ends = tl.cumsum(padded, axis=0)
-        dest = tl.sum((ends - padded)[None, :] * onehot, axis=1) + rank
+        dest = shared_rows + tl.sum((ends - padded)[None, :] * onehot, axis=1) + rank
         for start in range(0, num_rows, FILL):
             rows = start + tl.arange(0, FILL)
-            tl.store(sorted_ptr + rows, tl.zeros([FILL], tl.int32) + num_pairs, mask=rows < num_rows)
+            tl.store(sorted_ptr + rows, tl.zeros([FILL], tl.int32) + num_tokens * slots, mask=rows < num_rows)
         tl.debug_barrier()  # the sentinel fill lands before the pairs overwrite it
-        tl.store(sorted_ptr + dest, pairs, mask=pairs < num_pairs)
+        tl.store(sorted_ptr + dest, pairs // TOP_K * slots + pairs % TOP_K, mask=pairs < routed_pairs)
+        tokens = tl.arange(0, TOKENS)
+        for j in tl.static_range(SHARED):
+            dest_shared = sorted_ptr + j * shared_blocks * BLOCK_M + tokens
+            tl.store(dest_shared, tokens * slots + TOP_K + j, mask=tokens < num_tokens)
         blocks = tl.arange(0, BLOCKS)
-        first_row = blocks * BLOCK_M
+        first_row = blocks * BLOCK_M - shared_rows
         owner = tl.sum((ends[None, :] <= first_row[:, None]).to(tl.int32), axis=1)
+        owner = tl.where(owner < num_routed, owner, num_routed + SHARED)
+        if SHARED > 0:
+            owner = tl.where(blocks < SHARED * shared_blocks, num_routed + blocks // shared_blocks, owner)
         tl.store(block_expert_ptr + blocks, owner, mask=blocks < num_blocks)
 
     @triton.jit
@@ -319,20 +339,27 @@ if triton is not None:
     def _moe_gemm_kernel(
         a_ptr,
         w_ptr,
+        ws_ptr,
+        us_ptr,
         out_ptr,
         scale_ptr,
         sorted_ptr,
         block_expert_ptr,
         num_pairs,
+        num_routed,
         num_experts,
         K,
         N,
         stride_am,
         stride_we,
         stride_wn,
+        stride_se,
+        stride_sn,
         stride_om,
         ROWS_PER_A: tl.constexpr,
         SWIGLU: tl.constexpr,
+        TOP_K: tl.constexpr,
+        SHARED: tl.constexpr,
         BLOCK_M: tl.constexpr,
         BLOCK_N: tl.constexpr,
         BLOCK_K: tl.constexpr,
@@ -342,16 +369,29 @@ if triton is not None:
         # For the pairs of one expert block and one tile of N output columns, with a = a[pair // ROWS_PER_A]:
         # SWIGLU: out[pair, n] = silu(a . w[e, n]) * (a . w[e, N + n])  (w13: gate rows, then up rows);
         # else:   out[pair, n] = scale[pair] * (a . w[e, n]).
+        # Experts from num_routed on are the shared pseudo-experts (see fused_experts_kernels): their weight rows
+        # start at ws (gate or down) and us (up) plus j * stride_se, rows stride_sn apart; their pairs' scale is 1.
         expert = tl.load(block_expert_ptr + tl.program_id(0))
         if expert >= num_experts:
             return
+        w_base = w_ptr + expert.to(tl.int64) * stride_we
+        u_base = w_base + N * stride_wn
+        stride_n = stride_wn
+        if SHARED > 0:
+            if expert >= num_routed:
+                j = (expert - num_routed).to(tl.int64)
+                w_base = ws_ptr + j * stride_se
+                u_base = us_ptr + j * stride_se
+                stride_n = stride_sn
         pair = tl.load(sorted_ptr + tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M))
         valid = pair < num_pairs
         offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
         a_ptrs = a_ptr + (pair // ROWS_PER_A).to(tl.int64)[:, None] * stride_am + offs_k[None, :]
         # Columns past N wrap around (reads stay in bounds and unmasked; their results are not stored).
-        w_ptrs = w_ptr + expert.to(tl.int64) * stride_we + (offs_n % N)[None, :] * stride_wn + offs_k[:, None]
+        w_offs = (offs_n % N)[None, :] * stride_n + offs_k[:, None]
+        w_ptrs = w_base + w_offs
+        u_ptrs = u_base + w_offs
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
         acc_up = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
         for k in range(0, tl.cdiv(K, BLOCK_K)):
@@ -365,49 +405,93 @@ if triton is not None:
             acc = _moe_dot(a, w, acc, IEEE)
             if SWIGLU:
                 if EVEN_K:
-                    up = tl.load(w_ptrs + N * stride_wn)
+                    up = tl.load(u_ptrs)
                 else:
-                    up = tl.load(w_ptrs + N * stride_wn, mask=k_mask[:, None], other=0.0)
+                    up = tl.load(u_ptrs, mask=k_mask[:, None], other=0.0)
                 acc_up = _moe_dot(a, up, acc_up, IEEE)
+                u_ptrs += BLOCK_K
             a_ptrs += BLOCK_K
             w_ptrs += BLOCK_K
         if SWIGLU:
             out = acc * tl.sigmoid(acc) * acc_up
+        elif SHARED > 0:  # scale [tokens, TOP_K] holds the routed slots only
+            slot = pair % (TOP_K + SHARED)
+            routed = slot < TOP_K
+            scale = tl.load(scale_ptr + pair // (TOP_K + SHARED) * TOP_K + slot, mask=valid & routed, other=1.0)
+            out = acc * scale[:, None]
         else:
             out = acc * tl.load(scale_ptr + pair, mask=valid, other=0.0)[:, None]
         o_ptrs = out_ptr + pair.to(tl.int64)[:, None] * stride_om + offs_n[None, :]
         tl.store(o_ptrs, out.to(out_ptr.dtype.element_ty), mask=valid[:, None] & (offs_n[None, :] < N))
 
+    @triton.jit
+    def _moe_sum_kernel(rows_ptr, out_ptr, D, SLOTS: tl.constexpr, BLOCK: tl.constexpr):
+        # out[t, :] = sum over s of rows[t, s, :] (float32), rounded once to out's dtype; rows [T, SLOTS, D]
+        tok = tl.program_id(0).to(tl.int64)
+        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < D
+        acc = tl.zeros([BLOCK], dtype=tl.float32)
+        for s in tl.static_range(SLOTS):
+            acc += tl.load(rows_ptr + (tok * SLOTS + s) * D + offs, mask=mask, other=0.0)
+        tl.store(out_ptr + tok * D + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
 
 def fused_experts_kernels(
-    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    weights: torch.Tensor,
+    indices: torch.Tensor,
+    shared: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """The fused dispatch's kernels (routing, gate/up, down), unchecked: ``x`` [N, D], ``w13`` [E, 2I, D], ``w2``
-    [E, D, I], ``weights`` [N, K] (float32 gate weights), ``indices`` [N, K] -> [N, D] in ``x``'s dtype."""
+    """The fused dispatch's kernels (routing, gate/up, down, sum), unchecked: ``x`` [N, D], ``w13`` [E, 2I, D],
+    ``w2`` [E, D, I], ``weights`` [N, K] (float32 gate weights), ``indices`` [N, K] -> [N, D] in ``x``'s dtype.
+
+    ``shared``: the shared experts' gate [S*I, D], up [S*I, D] and down [D, S*I] weights, added to the output in
+    the same launches. SwiGLU is elementwise over the intermediate dimension, so their MLP is the sum of S
+    pseudo-experts of width I (pseudo-expert j: gate/up rows and down columns j*I to (j+1)*I); every token gets S
+    more pairs of weight 1 on them, read in place (no copy of any weight).
+    """
     n, top_k = indices.shape
-    n_experts, two_inter, d = w13.shape
+    n_routed, two_inter, d = w13.shape
     inter = two_inter // 2
-    pairs = n * top_k
+    if shared is None:
+        n_shared = 0
+        sg, su, sd = w13, w13, w2  # unused by the kernels (SHARED = 0)
+        stride_s = ((0, 0), (0, 0))
+    else:
+        sg, su, sd = shared
+        n_shared = sg.shape[0] // inter
+        # (stride between pseudo-experts, stride between weight rows): gate/up rows; down columns
+        stride_s = ((inter * sg.stride(0), sg.stride(0)), (inter, sd.stride(0)))
+    n_experts, slots = n_routed + n_shared, top_k + n_shared
+    pairs = n * slots
     bm = FUSED_BLOCK_M
-    max_rows = pairs + min(n_experts, pairs) * (bm - 1)  # every used expert padded by at most bm - 1 rows
+    # The shared pseudo-experts take whole blocks of every token; every used routed expert is padded by at most
+    # bm - 1 rows.
+    max_rows = n_shared * triton.cdiv(n, bm) * bm + n * top_k + min(n_routed, n * top_k) * (bm - 1)
     max_blocks = triton.cdiv(max_rows, bm)
     max_rows = max_blocks * bm
     dev = x.device
     sorted_ids = torch.empty(max_rows, dtype=torch.int32, device=dev)
     block_expert = torch.empty(max_blocks, dtype=torch.int32, device=dev)
-    p2_pairs, p2_experts = triton.next_power_of_2(max(pairs, 16)), triton.next_power_of_2(max(n_experts, 16))
+    p2_pairs, p2_experts = triton.next_power_of_2(max(n * top_k, 16)), triton.next_power_of_2(max(n_routed, 16))
     _moe_align_kernel[(1,)](
         indices.contiguous(),
         sorted_ids,
         block_expert,
-        pairs,
+        n,
         max_rows,
         max_blocks,
+        n_routed,
         PAIRS=p2_pairs,
         EXPERTS=p2_experts,
+        TOKENS=triton.next_power_of_2(max(n, 16)),
         BLOCKS=triton.next_power_of_2(max(max_blocks, 16)),
         BLOCK_M=bm,
         FILL=1024,
+        TOP_K=top_k,
+        SHARED=n_shared,
         num_warps=8 if p2_pairs * p2_experts >= 8192 else 4,  # its [pairs, experts] one-hot lives in registers
     )
     # Float32 models multiply in float32 (tl.dot would use TF32). Triton's CPU interpreter (tests) multiplies bf16
@@ -416,48 +500,67 @@ def fused_experts_kernels(
     act = torch.empty(pairs, inter, dtype=x.dtype, device=dev)
     rows = torch.empty(pairs, d, dtype=torch.float32, device=dev)
     scale = weights.float().contiguous()
-    for a, w, out, k, width, tiles in (
-        (x, w13, act, d, inter, FUSED_TILES["up"]),
-        (act, w2, rows, inter, d, FUSED_TILES["down"]),
+    for a, w, ws, us, (stride_se, stride_sn), out, k, width, tiles in (
+        (x, w13, sg, su, stride_s[0], act, d, inter, FUSED_TILES["up"]),
+        (act, w2, sd, sd, stride_s[1], rows, inter, d, FUSED_TILES["down"]),
     ):
         _moe_gemm_kernel[(max_blocks, triton.cdiv(width, tiles["BLOCK_N"]))](
             a,
             w,
+            ws,
+            us,
             out,
             scale,
             sorted_ids,
             block_expert,
             pairs,
+            n_routed,
             n_experts,
             k,
             width,
             a.stride(0),
             w.stride(0),
             w.stride(1),
+            stride_se,
+            stride_sn,
             out.stride(0),
-            ROWS_PER_A=top_k if a is x else 1,
+            ROWS_PER_A=slots if a is x else 1,
             SWIGLU=a is x,
+            TOP_K=top_k,
+            SHARED=n_shared,
             BLOCK_M=bm,
             EVEN_K=k % tiles["BLOCK_K"] == 0,
             IEEE=ieee,
             **tiles,
         )
-    return rows.view(n, top_k, d).sum(dim=1).to(x.dtype)
+    y = torch.empty(n, d, dtype=x.dtype, device=dev)
+    block = min(1024, triton.next_power_of_2(d))
+    _moe_sum_kernel[(n, triton.cdiv(d, block))](rows, y, d, SLOTS=slots, BLOCK=block)
+    return y
 
 
 def fused_experts(
-    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    weights: torch.Tensor,
+    indices: torch.Tensor,
+    *shared_w: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Small-batch dispatch through :func:`fused_experts_kernels`, checked against :func:`grouped_experts` on its
-    first call (outside graph capture) and, should it differ or fail, not used again. Same contract as the kernels.
+    """Small-batch dispatch through :func:`fused_experts_kernels`, checked against :func:`grouped_experts` (plus
+    the shared MLP when its gate, up and down weights are given as ``shared_w``) on its first call with and without
+    shared experts (outside graph capture) and, should it differ or fail, not used again. Same contract as the
+    kernels.
     """
+    shared = tuple(shared_w) if shared_w and all(w is not None for w in shared_w) else None
+    checked = "checked" if shared is None else "checked_shared"
     capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
-    if _FUSED_MOE["usable"] and (_FUSED_MOE["checked"] or not capturing):
+    if _FUSED_MOE["usable"] and (_FUSED_MOE[checked] or not capturing):
         try:
-            out = fused_experts_kernels(x, w13, w2, weights, indices)
-            if not _FUSED_MOE["checked"]:
-                _FUSED_MOE["checked"] = True
-                expected = grouped_experts(x, w13, w2, weights, indices).float()
+            out = fused_experts_kernels(x, w13, w2, weights, indices, shared)
+            if not _FUSED_MOE[checked]:
+                _FUSED_MOE[checked] = True
+                expected = _unfused_experts(x, w13, w2, weights, indices, shared).float()
                 err = (out.float() - expected).abs().max().item()
                 if err > 2e-2 * expected.abs().max().item() + 1e-3:  # bf16 rounding; a misrouted row is off by ~100%
                     raise RuntimeError(f"fused kernels disagree with the grouped path (max abs diff {err:.3g})")
@@ -467,7 +570,22 @@ def fused_experts(
                 raise
             log.warning("fused MoE kernels unusable (%s); using grouped GEMMs", exc)
             _FUSED_MOE["usable"] = False
-    return grouped_experts(x, w13, w2, weights, indices)
+    return _unfused_experts(x, w13, w2, weights, indices, shared)
+
+
+def _unfused_experts(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    weights: torch.Tensor,
+    indices: torch.Tensor,
+    shared: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+) -> torch.Tensor:
+    out = grouped_experts(x, w13, w2, weights, indices)
+    if shared is None:
+        return out
+    gate, up, down = shared
+    return out + F.linear(F.silu(F.linear(x, gate)) * F.linear(x, up), down)  # what MLP computes
 
 
 if triton is not None:
@@ -475,12 +593,19 @@ if triton is not None:
     # first-call check, and the op decides at run time between the kernels and the grouped path.
     @torch.library.custom_op("ohmlens::fused_experts", mutates_args=())
     def _fused_experts_op(
-        x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor
+        x: torch.Tensor,
+        w13: torch.Tensor,
+        w2: torch.Tensor,
+        weights: torch.Tensor,
+        indices: torch.Tensor,
+        shared_gate: torch.Tensor | None = None,
+        shared_up: torch.Tensor | None = None,
+        shared_down: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return fused_experts(x, w13, w2, weights, indices)
+        return fused_experts(x, w13, w2, weights, indices, shared_gate, shared_up, shared_down)
 
     @_fused_experts_op.register_fake
-    def _(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor):
+    def _(x: torch.Tensor, *args: torch.Tensor | None) -> torch.Tensor:
         return torch.empty_like(x)
 
 
@@ -510,30 +635,46 @@ class Experts(nn.Module):
         # as one program over all pairs, meant for decode steps: 32 tokens x top-6 = 192 pairs).
         self.fused_max_pairs = 256
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """Dispatch ``x`` [N, D] with gate ``weights``/``indices`` [N, K] -> [N, D].
+    def forward(
+        self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor, shared: MLP | None = None
+    ) -> torch.Tensor:
+        """Dispatch ``x`` [N, D] with gate ``weights``/``indices`` [N, K] -> [N, D], plus ``shared(x)`` if given.
 
-        Small inference batches on CUDA (decode steps: at most ``fused_max_pairs`` (token, expert) pairs) take the
-        fused Triton kernels (:func:`fused_experts`), everything else the grouped GEMMs (:func:`grouped_experts`).
+        Small inference batches on CUDA (decode steps: at most ``fused_max_pairs`` (token, expert) pairs, the
+        shared experts counting as one pair per token each) take the fused Triton kernels (:func:`fused_experts`,
+        the shared experts in the same launches), everything else the grouped GEMMs (:func:`grouped_experts`) and
+        the shared MLP on its own.
         """
         w13, w2 = self.gate_up_proj, self.down_proj
-        if torch.is_autocast_enabled(x.device.type):  # grouped GEMMs are not autocast ops: cast explicitly
+        autocast = torch.is_autocast_enabled(x.device.type)
+        if autocast:  # grouped GEMMs are not autocast ops: cast explicitly
             dtype = torch.get_autocast_dtype(x.device.type)
             x, w13, w2 = x.to(dtype), w13.to(dtype), w2.to(dtype)
-        if self._fused_ok(x, w13, w2, indices.numel()):
+        shared_w = ()
+        if shared is not None:
+            shared_w = (shared.gate_proj.weight, shared.up_proj.weight, shared.down_proj.weight)
+            if autocast:
+                shared_w = tuple(w.to(x.dtype) for w in shared_w)
+        pairs = indices.numel() + x.shape[0] * (shared_w[0].shape[0] // self.inter if shared_w else 0)
+        if self._fused_ok(x, w13, w2, pairs, shared_w):
             if torch.compiler.is_compiling():
-                return torch.ops.ohmlens.fused_experts(x, w13, w2, weights, indices)
-            return fused_experts(x, w13, w2, weights, indices)
-        return grouped_experts(x, w13, w2, weights, indices, self.split_min_pairs)
+                return torch.ops.ohmlens.fused_experts(x, w13, w2, weights, indices, *shared_w)
+            return fused_experts(x, w13, w2, weights, indices, *shared_w)
+        out = grouped_experts(x, w13, w2, weights, indices, self.split_min_pairs)
+        return out if shared is None else out + shared(x)
 
-    def _fused_ok(self, x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, pairs: int) -> bool:
+    def _fused_ok(
+        self, x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, pairs: int, shared: tuple[torch.Tensor, ...] = ()
+    ) -> bool:
         return (
             _FUSED_MOE["usable"]
             and x.is_cuda
             and 0 < pairs <= self.fused_max_pairs
             and not torch.is_grad_enabled()  # the kernels have no backward
-            and x.dtype == w13.dtype == w2.dtype
-            and x.stride(-1) == w13.stride(-1) == w2.stride(-1) == 1
+            and all(w.dtype == x.dtype and w.stride(-1) == 1 for w in (w13, w2, *shared))
+            and x.stride(-1) == 1
+            # whole pseudo-experts of width I; gate and up rows equally far apart (one stride in the kernel)
+            and (not shared or (shared[0].shape[0] % self.inter == 0 and shared[0].stride() == shared[1].stride()))
         )
 
     def forward_loop(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -566,8 +707,9 @@ class MoE(nn.Module):
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
         weights, indices = self.gate(flat, batch_size=shape[0])
-        dispatch = self.experts.forward_loop if self.use_loop else self.experts.forward
-        out = dispatch(flat, weights, indices).view(shape)
+        if not self.use_loop:  # the shared experts join the routed ones' kernels where the fused dispatch runs
+            return self.experts(flat, weights, indices, self.shared_experts).view(shape)
+        out = self.experts.forward_loop(flat, weights, indices).view(shape)
         if self.shared_experts is not None:
             out = out + self.shared_experts(x)
         return out
