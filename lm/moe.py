@@ -262,12 +262,10 @@ def grouped_experts(
 # column tile): the expert's gate and up tiles are read once, multiplied with the block's token rows, and
 # silu(gate) * up is written per pair; (3) the same GEMM kernel for the down projection, scaled by the pair's gate
 # weight, written per pair in float32; (4) a sum over each token's slots, rounded once. The shared experts ride along
-# as extra slots of weight 1 (see fused_experts_kernels), in blocks of up to FUSED_SHARED_BLOCK_M rows so that their
-# weights are read once per column tile for a whole decode batch (the routed experts get a few tokens each: 16-row
-# blocks waste less). All sizes derive from the shapes (the worst-case padding is pairs + experts * (FUSED_BLOCK_M - 1)
-# rows), so a step is CUDA-graph capturable: no host sync, no data-dependent shape.
+# as extra slots of weight 1 (see fused_experts_kernels). All sizes derive from the shapes (the worst-case padding is
+# pairs + experts * (FUSED_BLOCK_M - 1) rows), so a step is CUDA-graph capturable: no host sync, no data-dependent
+# shape.
 FUSED_BLOCK_M = 16
-FUSED_SHARED_BLOCK_M = 32
 # Column tile, reduction tile, warps and pipeline stages of the gate/up and the down kernel (vLLM's tuned H100 table
 # for these shapes at 32 tokens uses N 32 / K 128 / 4 warps; the gate/up kernel reads two tiles of N per step).
 FUSED_TILES: dict[str, dict[str, int]] = {
@@ -292,21 +290,19 @@ if triton is not None:
         TOKENS: tl.constexpr,
         BLOCKS: tl.constexpr,
         BLOCK_M: tl.constexpr,
-        SHARED_BLOCK_M: tl.constexpr,
         FILL: tl.constexpr,
         TOP_K: tl.constexpr,
         SHARED: tl.constexpr,
     ):
         # One program. sorted[r] = the pair in padded row r (the pair count where r is padding); block_expert[b] =
-        # the expert of block b, or num_routed + SHARED past the last used block.
+        # the expert of rows [b * BLOCK_M, (b + 1) * BLOCK_M), or num_routed + SHARED past the last used block.
         # Pair p is slot p % (TOP_K + SHARED) of token p // (TOP_K + SHARED): the first TOP_K slots are the routed
-        # choices idx[token, slot], sorted by expert here into blocks of BLOCK_M rows; slot TOP_K + j is shared
-        # pseudo-expert num_routed + j, which takes every token: its rows come first, in token order, in blocks of
-        # SHARED_BLOCK_M rows at a place known without sorting.
+        # choices idx[token, slot], sorted by expert here; slot TOP_K + j is shared pseudo-expert num_routed + j,
+        # which takes every token: its rows come first, in token order, at a place known without sorting.
         slots = TOP_K + SHARED
         routed_pairs = num_tokens * TOP_K
-        shared_blocks = tl.cdiv(num_tokens, SHARED_BLOCK_M)  # per shared pseudo-expert
-        shared_rows = SHARED * shared_blocks * SHARED_BLOCK_M
+        shared_blocks = tl.cdiv(num_tokens, BLOCK_M)  # per shared pseudo-expert
+        shared_rows = SHARED * shared_blocks * BLOCK_M
         pairs = tl.arange(0, PAIRS)  # routed pairs
         experts = tl.arange(0, EXPERTS)
         key = tl.load(idx_ptr + pairs, mask=pairs < routed_pairs, other=-1)
@@ -323,10 +319,10 @@ if triton is not None:
         tl.store(sorted_ptr + dest, pairs // TOP_K * slots + pairs % TOP_K, mask=pairs < routed_pairs)
         tokens = tl.arange(0, TOKENS)
         for j in tl.static_range(SHARED):
-            dest_shared = sorted_ptr + j * shared_blocks * SHARED_BLOCK_M + tokens
+            dest_shared = sorted_ptr + j * shared_blocks * BLOCK_M + tokens
             tl.store(dest_shared, tokens * slots + TOP_K + j, mask=tokens < num_tokens)
         blocks = tl.arange(0, BLOCKS)
-        first_row = (blocks - SHARED * shared_blocks) * BLOCK_M  # of a routed block, counted from shared_rows
+        first_row = blocks * BLOCK_M - shared_rows
         owner = tl.sum((ends[None, :] <= first_row[:, None]).to(tl.int32), axis=1)
         owner = tl.where(owner < num_routed, owner, num_routed + SHARED)
         if SHARED > 0:
@@ -365,51 +361,29 @@ if triton is not None:
         TOP_K: tl.constexpr,
         SHARED: tl.constexpr,
         BLOCK_M: tl.constexpr,
-        SHARED_BLOCK_M: tl.constexpr,
         BLOCK_N: tl.constexpr,
         BLOCK_K: tl.constexpr,
         EVEN_K: tl.constexpr,
         IEEE: tl.constexpr,
     ):
-        # One program per (block, tile of BLOCK_N output columns); see _moe_gemm_rows. Experts from num_routed on
-        # are the shared pseudo-experts (see fused_experts_kernels): their blocks come first and hold
-        # SHARED_BLOCK_M rows each, the routed ones BLOCK_M; their weight rows start at ws (gate or down) and us
-        # (up) plus j * stride_se, rows stride_sn apart.
-        block = tl.program_id(0)
-        expert = tl.load(block_expert_ptr + block)
+        # For the pairs of one expert block and one tile of N output columns, with a = a[pair // ROWS_PER_A]:
+        # SWIGLU: out[pair, n] = silu(a . w[e, n]) * (a . w[e, N + n])  (w13: gate rows, then up rows);
+        # else:   out[pair, n] = scale[pair] * (a . w[e, n]).
+        # Experts from num_routed on are the shared pseudo-experts (see fused_experts_kernels): their weight rows
+        # start at ws (gate or down) and us (up) plus j * stride_se, rows stride_sn apart; their pairs' scale is 1.
+        expert = tl.load(block_expert_ptr + tl.program_id(0))
         if expert >= num_experts:
             return
-        rows = sorted_ptr + block * BLOCK_M
-        if SHARED > 0:
-            shared_blocks = SHARED * tl.cdiv(num_pairs // (TOP_K + SHARED), SHARED_BLOCK_M)
-            if block < shared_blocks:
-                j = (expert - num_routed).to(tl.int64)
-                _moe_gemm_rows(
-                    a_ptr, ws_ptr + j * stride_se, us_ptr + j * stride_se, stride_sn, out_ptr, scale_ptr,
-                    sorted_ptr + block * SHARED_BLOCK_M, num_pairs, K, N, stride_am, stride_om,
-                    ROWS_PER_A, SWIGLU, TOP_K, SHARED, SHARED_BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, IEEE,
-                )  # fmt: skip
-                return
-            rows = sorted_ptr + shared_blocks * SHARED_BLOCK_M + (block - shared_blocks) * BLOCK_M
         w_base = w_ptr + expert.to(tl.int64) * stride_we
-        _moe_gemm_rows(
-            a_ptr, w_base, w_base + N * stride_wn, stride_wn, out_ptr, scale_ptr,
-            rows, num_pairs, K, N, stride_am, stride_om,
-            ROWS_PER_A, SWIGLU, TOP_K, SHARED, BLOCK_M, BLOCK_N, BLOCK_K, EVEN_K, IEEE,
-        )  # fmt: skip
-
-    @triton.jit
-    def _moe_gemm_rows(
-        a_ptr, w_base, u_base, stride_n, out_ptr, scale_ptr,
-        rows_ptr, num_pairs, K, N, stride_am, stride_om,
-        ROWS_PER_A: tl.constexpr, SWIGLU: tl.constexpr, TOP_K: tl.constexpr, SHARED: tl.constexpr,
-        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, EVEN_K: tl.constexpr, IEEE: tl.constexpr,
-    ):  # fmt: skip
-        # For the BLOCK_M pairs at rows_ptr (one expert's, whose weight rows start at w_base and u_base, stride_n
-        # apart) and this program's tile of N output columns, with a = a[pair // ROWS_PER_A]:
-        # SWIGLU: out[pair, n] = silu(a . w[n]) * (a . u[n])  (w13: gate rows, then up rows);
-        # else:   out[pair, n] = scale[pair] * (a . w[n]), scale 1 for the shared experts' pairs.
-        pair = tl.load(rows_ptr + tl.arange(0, BLOCK_M))
+        u_base = w_base + N * stride_wn
+        stride_n = stride_wn
+        if SHARED > 0:
+            if expert >= num_routed:
+                j = (expert - num_routed).to(tl.int64)
+                w_base = ws_ptr + j * stride_se
+                u_base = us_ptr + j * stride_se
+                stride_n = stride_sn
+        pair = tl.load(sorted_ptr + tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M))
         valid = pair < num_pairs
         offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
@@ -493,14 +467,11 @@ def fused_experts_kernels(
     n_experts, slots = n_routed + n_shared, top_k + n_shared
     pairs = n * slots
     bm = FUSED_BLOCK_M
-    # Each shared pseudo-expert takes every token, in blocks of up to FUSED_SHARED_BLOCK_M rows (one block for a
-    # decode batch of that size: its weights are read once per column tile); every used routed expert is padded
-    # by at most bm - 1 rows.
-    shared_bm = min(FUSED_SHARED_BLOCK_M, max(bm, triton.next_power_of_2(n)))
-    shared_blocks = n_shared * triton.cdiv(n, shared_bm)
-    routed_blocks = triton.cdiv(n * top_k + min(n_routed, n * top_k) * (bm - 1), bm)
-    max_blocks = shared_blocks + routed_blocks
-    max_rows = shared_blocks * shared_bm + routed_blocks * bm
+    # The shared pseudo-experts take whole blocks of every token; every used routed expert is padded by at most
+    # bm - 1 rows.
+    max_rows = n_shared * triton.cdiv(n, bm) * bm + n * top_k + min(n_routed, n * top_k) * (bm - 1)
+    max_blocks = triton.cdiv(max_rows, bm)
+    max_rows = max_blocks * bm
     dev = x.device
     sorted_ids = torch.empty(max_rows, dtype=torch.int32, device=dev)
     block_expert = torch.empty(max_blocks, dtype=torch.int32, device=dev)
@@ -518,7 +489,6 @@ def fused_experts_kernels(
         TOKENS=triton.next_power_of_2(max(n, 16)),
         BLOCKS=triton.next_power_of_2(max(max_blocks, 16)),
         BLOCK_M=bm,
-        SHARED_BLOCK_M=shared_bm,
         FILL=1024,
         TOP_K=top_k,
         SHARED=n_shared,
@@ -559,7 +529,6 @@ def fused_experts_kernels(
             TOP_K=top_k,
             SHARED=n_shared,
             BLOCK_M=bm,
-            SHARED_BLOCK_M=shared_bm,
             EVEN_K=k % tiles["BLOCK_K"] == 0,
             IEEE=ieee,
             **tiles,
