@@ -34,7 +34,16 @@ from pipelines.schematic import (
     truth_circuit,
     value_types,
 )
-from vision.detect import MAX_ZOOM, THIN_PEN, Detection, normalize_paper, reading_side, to_gray
+from vision.detect import (
+    MAX_ZOOM,
+    THIN_PEN,
+    Detection,
+    _box_iou,
+    detect,
+    normalize_paper,
+    reading_side,
+    to_gray,
+)
 from vision.synth.render import render_sample
 
 # Five little "parts" (boxes with two pins each) wired so that one vertical wire crosses a
@@ -424,3 +433,20 @@ def test_thin_pen_drawings_are_read_enlarged_up_to_the_trained_scale() -> None:
     pen = stroke_width(binarize(thinned))
     assert pen * 768 / max(gray.shape) < THIN_PEN
     assert detection_side(thinned, 768) == reading_side(768, max(gray.shape), pen) > 768
+
+
+def test_enlarged_reading_pools_symbols_and_keeps_the_base_labels_and_pins() -> None:
+    from pipelines.schematic import _Models
+
+    detector, _ = _Models.get()
+    base = detector.config.input_side
+    norm = normalize_paper(to_gray(render_sample(5).image))
+    dets, pins = detect(detector, norm)
+    assert detect(detector, norm, side=base) == (dets, pins)
+    pooled, pooled_pins = detect(detector, norm, side=base * 5 // 4)
+    assert pooled_pins == pins
+    assert [d for d in pooled if d.cls in ("text", "junction")] == [d for d in dets if d.cls in ("text", "junction")]
+    symbols = [d for d in pooled if d.cls not in ("text", "junction")]
+    for d in dets:
+        if d.cls not in ("text", "junction"):
+            assert _box_iou(np.array([d.box]), np.array([s.box for s in symbols])).max() >= 0.5

@@ -310,6 +310,17 @@ def save_detector(model: SchematicDetector, path: str | Path, half: bool = True)
 
 
 @torch.inference_mode()
+def _detect_at(
+    model: SchematicDetector, gray: np.ndarray, side: int, box_threshold: float, pin_threshold: float
+) -> tuple[list[Detection], list[PinPoint]]:
+    x, scale = prepare(gray, side)
+    t = torch.from_numpy(x)[None, None]
+    dev = next(model.parameters()).device
+    out = model(t.to(dev))
+    out = {k: v[0].cpu() for k, v in out.items()}
+    return decode(out, model.config, scale, box_threshold, pin_threshold)
+
+
 def detect(
     model: SchematicDetector,
     gray: np.ndarray,
@@ -320,11 +331,16 @@ def detect(
     """Detect symbols, labels, junctions and pins on a grayscale uint8 image.
 
     Args:
-        side: the longer side the image is resized to (default: the model's `input_side`).
+        side: a second, larger input side (`reading_side`): the image is also read there, and each symbol keeps
+            the more confident of its two boxes. Labels, junctions and pins come from the model's `input_side`.
     """
-    x, scale = prepare(gray, side or model.config.input_side)
-    t = torch.from_numpy(x)[None, None]
-    dev = next(model.parameters()).device
-    out = model(t.to(dev))
-    out = {k: v[0].cpu() for k, v in out.items()}
-    return decode(out, model.config, scale, box_threshold, pin_threshold)
+    base = model.config.input_side
+    dets, pins = _detect_at(model, gray, base, box_threshold, pin_threshold)
+    if side is None or side <= base:
+        return dets, pins
+    # Enlarged, thin-pen real drawings lose fewer symbols, but thin-pen synthetic ones (symbols of the usual size)
+    # sometimes gain a wrong box there: the two readings are pooled rather than replaced.
+    enlarged, _ = _detect_at(model, gray, side, box_threshold, pin_threshold)
+    symbols = [d for d in dets + enlarged if d.cls not in ("text", "junction")]
+    rest = [d for d in dets if d.cls in ("text", "junction")]
+    return _class_agnostic_nms(symbols, model.config, iou=0.5) + rest, pins
