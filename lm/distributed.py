@@ -104,8 +104,9 @@ class ExpertParallelExperts(Experts):
     """This rank's block of a layer's routed experts; tokens reach their experts by all-to-all.
 
     Same contract as :meth:`Experts.forward` (``x`` [N, D] with routing ``weights``/``indices`` [N, K] in global
-    expert ids -> [N, D]); every rank of ``group`` must call it together. The parameters keep the names and
-    layout of :class:`Experts` (``gate_up_proj`` [E_local, 2I, D], ``down_proj`` [E_local, D, I]).
+    expert ids -> [N, D], plus ``shared(x)`` if given); every rank of ``group`` must call it together. The
+    parameters keep the names and layout of :class:`Experts` (``gate_up_proj`` [E_local, 2I, D], ``down_proj``
+    [E_local, D, I]).
     """
 
     def __init__(self, full: Experts, rank: int, world_size: int, group: dist.ProcessGroup | None = None) -> None:
@@ -124,8 +125,11 @@ class ExpertParallelExperts(Experts):
         self.gate_up_proj = nn.Parameter(full.gate_up_proj.detach()[block].clone())
         self.down_proj = nn.Parameter(full.down_proj.detach()[block].clone())
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, weights: torch.Tensor, indices: torch.Tensor, shared: nn.Module | None = None
+    ) -> torch.Tensor:
         n, k = indices.shape
+        shared_out = shared(x) if shared is not None else None  # replicated on every rank, not dispatched
         w13, w2 = self.gate_up_proj, self.down_proj
         if torch.is_autocast_enabled(x.device.type):  # grouped GEMMs are not autocast ops: cast explicitly
             dtype = torch.get_autocast_dtype(x.device.type)
@@ -155,7 +159,8 @@ class ExpertParallelExperts(Experts):
         y = torch.empty_like(ys)
         y[order] = ys  # back to (token, slot) order
         y = y.view(n, k, -1).float() * weights[..., None]
-        return y.sum(dim=1).to(x.dtype)
+        out = y.sum(dim=1).to(x.dtype)
+        return out if shared_out is None else out + shared_out
 
     forward_loop = forward  # the per-expert reference loop needs every expert: one rank has only its block
 
