@@ -1265,7 +1265,7 @@ def read_schematic(
     if repair not in ("off", "auto"):
         raise SchematicInputError(f"repair must be 'off' or 'auto', not {repair!r}")
     arr = load_image(image)
-    from vision.detect import Detection, detect, normalize_paper, to_gray
+    from vision.detect import Detection, detect, normalize_paper, reading_side, to_gray
 
     warnings: list[str] = []
     gray = to_gray(arr)
@@ -1287,13 +1287,15 @@ def read_schematic(
         except RepairInputError as exc:
             warnings.append(f"repair skipped: {exc}")
     norm = normalize_paper(gray)
+    ink = binarize(norm)
+    stroke = stroke_width(ink)  # sets the detector's reading size and the wire tracer's scale
     detector, ocr = _Models.get()
     dets, pin_pts = detect(
         detector,
         norm,
         box_threshold=min(COMPONENT_THRESHOLD, TEXT_THRESHOLD),
         pin_threshold=PIN_THRESHOLD,
-        side=detection_side(norm, detector.config.input_side),
+        side=reading_side(detector.config.input_side, max(norm.shape), stroke),
     )
     comps = [d for d in dets if d.cls in TYPE_PINS and d.score >= COMPONENT_THRESHOLD]
     texts = [d for d in dets if d.cls == "text" and d.score >= TEXT_THRESHOLD]
@@ -1305,8 +1307,7 @@ def read_schematic(
         return Circuit(warnings=warnings)
     if labels is not None:
         texts = [Detection("text", 1.0, tuple(box)) for _, box in labels]
-        return assemble_circuit(norm, comps, texts, [text for text, _ in labels], juncs, pin_pts, warnings)
-    ink = binarize(norm)
+        return assemble_circuit(norm, comps, texts, [text for text, _ in labels], juncs, pin_pts, warnings, stroke)
     symbols = [c.box for c in comps]
     texts = merge_text_boxes([Detection(t.cls, t.score, grow_text_box(ink, t.box, symbols)) for t in texts])
 
@@ -1314,7 +1315,7 @@ def read_schematic(
         return [text for text, _ in ocr_crops(ocr, [_crop_for_ocr(norm, b) for b in boxes])]
 
     texts, reads = split_reads(texts, read_boxes([t.box for t in texts]), ink, read_boxes)
-    return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings)
+    return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings, stroke)
 
 
 def _label_block_rank(ref: tuple[float, ...], other: tuple[float, ...]) -> float | None:
@@ -1346,12 +1347,17 @@ def assemble_circuit(
     juncs: list[Any],
     pin_pts: list[Any],
     warnings: list[str] | None = None,
+    stroke: float | None = None,
 ) -> Circuit:
     """Build the circuit from detections (boxes with `cls`, `score`, `box`; pins with `role`, `score`, `xy`)
-    and the texts read in the label boxes: pins are named, wires traced and labels assigned."""
+    and the texts read in the label boxes: pins are named, wires traced and labels assigned.
+
+    Args:
+        stroke: the drawing's pen width (`stroke_width` of `binarize(norm)`), when the caller has it already.
+    """
     warnings = list(warnings or [])
     ink = binarize(norm)
-    stroke = stroke_width(ink)
+    stroke = stroke_width(ink) if stroke is None else stroke
     text_boxes = [t.box for t in texts]
 
     # pins per component
