@@ -10,7 +10,7 @@ Two ways to attend:
   ``scaled_dot_product_attention`` does the rest;
 * absorbed (decode): ``W_UK`` is folded into the query so scores are taken against the latent cache directly, the
   weighted latent sum is taken once, and ``W_UV`` is applied afterwards. Nothing per-head is ever materialised for
-  cached tokens.
+  cached tokens. On CUDA the scores, softmax and latent sum are one pass over the cache (:mod:`lm.mla_decode`).
 
 The rotary dimensions use the interleaved-pair layout of the released checkpoints: ``(x0, x1), (x2, x3), ...`` are
 rotated by one frequency each.
@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import causal_lower_right
 
+from lm import mla_decode
 from lm.config import LMConfig, yarn_get_mscale
 from lm.layers import Float32Module, RMSNorm
 
@@ -309,10 +310,11 @@ class MLA(nn.Module):
         q_lat = torch.bmm(q_nope.permute(2, 0, 1, 3).reshape(h, bsz * seqlen, self.nope_dim), w_uk)
         q_lat = q_lat.view(h, bsz, seqlen, self.kv_lora_rank).permute(1, 2, 0, 3)  # [B, S, H, C]
         q_cat = torch.cat((q_lat, q_pe.to(q_lat.dtype)), dim=-1).reshape(bsz, seqlen * h, -1)  # [B, S*H, C + R]
-        # Scores against latent ++ rope key in one GEMM; scale and mask fused: [B, S*H, T]
-        scores = torch.baddbmm(score_bias, q_cat, latent.transpose(1, 2), beta=1.0, alpha=self.softmax_scale)
-        probs = scores.softmax(dim=-1)  # float32 accumulation inside the kernel
-        o_lat = torch.bmm(probs, latent[..., : self.kv_lora_rank])  # [B, S*H, C]
+        # Scores against latent ++ rope key, softmax, weighted latent sum: [B, S*H, C] (one pass over the cache on
+        # CUDA, batched GEMMs elsewhere; compiled blocks call the kernels as one opaque op)
+        compiled_op = torch.compiler.is_compiling() and mla_decode.usable(q_cat, latent, score_bias)
+        attend = torch.ops.ohmlens.mla_decode_attention if compiled_op else mla_decode.decode_attention
+        o_lat = attend(q_cat, latent, score_bias, self.softmax_scale, self.kv_lora_rank)
         # Apply W_UV per head: [H, B*S, C] @ [H, C, dv] -> [H, B*S, dv]
         o_lat = o_lat.view(bsz * seqlen, h, self.kv_lora_rank).transpose(0, 1)
         out = torch.bmm(o_lat, w_uv.transpose(1, 2))

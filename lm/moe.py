@@ -8,6 +8,8 @@ Routing (``Gate``), in float32:
      ignores groups;
   3. gate weights are the *unbiased* scores of the chosen experts, normalised to sum 1 if ``norm_topk_prob``, times
      ``routed_scaling_factor``.
+Steps 1-3 after the gate GEMM are :func:`lm.moe_route.select`; inference on CUDA runs them as one Triton kernel
+(:mod:`lm.moe_route`).
 
 Dispatch (``Experts``): the (token, expert) pairs are sorted by expert, each expert runs on its contiguous slice
 through grouped GEMMs (``torch._grouped_mm``) for gate+up and for down, and results are un-permuted and summed with
@@ -32,17 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lm import moe_route
 from lm.config import LMConfig
+from lm.kernels import max_diff_check, run_checked, tl, triton
 from lm.layers import MLP, Float32Module
 
 log = logging.getLogger(__name__)
 _GROUPED_MM = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
-
-try:  # Triton ships with PyTorch's CUDA builds; without it (CPU) the fused activation below uses plain PyTorch
-    import triton
-    import triton.language as tl
-except ImportError:
-    triton = None
 
 
 class Gate(Float32Module):
@@ -75,25 +73,21 @@ class Gate(Float32Module):
 
     def _route(self, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         logits = F.linear(x.float(), self.weight)  # [N, E]
-        if self.scoring_func == "sigmoid":
-            scores = logits.sigmoid()
-        else:
-            scores = logits.softmax(dim=-1)
-        choice = scores + self.e_score_correction_bias if self.topk_method == "noaux_tc" else scores
-        if self.n_group > 1 and self.topk_method != "greedy":
-            grouped = choice.view(-1, self.n_group, self.n_experts // self.n_group)  # [N, G, E/G]
-            if self.topk_method == "noaux_tc":
-                group_scores = grouped.topk(2, dim=-1)[0].sum(dim=-1)
-            else:
-                group_scores = grouped.amax(dim=-1)
-            keep = group_scores.topk(self.topk_group, dim=-1)[1]  # [N, topk_group]
-            dropped = torch.ones_like(group_scores, dtype=torch.bool).scatter_(1, keep, False)
-            choice = grouped.masked_fill(dropped[..., None], float("-inf")).flatten(1)
-        indices = choice.topk(self.top_k, dim=-1)[1]  # [N, K]
-        weights = scores.gather(1, indices)
-        if self.norm_topk_prob and self.top_k > 1:
-            weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20)
-        weights = weights * self.route_scale
+        r = moe_route.Routing(
+            self.top_k,
+            self.n_group,
+            self.topk_group,
+            self.scoring_func,
+            self.topk_method,
+            self.norm_topk_prob,
+            self.route_scale,
+        )
+        if not self.training and moe_route.usable(logits, r):  # CUDA inference: one kernel
+            self.aux_loss = None
+            if torch.compiler.is_compiling():
+                return torch.ops.ohmlens.moe_route(logits, self.e_score_correction_bias, *r)
+            return moe_route.route(logits, self.e_score_correction_bias, r)
+        weights, indices, scores = moe_route.select(logits, self.e_score_correction_bias, r)
         if self.training and self.track_load:
             self.expert_load.scatter_add_(0, indices.flatten(), torch.ones_like(indices.flatten(), dtype=torch.float32))
         self.aux_loss = None
@@ -553,24 +547,15 @@ def fused_experts(
     kernels.
     """
     shared = tuple(shared_w) if shared_w and all(w is not None for w in shared_w) else None
-    checked = "checked" if shared is None else "checked_shared"
-    capturing = x.is_cuda and torch.cuda.is_current_stream_capturing()
-    if _FUSED_MOE["usable"] and (_FUSED_MOE[checked] or not capturing):
-        try:
-            out = fused_experts_kernels(x, w13, w2, weights, indices, shared)
-            if not _FUSED_MOE[checked]:
-                _FUSED_MOE[checked] = True
-                expected = _unfused_experts(x, w13, w2, weights, indices, shared).float()
-                err = (out.float() - expected).abs().max().item()
-                if err > 2e-2 * expected.abs().max().item() + 1e-3:  # bf16 rounding; a misrouted row is off by ~100%
-                    raise RuntimeError(f"fused kernels disagree with the grouped path (max abs diff {err:.3g})")
-            return out
-        except Exception as exc:  # a Triton/driver mismatch: keep correct results on the grouped path
-            if capturing:
-                raise
-            log.warning("fused MoE kernels unusable (%s); using grouped GEMMs", exc)
-            _FUSED_MOE["usable"] = False
-    return _unfused_experts(x, w13, w2, weights, indices, shared)
+    return run_checked(
+        _FUSED_MOE,
+        "checked" if shared is None else "checked_shared",
+        x.is_cuda and torch.cuda.is_current_stream_capturing(),
+        lambda: fused_experts_kernels(x, w13, w2, weights, indices, shared),
+        lambda: _unfused_experts(x, w13, w2, weights, indices, shared),
+        lambda out: max_diff_check(out, _unfused_experts(x, w13, w2, weights, indices, shared).float()),
+        "fused MoE kernels",
+    )
 
 
 def _unfused_experts(

@@ -7,12 +7,8 @@ and the tests here check what it reports. The CUDA test runs the compiled kernel
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,8 +18,8 @@ triton = pytest.importorskip("triton", reason="the fused MoE kernels are written
 from lm import moe  # noqa: E402
 from lm.config import preset  # noqa: E402
 from lm.moe import Experts, MoE  # noqa: E402
+from tests.conftest import run_interpreted  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 # Tiles of at least 16 (tl.dot's minimum) that leave partial tiles on the shapes below.
 SMALL_TILES = {
     "up": {"BLOCK_N": 16, "BLOCK_K": 32, "num_warps": 4, "num_stages": 2},
@@ -159,13 +155,7 @@ def _run_cases() -> dict[str, dict[str, float]]:
 
 @pytest.fixture(scope="module")
 def interpreted() -> dict[str, dict[str, float]]:
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    code = "import json, tests.test_moe_fused as t; print(json.dumps(t._run_cases()))"
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_interpreted("tests.test_moe_fused")
 
 
 @pytest.mark.parametrize("case", [*CASES, *SHARED_CASES])

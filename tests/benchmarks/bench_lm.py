@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from lm import mla, moe  # noqa: E402
+from lm import mla, mla_decode, moe, moe_route  # noqa: E402
 from lm.cache import LatentCache  # noqa: E402
 from lm.config import LMConfig, preset  # noqa: E402
 from lm.generate import CompiledBlocks, Generator  # noqa: E402
@@ -420,6 +420,9 @@ def decode(model, hf, batch: int, ctx: int, new: int, hf_steps: int, device: str
         # compiled-decode notes): agreement is reported, not required.
         same = sum(x == y for a, b in zip(tokens, grouped_tokens) for x, y in zip(a, b))
         res["fused_vs_grouped_token_agreement"] = same / (batch * new)
+    if moe_route._STATE["usable"] or mla_decode._STATE["usable"]:  # the same decode on the plain router/attention
+        with plain_route_and_attention():
+            res["ours_plain_route_attention_tok_per_s"] = decode_ours(model, prompts, new, res["cuda_graphs"])[0]
     if hf is not None:
         res["transformers_tok_per_s"] = decode_hf(hf, batch, ctx, hf_steps, device)
         res["speedup"] = res["ours_tok_per_s"] / res["transformers_tok_per_s"]
@@ -542,9 +545,27 @@ def grouped_dispatch(model, on: bool = True) -> Iterator[None]:  # type: ignore[
             e.fused_max_pairs = limit
 
 
+@contextmanager
+def plain_route_and_attention() -> Iterator[None]:
+    """Routing and absorbed attention by plain PyTorch ops instead of their Triton kernels, for a comparison."""
+    saved = moe_route._STATE["usable"], mla_decode._STATE["usable"]
+    moe_route._STATE["usable"] = mla_decode._STATE["usable"] = False
+    try:
+        yield
+    finally:
+        moe_route._STATE["usable"], mla_decode._STATE["usable"] = saved
+
+
 def fused_state() -> dict[str, Any]:
-    """Whether the fused MoE kernels are usable, have passed their first-call check, and their tiles."""
-    return {"triton": moe.triton is not None, **moe._FUSED_MOE, "tiles": copy.deepcopy(moe.FUSED_TILES)}
+    """Whether the fused MoE kernels are usable, have passed their first-call check, and their tiles; the same
+    for the routing and the MLA decode attention kernels."""
+    return {
+        "triton": moe.triton is not None,
+        **moe._FUSED_MOE,
+        "tiles": copy.deepcopy(moe.FUSED_TILES),
+        "routing_kernel": dict(moe_route._STATE),
+        "mla_decode_kernels": dict(mla_decode._STATE),
+    }
 
 
 def graphed(fn: Callable[[], Any], device: str) -> Callable[[], Any]:
@@ -603,6 +624,67 @@ def fused_tiles(model, tokens: int, device: str, repeats: int) -> dict[str, Any]
     moe.FUSED_TILES.update(copy.deepcopy(best[1] if best is not None else res["default"]))
     res["chosen"] = copy.deepcopy(moe.FUSED_TILES)
     res["routed_weight_MB"] = nbytes / 1e6
+    return res
+
+
+# MLA decode split-kernel settings tried by mla_tiles: (BLOCK_N, num_warps, num_stages, programs_per_sm).
+MLA_TILES = [(b, w, st, p) for b in (32, 64) for w in (4, 8) for st in (2, 3) for p in (1, 2, 4)]
+
+
+def mla_tiles(model, shapes: list[tuple[int, int]], device: str, repeats: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Times the MLA decode attention kernels (graph-captured) for each setting at each (batch, cache slots) of
+    ``shapes`` with the model's dimensions, checks each against the batched-GEMM path, and keeps the setting fastest
+    at the first shape (summed over layers that is the decode step's attention) in ``mla_decode.TILES``."""
+    if device != "cuda" or mla_decode.triton is None:
+        return {"skipped": "needs CUDA and Triton"}
+    cfg = model.config
+    c, width, rows = cfg.kv_lora_rank, cfg.kv_cache_dim, cfg.num_attention_heads
+    default = dict(mla_decode.TILES)
+    res: dict[str, Any] = {"shapes": shapes, "default": default, "runs": []}
+    cases = []
+    g = torch.Generator(device=device).manual_seed(0)
+    for batch, slots in shapes:
+        q = torch.randn(batch, rows, width, device=device, dtype=model.dtype, generator=g)
+        latent = torch.randn(batch, slots, width, device=device, dtype=model.dtype, generator=g)
+        bias = torch.zeros(batch, 1, slots, device=device, dtype=model.dtype)
+        bias[..., slots - slots // 8 :] = float("-inf")  # the unused end of a graph's cache bucket
+        scale = cfg.softmax_scale()
+        expected = mla_decode.reference(q.float(), latent.float(), bias.float(), scale, c)
+        cases.append((q, latent, bias, scale, expected, latent.nbytes))
+    best: tuple[float, dict[str, int]] | None = None
+    keys = ("BLOCK_N", "num_warps", "num_stages", "programs_per_sm")
+    with torch.inference_mode():
+        for (batch, slots), (q, latent, bias, scale, _, _) in zip(shapes, cases, strict=True):  # batched GEMMs
+            replay = graphed(
+                lambda q=q, latent=latent, bias=bias, scale=scale: mla_decode.reference(q, latent, bias, scale, c),
+                device,
+            )
+            res[f"plain_b{batch}_t{slots}_us"] = round(
+                timed(lambda replay=replay: [replay() for _ in range(10)], repeats) / 10 * 1e6, 2
+            )
+        for setting in MLA_TILES:
+            mla_decode.TILES.update(dict(zip(keys, setting)))
+            run: dict[str, Any] = {"setting": setting}
+            try:
+                for (batch, slots), (q, latent, bias, scale, expected, nbytes) in zip(shapes, cases, strict=True):
+                    fn = lambda q=q, latent=latent, bias=bias, scale=scale: mla_decode.decode_attention_kernels(  # noqa: E731
+                        q, latent, bias, scale, c
+                    )
+                    err = (fn().float() - expected).abs().max().item()
+                    replay = graphed(fn, device)
+                    seconds = timed(lambda replay=replay: [replay() for _ in range(10)], repeats) / 10
+                    cache_tbps = round(nbytes / seconds / 1e12, 3)
+                    run[f"b{batch}_t{slots}"] = {"us": round(seconds * 1e6, 2), "cache_TBps": cache_tbps, "err": err}
+                    if err > 2e-2 * expected.abs().max().item() + 1e-3:
+                        run["wrong"] = True
+                first = run[f"b{shapes[0][0]}_t{shapes[0][1]}"]["us"]
+                if not run.get("wrong") and (best is None or first < best[0]):
+                    best = (first, dict(mla_decode.TILES))
+            except Exception as exc:  # e.g. a setting that needs more shared memory than the GPU has
+                run["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            res["runs"].append(run)
+    mla_decode.TILES.update(best[1] if best is not None else default)
+    res["chosen"] = dict(mla_decode.TILES)
     return res
 
 
@@ -948,6 +1030,8 @@ def speed_sections(bench: Bench, args: argparse.Namespace, device: str) -> None:
         bench.section("prefill", prefill, model, hf, lengths, device, 1 if s else 3, need_s=30)
     if run_moe:  # before decode: decode runs with the tiles this picks
         bench.section("moe_fused_tiles", fused_tiles, model, 4 if s else 32, device, 2 if s else 10, need_s=30)
+        shapes = [(4, 64), (1, 64)] if s else [(32, 1152), (1, 2304)]  # the decode sections' graph buckets
+        bench.section("mla_tiles", mla_tiles, model, shapes, device, 2 if s else 10, need_s=30)
     if run_decode:
         decode_sections(bench, args, cfg, model, hf, device)
     if run_moe:
