@@ -291,6 +291,7 @@ def main() -> None:
     ap.add_argument("--no-real", action="store_true")
     ap.add_argument("--no-oracle", action="store_true")
     ap.add_argument("--only-latency", action="store_true", help="skip the accuracy runs")
+    ap.add_argument("--only-real", action="store_true", help="only the circuits-real validation split")
     ap.add_argument("--out", default=str(RESULTS / "schematic.json"))
     args = ap.parse_args()
     _Models.get()
@@ -298,14 +299,14 @@ def main() -> None:
         "machine": {"node": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "weights": "vision/weights/detector.safetensors",
     }
-    for cond in [] if args.only_latency else args.conditions.split(","):
+    for cond in [] if args.only_latency or args.only_real else args.conditions.split(","):
         print(f"{cond} ...", flush=True)
         results[cond] = run_condition(cond, args.n, not args.no_oracle)
         print(json.dumps(results[cond]), flush=True)
     if not args.no_real and not args.only_latency:
         results["real_val"] = run_real()
         print(json.dumps(results["real_val"]), flush=True)
-    if args.latency:
+    if args.latency and not args.only_real:
         results["latency_1500px"] = run_latency(args.latency)
         print(json.dumps(results["latency_1500px"]), flush=True)
     out = Path(args.out)
