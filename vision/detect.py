@@ -327,20 +327,27 @@ def detect(
     box_threshold: float = 0.3,
     pin_threshold: float = 0.3,
     side: int | None = None,
+    polarity: bool = True,
 ) -> tuple[list[Detection], list[PinPoint]]:
     """Detect symbols, labels, junctions and pins on a grayscale uint8 image.
 
     Args:
         side: a second, larger input side (`reading_side`): the image is also read there, and each symbol keeps
             the more confident of its two boxes. Labels, junctions and pins come from the model's `input_side`.
+        polarity: let the polarity classifier (`vision.polarity`, when its weights are shipped) take a second,
+            full-resolution look at each transistor and flip confident NPN/PNP and NMOS/PMOS swaps.
     """
     base = model.config.input_side
     dets, pins = _detect_at(model, gray, base, box_threshold, pin_threshold)
-    if side is None or side <= base:
-        return dets, pins
-    # Enlarged, thin-pen real drawings lose fewer symbols, but thin-pen synthetic ones (symbols of the usual size)
-    # sometimes gain a wrong box there: the two readings are pooled rather than replaced.
-    enlarged, _ = _detect_at(model, gray, side, box_threshold, pin_threshold)
-    symbols = [d for d in dets + enlarged if d.cls not in ("text", "junction")]
-    rest = [d for d in dets if d.cls in ("text", "junction")]
-    return _class_agnostic_nms(symbols, model.config, iou=0.5) + rest, pins
+    if side is not None and side > base:
+        # Enlarged, thin-pen real drawings lose fewer symbols, but thin-pen synthetic ones (symbols of the usual
+        # size) sometimes gain a wrong box there: the two readings are pooled rather than replaced.
+        enlarged, _ = _detect_at(model, gray, side, box_threshold, pin_threshold)
+        symbols = [d for d in dets + enlarged if d.cls not in ("text", "junction")]
+        rest = [d for d in dets if d.cls in ("text", "junction")]
+        dets = _class_agnostic_nms(symbols, model.config, iou=0.5) + rest
+    if polarity:
+        from vision.polarity import refine_polarity
+
+        refine_polarity(gray, dets)
+    return dets, pins
