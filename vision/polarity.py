@@ -81,27 +81,18 @@ def crop(gray: np.ndarray, box: tuple[float, ...], side: int, margin: float) -> 
         float32 (side, side), ink 1 and paper 0, scaled so that the darkest ink is about 1.
     """
     x0, y0, x1, y1 = box
-    half = 0.5 * max(x1 - x0, y1 - y0, 1.0) * (1 + 2 * margin)
-    cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
-    k = side / (2 * half)
-    # one affine warp cuts, pads (paper outside the drawing) and resizes; area-average first when shrinking
-    src = gray
-    if k < 0.5:
-        f = 1.0 / (2 * k)
-        src = cv2.resize(gray, None, fx=1 / f, fy=1 / f, interpolation=cv2.INTER_AREA)
-        cx, cy, half, k = cx / f, cy / f, half / f, k * f
-    m = np.array([[k, 0, side / 2 - k * cx], [0, k, side / 2 - k * cy]], np.float32)
-    out = cv2.warpAffine(
-        src,
-        m,
-        (side, side),
-        flags=cv2.INTER_AREA if k < 1 else cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=255,
-    )
+    n = max(1, int(round(max(x1 - x0, y1 - y0, 1.0) * (1 + 2 * margin))))
+    left, top = int(round(0.5 * (x0 + x1 - n))), int(round(0.5 * (y0 + y1 - n)))
+    # cut the square first (paper outside the drawing), so that the cost does not grow with the drawing
+    h, w = gray.shape
+    patch = np.full((n, n), 255, np.uint8)
+    sx0, sy0, sx1, sy1 = max(0, left), max(0, top), min(w, left + n), min(h, top + n)
+    if sx1 > sx0 and sy1 > sy0:
+        patch[sy0 - top : sy1 - top, sx0 - left : sx1 - left] = gray[sy0:sy1, sx0:sx1]
+    out = cv2.resize(patch, (side, side), interpolation=cv2.INTER_AREA if n > side else cv2.INTER_LINEAR)
     ink = 1.0 - out.astype(np.float32) / 255.0
-    top = float(np.percentile(ink, 99.5))
-    return np.clip(ink / max(top, 0.25), 0.0, 1.0)
+    peak = float(np.percentile(ink, 99.5))
+    return np.clip(ink / max(peak, 0.25), 0.0, 1.0)
 
 
 def jitter_box(box: tuple[float, ...], rng: np.random.Generator, amount: float = 0.12) -> tuple[float, ...]:
