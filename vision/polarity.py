@@ -10,9 +10,12 @@ crop, and inference averages the eight turns and mirrors.
 
 Training data: crops of the circuits-real training split (never its validation split; one image in five of the
 training split is held out) and of synthetic drawings from `vision.synth` (clean and scanned), boxes jittered
-as the detector's boxes are. Training runs on the CPU:
+as the detector's boxes are. Training runs on the CPU; it ends by choosing `flip_threshold` on the held-out
+images, read by the shipped detector: the lowest threshold with the most swaps fixed less right labels flipped
+(`threshold` does that step alone, for weights trained before a detector change):
 
-    python -m vision.polarity train --real ../shared/data/circuits-real --out runs/polarity --minutes 10
+    python -m vision.polarity train --real ../shared/data/circuits-real --out runs/polarity --minutes 10 --workers 2
+    python -m vision.polarity threshold --weights vision/weights/polarity.safetensors
 
 Weights load only from safetensors (fp16, config in the metadata); without the file, detection is unchanged.
 """
@@ -307,18 +310,69 @@ def _accuracy(model: PolarityNet, x: np.ndarray, y: np.ndarray) -> tuple[float, 
     return float((p_true > 0.5).mean()), p_true
 
 
-def choose_threshold(p_true: np.ndarray, error_rate: float) -> float:
-    """The flip threshold that, on held-out crops, fixes most more swaps than it makes.
+def held_out_flips(root: Path, model: PolarityNet) -> tuple[np.ndarray, np.ndarray]:
+    """The shipped detector's transistor boxes on the held-out training-split images, matched to the truth.
 
-    The detector swaps a polarity with probability `error_rate`; a crop whose true class the detector got right
-    is flipped (wrongly) when P(true) <= 1 - t, one it got wrong is flipped (rightly) when P(true) >= t.
+    Returns:
+        Whether the detector swapped the polarity, and the classifier's P(other polarity), per matched box.
     """
+    from vision.detect import detect, load_detector, normalize_paper
+    from vision.train_detector import read_real_annotation, real_split
+
+    detector = load_detector()
+    swapped, p_other = [], []
+    for js in sorted((root / "images").glob("*.json")):
+        if real_split(js.stem) != "train" or not _held_out(js.stem):
+            continue
+        ann = read_real_annotation(js)
+        if not any(c in OTHER for c, *_ in ann["boxes"]):
+            continue
+        norm = normalize_paper(cv2.imread(str(js.with_suffix(".png")), cv2.IMREAD_GRAYSCALE))
+        dets = [d for d in detect(detector, norm, box_threshold=0.35, polarity=False)[0] if d.cls in OTHER]
+        if not dets:
+            continue
+        p = predict(model, np.stack([crop(norm, d.box, model.config.side, model.config.margin) for d in dets]))
+        for d, pi in zip(dets, p):
+            truth = [c for c, *b in ann["boxes"] if c in (d.cls, OTHER[d.cls]) and _iou(d.box, b) >= 0.5]
+            if truth:
+                mine, other = pi[CLASSES.index(d.cls)], pi[CLASSES.index(OTHER[d.cls])]
+                swapped.append(truth[0] != d.cls)
+                p_other.append(other / max(mine + other, 1e-9))
+    return np.array(swapped), np.array(p_other)
+
+
+def _iou(a: tuple[float, ...], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
+
+
+def choose_threshold(swapped: np.ndarray, p_other: np.ndarray) -> float:
+    """The lowest flip threshold with the most swaps fixed less correct labels flipped."""
     best, best_gain = 0.99, -np.inf
-    for t in np.arange(0.5, 0.995, 0.01):
-        gain = error_rate * (p_true >= t).mean() - (1 - error_rate) * (p_true <= 1 - t).mean()
-        if gain > best_gain + 1e-6:
-            best, best_gain = round(float(t), 2), gain
+    for t in np.round(np.arange(0.5, 0.995, 0.01), 2):
+        flipped = p_other >= t
+        gain = int((flipped & swapped).sum()) - int((flipped & ~swapped).sum())
+        if gain > best_gain:
+            best, best_gain = float(t), gain
     return best
+
+
+def set_threshold(path: Path, root: Path) -> dict[str, Any]:
+    """Choose the flip threshold on the training split's hold-out (`held_out_flips`) and store it in `path`."""
+    model = load_polarity(path)
+    swapped, p_other = held_out_flips(root, model)
+    model.config.flip_threshold = choose_threshold(swapped, p_other)
+    save_polarity(model, path)
+    t = model.config.flip_threshold
+    return {
+        "held_out_detector_boxes": len(swapped),
+        "held_out_detector_swaps": int(swapped.sum()),
+        "flip_threshold": t,
+        "swaps_fixed": int(((p_other >= t) & swapped).sum()),
+        "right_labels_flipped": int(((p_other >= t) & ~swapped).sum()),
+    }
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -380,9 +434,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if step % 100 == 0:
             print(f"step {step} {elapsed:.0f}s loss {loss.item():.3f} lr {lr:.2e}", flush=True)
     model = model.cpu().eval()
-    acc_real, p_real = _accuracy(model, data["real_x"][held], data["real_y"][held])
+    acc_real, _ = _accuracy(model, data["real_x"][held], data["real_y"][held])
     acc_syn, _ = _accuracy(model, data["synh_x"], data["synh_y"])
-    model.config.flip_threshold = choose_threshold(p_real, args.error_rate)
     save_polarity(model, out / "polarity.safetensors")
     report = {
         "steps": step,
@@ -390,8 +443,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "held_out_real_crops": int(held.sum()),
         "held_out_synthetic_accuracy": round(acc_syn, 4),
         "held_out_synthetic_crops": len(data["synh_y"]),
-        "flip_threshold": model.config.flip_threshold,
         "parameters": sum(p.numel() for p in model.parameters()),
+        **set_threshold(out / "polarity.safetensors", Path(args.real)),
     }
     (out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     print(json.dumps(report), flush=True)
@@ -399,7 +452,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: `train`."""
+    """Command line: `train`, `threshold`."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="build crops and train on the CPU")
@@ -414,14 +467,19 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--channels", default="16,32,48,64", help="conv widths of the four stages")
     t.add_argument("--batch", type=int, default=96)
     t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--error-rate", type=float, default=0.1, help="the detector's polarity swap rate assumed")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--workers", type=int, default=1, help="processes rendering synthetic drawings")
     t.add_argument("--device", default="cpu")
     t.add_argument("--rebuild", action="store_true", help="rebuild the crop cache")
+    th = sub.add_parser("threshold", help="choose the flip threshold on the training split's hold-out")
+    th.add_argument("--weights", default=str(WEIGHTS))
+    th.add_argument("--real", default="../shared/data/circuits-real")
     args = ap.parse_args(argv)
-    train(args)
+    if args.cmd == "train":
+        train(args)
+    else:
+        print(json.dumps(set_threshold(Path(args.weights), Path(args.real))))
 
 
 if __name__ == "__main__":
