@@ -16,6 +16,7 @@ or disagree, not used again.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -136,9 +137,14 @@ def reference(q: torch.Tensor, latent: torch.Tensor, score_bias: torch.Tensor, s
     return torch.bmm(scores.softmax(dim=-1), latent[..., :c])
 
 
+@functools.cache
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 8
+
+
 def _splits(batch: int, blocks: int, device: torch.device) -> int:
     # Enough programs to fill the GPU as TILES asks; each merge slice costs a [rows, C] float32 write and read.
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 8
+    sms = _sm_count(device)
     want = max(1, sms * TILES["programs_per_sm"] // max(batch, 1))
     splits = 1
     while splits * 2 <= min(want, blocks):

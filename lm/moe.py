@@ -49,13 +49,15 @@ class Gate(Float32Module):
     def __init__(self, config: LMConfig) -> None:
         super().__init__()
         self.n_experts = config.n_routed_experts
-        self.top_k = config.num_experts_per_tok
-        self.n_group = config.n_group
-        self.topk_group = config.topk_group
-        self.scoring_func = config.scoring_func
-        self.topk_method = config.topk_method
-        self.norm_topk_prob = config.norm_topk_prob
-        self.route_scale = config.routed_scaling_factor
+        self.routing = moe_route.Routing(
+            config.num_experts_per_tok,
+            config.n_group,
+            config.topk_group,
+            config.scoring_func,
+            config.topk_method,
+            config.norm_topk_prob,
+            config.routed_scaling_factor,
+        )
         self.seq_aux_alpha = config.aux_loss_alpha if config.seq_aux else 0.0
         # Router weights and bias stay float32 whatever the model dtype (Float32Module).
         self.weight = nn.Parameter(torch.empty(self.n_experts, config.hidden_size, dtype=torch.float32))
@@ -73,15 +75,7 @@ class Gate(Float32Module):
 
     def _route(self, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         logits = F.linear(x.float(), self.weight)  # [N, E]
-        r = moe_route.Routing(
-            self.top_k,
-            self.n_group,
-            self.topk_group,
-            self.scoring_func,
-            self.topk_method,
-            self.norm_topk_prob,
-            self.route_scale,
-        )
+        r = self.routing
         if not self.training and moe_route.usable(logits, r):  # CUDA inference: one kernel
             self.aux_loss = None
             if torch.compiler.is_compiling():
@@ -102,7 +96,7 @@ class Gate(Float32Module):
         idx = indices.view(batch_size, -1)
         counts = torch.zeros(batch_size, self.n_experts, device=scores.device)
         counts.scatter_add_(1, idx, torch.ones_like(idx, dtype=counts.dtype))
-        f = counts * self.n_experts / (self.top_k * n_tok)
+        f = counts * self.n_experts / (self.routing.top_k * n_tok)
         return self.seq_aux_alpha * (f * probs.mean(dim=1)).sum(dim=-1).mean()
 
     @torch.no_grad()

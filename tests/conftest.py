@@ -19,19 +19,6 @@ except ImportError:
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def run_interpreted(module: str) -> dict:
-    """``module._run_cases()`` in a child process under Triton's CPU interpreter (chosen before Triton is first
-    imported, which this process has done), returning what it printed as JSON."""
-    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    code = f"import json, {module} as t; print(json.dumps(t._run_cases()))"
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 LOREM = (
@@ -226,3 +213,15 @@ def serve_tab(title: str, build: Callable[[], object]) -> Iterator[str]:
 
 
 ARTIFACTS = REPO / "test-artifacts"  # screenshots from browser tests (ignored by git)
+
+
+def run_interpreted(module: str) -> dict:
+    """``module._run_cases()`` in a child process under Triton's CPU interpreter (chosen before Triton is first
+    imported, which this process has done), returning what it printed as JSON."""
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    code = f"import json, {module} as t; print(json.dumps(t._run_cases()))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

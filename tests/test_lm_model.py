@@ -86,17 +86,17 @@ def _reference_route(gate: Gate, x: torch.Tensor) -> tuple[torch.Tensor, torch.T
     # Per-token restatement of noaux_tc routing (DeepSeek-V3 inference code), for comparison.
     scores = torch.sigmoid(x.float() @ gate.weight.T)
     weights, indices = [], []
-    per_group = gate.n_experts // gate.n_group
+    per_group = gate.n_experts // gate.routing.n_group
     for s in scores:
         biased = s + gate.e_score_correction_bias
-        groups = biased.view(gate.n_group, per_group)
+        groups = biased.view(gate.routing.n_group, per_group)
         group_score = groups.topk(2).values.sum(-1)
-        allowed = set(group_score.topk(gate.topk_group).indices.tolist())
+        allowed = set(group_score.topk(gate.routing.topk_group).indices.tolist())
         masked = torch.tensor(
             [biased[e].item() if e // per_group in allowed else float("-inf") for e in range(gate.n_experts)]
         )
-        idx = masked.topk(gate.top_k).indices
-        w = s[idx] / s[idx].sum() * gate.route_scale
+        idx = masked.topk(gate.routing.top_k).indices
+        w = s[idx] / s[idx].sum() * gate.routing.route_scale
         order = idx.argsort()
         indices.append(idx[order])
         weights.append(w[order])

@@ -316,7 +316,7 @@ def held_out_flips(root: Path, model: PolarityNet) -> tuple[np.ndarray, np.ndarr
     Returns:
         Whether the detector swapped the polarity, and the classifier's P(other polarity), per matched box.
     """
-    from vision.detect import detect, load_detector, normalize_paper
+    from vision.detect import _box_iou, detect, load_detector, normalize_paper
     from vision.train_detector import read_real_annotation, real_split
 
     detector = load_detector()
@@ -332,20 +332,14 @@ def held_out_flips(root: Path, model: PolarityNet) -> tuple[np.ndarray, np.ndarr
         if not dets:
             continue
         p = predict(model, np.stack([crop(norm, d.box, model.config.side, model.config.margin) for d in dets]))
-        for d, pi in zip(dets, p):
-            truth = [c for c, *b in ann["boxes"] if c in (d.cls, OTHER[d.cls]) and _iou(d.box, b) >= 0.5]
+        ious = _box_iou(np.array([d.box for d in dets]), np.array([b for _, *b in ann["boxes"]], dtype=float))
+        for d, pi, row in zip(dets, p, ious):
+            truth = [c for (c, *_), o in zip(ann["boxes"], row) if c in (d.cls, OTHER[d.cls]) and o >= 0.5]
             if truth:
                 mine, other = pi[CLASSES.index(d.cls)], pi[CLASSES.index(OTHER[d.cls])]
                 swapped.append(truth[0] != d.cls)
                 p_other.append(other / max(mine + other, 1e-9))
     return np.array(swapped), np.array(p_other)
-
-
-def _iou(a: tuple[float, ...], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / max((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter, 1e-9)
 
 
 def choose_threshold(swapped: np.ndarray, p_other: np.ndarray) -> float:
