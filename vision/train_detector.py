@@ -24,6 +24,7 @@ import json
 import math
 import os
 import time
+from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -432,6 +433,9 @@ class RealDataset(torch.utils.data.Dataset):
         aug: One of `REAL_AUGS`.
         scale: Range of the image's longer side as a fraction of `side` (the reader shows the detector a
             drawing at 1.0 when `side` is the inference side).
+        repeat_threshold: LVIS repeat-factor sampling when above 0: a class in a fraction f of the images gets
+            r = max(1, sqrt(repeat_threshold / f)), an image is repeated by its classes' largest r (stochastic
+            rounding) and the list is shuffled, both drawn from `seed`; rare symbols are seen more often.
     """
 
     def __init__(
@@ -442,12 +446,15 @@ class RealDataset(torch.utils.data.Dataset):
         seed: int = 0,
         aug: str = "flip",
         scale: tuple[float, float] = (0.6, 1.0),
+        repeat_threshold: float = 0.0,
     ) -> None:
         if aug not in REAL_AUGS:
             raise ValueError(f"unknown real augmentation {aug!r}: use one of {REAL_AUGS}")
         self.folder = Path(folder)
         index = json.loads((self.folder / "index.json").read_text(encoding="utf-8"))
         self.items = [e for e in index if e["split"] == split]
+        if repeat_threshold > 0:
+            self.items = repeat_rare(self.items, repeat_threshold, np.random.default_rng(seed))
         self.side = side
         self.seed = seed
         self.aug, self.scale = aug, scale
@@ -563,6 +570,17 @@ def _degrade(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         quality = int(rng.integers(20, 85))
         out = cv2.imdecode(cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_GRAYSCALE)
     return out
+
+
+def repeat_rare(items: list[dict[str, Any]], threshold: float, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Repeat-factor sampling (Gupta et al., LVIS 2019) over packed real entries, shuffled."""
+    classes = [{c for c, *_ in e["boxes"]} for e in items]
+    freq = Counter(c for cs in classes for c in cs)
+    out = []
+    for e, cs in zip(items, classes):
+        r = max([1.0] + [math.sqrt(threshold * len(items) / freq[c]) for c in cs])
+        out += [e] * (int(r) + int(rng.random() < r - int(r)))
+    return [out[k] for k in rng.permutation(len(out))]
 
 
 class Mixed(torch.utils.data.Dataset):
@@ -715,7 +733,9 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> dict[str, Any]:
     # the stream an uninterrupted run would have read.
     synth = SynthDataset(args.seed * 10_000_000, args.steps * args.batch, args.side, scale=args.synth_scale)
     real = (
-        RealDataset(Path(args.real), "train", args.side, args.seed, args.real_aug, args.real_scale)
+        RealDataset(
+            Path(args.real), "train", args.side, args.seed, args.real_aug, args.real_scale, args.real_repeat
+        )
         if args.real
         else None
     )
@@ -827,6 +847,12 @@ def main(argv: list[str] | None = None) -> None:
         type=scale_range,
         default=(0.6, 1.0),
         help="LO,HI: a synthetic drawing's longer side as a fraction of --side (above 1: zoomed-in crops)",
+    )
+    tr.add_argument(
+        "--real-repeat",
+        type=float,
+        default=0.0,
+        help="repeat-factor threshold for real images (0: each once; e.g. 0.3 shows rare classes more often)",
     )
     tr.add_argument("--seed", type=int, default=1)
     tr.add_argument("--log-every", type=int, default=20)
