@@ -327,15 +327,16 @@ def detect(
     box_threshold: float = 0.3,
     pin_threshold: float = 0.3,
     side: int | None = None,
-    polarity: bool = True,
+    second_look: bool = True,
 ) -> tuple[list[Detection], list[PinPoint]]:
     """Detect symbols, labels, junctions and pins on a grayscale uint8 image.
 
     Args:
         side: a second, larger input side (`reading_side`): the image is also read there, and each symbol keeps
             the more confident of its two boxes. Labels, junctions and pins come from the model's `input_side`.
-        polarity: let the polarity classifier (`vision.polarity`, when its weights are shipped) take a second,
-            full-resolution look at each transistor and flip confident NPN/PNP and NMOS/PMOS swaps.
+        second_look: let the second-look classifiers (`vision.second_look`, those whose weights are shipped) look
+            again at full resolution at each transistor and two-terminal part and relabel confident mistakes within
+            a family (NPN/PNP, NMOS/PMOS; resistor, capacitor, inductor, diode, current and voltage source).
     """
     base = model.config.input_side
     dets, pins = _detect_at(model, gray, base, box_threshold, pin_threshold)
@@ -346,8 +347,8 @@ def detect(
         symbols = [d for d in dets + enlarged if d.cls not in ("text", "junction")]
         rest = [d for d in dets if d.cls in ("text", "junction")]
         dets = _class_agnostic_nms(symbols, model.config, iou=0.5) + rest
-    if polarity:
-        from vision.polarity import refine_polarity
+    if second_look:
+        from vision.second_look import refine
 
-        refine_polarity(gray, dets)
+        refine(gray, dets)
     return dets, pins
