@@ -20,7 +20,8 @@ labels made right less right labels changed (`threshold` does that step alone, f
 detector change):
 
     python -m vision.second_look train --kind polarity --out runs/polarity --minutes 10 --workers 2
-    python -m vision.second_look threshold --kind polarity
+    python -m vision.second_look train --kind passives --out runs/passives --minutes 10 --workers 2 --balance 0.75
+    python -m vision.second_look threshold --kind passives
 
 Weights load only from safetensors (fp16, config in the metadata); without the files, detection is unchanged.
 """
