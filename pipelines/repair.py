@@ -252,7 +252,7 @@ def repair_gray(gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[st
     out, seen = see_through(gray, mask, out)
     out, wires = complete_wires(out, mask)
     stats = {
-        "restored_ink": seen.to_ink + seen.faint,
+        "restored_ink": seen.to_ink,
         "restored_paper": seen.to_paper,
         "wire_endpoints": wires.endpoints,
         "wires_joined": wires.joined,

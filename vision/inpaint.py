@@ -9,7 +9,7 @@ pixels as well as the mask: stains and faded ink still carry the drawing underne
 `PatchDiscriminator` is the PatchGAN critic with spectral norm used in training. `inpaint_image` runs the
 generator over the damaged tiles of a large drawing and passes every known pixel through unchanged.
 `see_through` then takes back, from the damaged pixels themselves, ink that a stain or fading only made
-lighter or tinted, where the net left it gray or erased it.
+lighter or tinted, where the net left it gray.
 """
 
 from __future__ import annotations
@@ -255,8 +255,6 @@ def inpaint_image(
 
 INK = 0.55  # a pixel darker than this share of the paper level is ink (as the evaluation counts it)
 PAPER = 0.9  # lighter than this share is paper; between the two, a gray the net was unsure of
-FAINT = (0.08, 0.5, 0.7)  # darkness below the local paper that faded ink keeps: above noise, below dark overlays;
-# between the last two only next to fainter ink (the core of a half-faded stroke, never a uniform band such as a tear)
 STAIN_DELTA = 24  # gray levels below the paper that count as a visible stain (as the simulator counts it)
 # Faded ink: darker than the paper's grain and grid lines (by 0.06, and at least the first, never asked to be darker
 # than the second), but everywhere under the last share of the drawing's ink darkness.
@@ -266,11 +264,10 @@ MAX_GAIN = 4.0  # at most this contrast stretch: ink that lost over three quarte
 
 @dataclass
 class SeeThroughStats:
-    """Damaged pixels `see_through` changed: grays turned to ink or to paper, faint ink taken back."""
+    """Damaged pixels `see_through` changed: grays turned to ink or to paper."""
 
     to_ink: int = 0
     to_paper: int = 0
-    faint: int = 0
 
 
 def _paper_level(gray: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, float]:
@@ -361,18 +358,18 @@ def faded_ink(gray: np.ndarray, mask: np.ndarray, reach: float = 10.0) -> np.nda
 
 
 def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tuple[np.ndarray, SeeThroughStats]:
-    """Restore stained and faded drawing from the damaged pixels where the inpainter was unsure or erased it.
+    """Restore stained and faded drawing from the damaged pixels where the inpainter was unsure.
 
     Stains darken paper and ink alike and fading lightens ink, but both leave the drawing in place. Dividing
     the damaged pixels by their local paper level (a grey closing wider than a stroke) removes the stain;
     stretching each neighbourhood's darkness to the drawing's own ink darkness brings faint strokes back.
     This restored reading replaces the inpainter's output inside the mask only where the two can be
     reconciled: a gray the net left between paper and ink follows the restored reading (no gray blobs over
-    stained paper, half-faded strokes made solid), and faint ink the net erased comes back where the paper
-    around it is clean (darker, half-faded ink only next to fainter ink that comes back, and never a long band much
-    wider than a stroke: a tear's). Pixels near a dark mark
-    inside the mask (a hole's backing, a tear, a scribble) and on straight folds keep the inpainter's value:
-    there the dark structure is the damage, not the drawing.
+    stained paper, half-faded strokes made solid). Faint marks the net erased stay erased: a light pen scribble,
+    a tear's edge or a hole's rim look just like faded ink here, and the nets of run 4 on restore faded strokes
+    themselves (bringing erased faint ink back cost more on scribbles, tears and holes than it gained on fades).
+    Pixels near a dark mark inside the mask (a hole's backing, a tear, a scribble) and on straight folds keep the
+    inpainter's value: there the dark structure is the damage, not the drawing.
 
     Args:
         gray: the damaged drawing, uint8 (H, W), dark ink on light paper.
@@ -414,8 +411,6 @@ def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tu
     erased = m & (net >= PAPER)
     rest_ink = restored < INK * paper
     clean_paper = local_paper > PAPER * paper
-    faint = (dark > FAINT[0]) & (dark < FAINT[1]) & clean_paper
-    half_faint = (dark >= FAINT[1]) & (dark < FAINT[2]) & clean_paper
     overlay = (m & (g < 0.3 * paper)).astype(np.uint8)
     rv = 2 * int(round(2 * width)) + 1
     trusted = ~cv2.dilate(overlay, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (rv, rv))).astype(bool)
@@ -424,27 +419,12 @@ def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tu
     # Light grays the net left over stained paper (even above the paper threshold) become the paper itself; not
     # over a dark backing, whose noise the division would blow up.
     to_paper = (unsure | (erased & (local_paper > 0.4 * paper))) & (restored >= PAPER * paper)
-    # Faded ink keeps the drawing's stroke width; a long mark much wider than a stroke (a tear, a band of backing) is
-    # damage. A junction dot is as wide, but short.
-    marked = (m & (dark > 0.35)).astype(np.uint8)
-    half = max(1.5 * width, width + 1.5)  # half the width of a mark three strokes wide
-    core = (cv2.distanceTransform(marked, cv2.DIST_L2, 3) > half).astype(np.uint8)
-    n, labels, boxes, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
-    long = np.zeros(n, np.uint8)
-    long[1:] = boxes[1:, 2:4].max(1) > 3 * width + 2
-    grow = 2 * int(np.ceil(half)) + rv  # from the core's middle out over the whole mark and its rim
-    wide = cv2.dilate(long[labels], cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))).astype(bool)
-    back = erased & rest_ink & trusted & ~wide
-    # A half-faded stroke comes back where fainter ink of it does too; a tear's sharp, even band has none.
-    near_faint = cv2.dilate((back & faint).astype(np.uint8), np.ones((rv, rv), np.uint8)).astype(bool)
-    back &= faint | (half_faint & near_faint)
     region = inpainted[y0:y1, x0:x1].astype(np.float32)
-    darken = to_ink | back
-    region[darken] = np.minimum(region, restored)[darken]
+    region[to_ink] = np.minimum(region, restored)[to_ink]
     region[to_paper] = flat[to_paper]
     out = inpainted.copy()
     out[y0:y1, x0:x1] = np.clip(np.round(region), 0, 255).astype(np.uint8)
-    stats.to_ink, stats.to_paper, stats.faint = int(to_ink.sum()), int(to_paper.sum()), int(back.sum())
+    stats.to_ink, stats.to_paper = int(to_ink.sum()), int(to_paper.sum())
     return out, stats
 
 
