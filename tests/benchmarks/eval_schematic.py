@@ -293,6 +293,9 @@ def main() -> None:
     ap.add_argument("--only-latency", action="store_true", help="skip the accuracy runs")
     ap.add_argument("--only-real", action="store_true", help="only the circuits-real validation split")
     ap.add_argument("--out", default=str(RESULTS / "schematic.json"))
+    ap.add_argument(
+        "--merge", action="store_true", help="keep the parts of an existing --out file that this run does not measure"
+    )
     args = ap.parse_args()
     _Models.get()
     results: dict[str, Any] = {
@@ -311,7 +314,11 @@ def main() -> None:
         print(json.dumps(results["latency_1500px"]), flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    if args.merge and out.is_file():
+        results = {**json.loads(out.read_text(encoding="utf-8")), **results}
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    tmp.replace(out)
     print(f"wrote {out}")
 
 
