@@ -158,3 +158,16 @@ def test_real_images_stay_aligned(tmp_path: Path) -> None:
     for i in range(len(ds)):
         canvas, boxes, pins, _ = ds.sample(i)
         _assert_on_ink(canvas, boxes, pins, radius=4)  # the annotations' pins are up to 2 image px off the line
+
+
+def test_repeat_rare_shows_images_of_rare_classes_more_often() -> None:
+    items = [{"id": f"c{i}", "boxes": [["resistor", 0, 0, 1, 1]]} for i in range(18)]
+    items += [{"id": f"r{i}", "boxes": [["resistor", 0, 0, 1, 1], ["inductor", 0, 0, 1, 1]]} for i in range(2)]
+    out = td.repeat_rare(items, 0.5, np.random.default_rng(0))
+    ids = [e["id"] for e in out]
+    assert set(ids) == {e["id"] for e in items}  # every image stays
+    # inductor in 2 of 20 images: r = sqrt(0.5 / 0.1) = 2.24, so 2 or 3 copies; resistor (everywhere): 1
+    assert all(ids.count(f"r{i}") in (2, 3) for i in range(2))
+    assert all(ids.count(f"c{i}") == 1 for i in range(18))
+    assert ids != sorted(ids, key=[e["id"] for e in items].index)  # shuffled
+    assert [e["id"] for e in td.repeat_rare(items, 0.5, np.random.default_rng(0))] == ids  # drawn from the seed
