@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.document import Circuit  # noqa: E402
+from pipelines.document import Circuit, write_atomic  # noqa: E402
 from pipelines.schematic import (  # noqa: E402
     _Models,
     assemble_circuit,
@@ -313,12 +313,9 @@ def main() -> None:
         results["latency_1500px"] = run_latency(args.latency)
         print(json.dumps(results["latency_1500px"]), flush=True)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if args.merge and out.is_file():
         results = {**json.loads(out.read_text(encoding="utf-8")), **results}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, json.dumps(results, indent=1))
     print(f"wrote {out}")
 
 
