@@ -84,7 +84,8 @@ def build_repair_tab() -> None:
         s = result.stats
         text = (
             f"Repaired **{s['damaged_share']:.1%}** of the drawing ({s['mask_source']} mask); "
-            f"{s['wires_joined']} wire gaps joined, {s['wires_extended']} wire ends extended; {s['seconds']:.2f} s."
+            f"{s['wires_joined']} wire gaps joined, {s['wires_extended']} wire ends extended, "
+            f"{s['texts_redrawn']} damaged labels redrawn; {s['seconds']:.2f} s."
         )
         return (before, result.image), _overlay(result.image, result.mask), text, str(path)
 

@@ -1,8 +1,9 @@
-"""Repair damaged circuit drawings: find the damage, inpaint it, re-join broken wires.
+"""Repair damaged circuit drawings: find the damage, inpaint it, re-join broken wires, redraw damaged labels.
 
 `repair_drawing` is the whole job: load and check the image, take the user's mask or predict one with the
 damage-mask net, fill the damaged pixels with the VAE/GAN inpainter (every other pixel passes through
-unchanged), then join straight wires that still stop at the damage. `repair_command` is what
+unchanged), join straight wires that still stop at the damage, then let the glyph restorer (`vision.glyph`)
+redraw the characters of the text boxes the damage touches, at full resolution. `repair_command` is what
 `ohmlens repair` runs.
 """
 
@@ -23,6 +24,7 @@ import torch
 
 from pipelines.document import write_atomic
 from vision.damage_net import DamageNet, predict_damage
+from vision.glyph import GlyphNet, restore_text
 from vision.inpaint import InpaintNet, faded_ink, fuse_batchnorm, inpaint_image, see_through, stained_paper
 from vision.wire_complete import complete_wires
 
@@ -70,6 +72,31 @@ class RepairResult:
     image: np.ndarray
     mask: np.ndarray
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=1)
+def _text_models() -> tuple[Any, GlyphNet]:
+    """The schematic detector (for its text boxes) and the glyph restorer, loaded once.
+
+    Raises:
+        ModelsMissingError: a weight file is missing from the installation.
+    """
+    from vision.detect import DetectorWeightsError, load_detector
+
+    try:
+        return load_detector(fuse_bn=True), GlyphNet.load().eval()
+    except (FileNotFoundError, DetectorWeightsError) as exc:
+        raise ModelsMissingError(f"repair models are not installed: {exc}") from exc
+
+
+def text_boxes(gray: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """The text boxes the schematic detector finds on a gray uint8 drawing (as the schematic reader finds them)."""
+    from pipelines.schematic import TEXT_THRESHOLD
+    from vision.detect import detect, normalize_paper
+
+    detector, _ = _text_models()
+    dets, _ = detect(detector, normalize_paper(gray), box_threshold=TEXT_THRESHOLD, second_look=False)
+    return [d.box for d in dets if d.cls == "text"]
 
 
 @lru_cache(maxsize=1)
@@ -237,7 +264,8 @@ def _threads_for_load() -> Iterator[None]:
 
 def repair_gray(gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
     """Fill the masked pixels of a gray uint8 drawing: inpaint, take back stained or faded ink the damaged pixels
-    still show, then join broken wires. Pixels outside `mask` come back unchanged."""
+    still show, join broken wires, then redraw the damaged characters of the labels the mask touches. Pixels outside
+    `mask` come back unchanged."""
     _, inpainter = _models()
     if not mask.any():
         return gray.copy(), {
@@ -246,17 +274,22 @@ def repair_gray(gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[st
             "wire_endpoints": 0,
             "wires_joined": 0,
             "wires_extended": 0,
+            "texts_redrawn": 0,
         }
     repaired = inpaint_image(inpainter, torch.from_numpy(gray).float() / 255.0, torch.from_numpy(mask))
     out = np.clip(np.round(repaired.numpy() * 255.0), 0, 255).astype(np.uint8)
     out, seen = see_through(gray, mask, out)
     out, wires = complete_wires(out, mask)
+    _, glyph_net = _text_models()
+    # Texts are found on the repaired drawing: the damaged one hides some of them under stains and blots.
+    redrawn = restore_text(glyph_net, gray, mask, text_boxes(out), out)
     stats = {
         "restored_ink": seen.to_ink,
         "restored_paper": seen.to_paper,
         "wire_endpoints": wires.endpoints,
         "wires_joined": wires.joined,
         "wires_extended": wires.extended,
+        "texts_redrawn": redrawn,
     }
     return out, stats
 

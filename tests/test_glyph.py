@@ -1,0 +1,148 @@
+"""Glyph restorer: the net, its strips, its place in repair, and its training script."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vision.glyph import LINE_HEIGHT, LINE_STRIDE, PRESETS, TEXT_RANGE, WEIGHTS, GlyphNet, restore_text, strip_for
+from vision.train_glyph import STRIP_WIDTH, DamagedLabels, label_strips, main, predicted_like
+
+
+def test_net_shapes_and_fp16_round_trip(tmp_path: Path) -> None:
+    net = GlyphNet(PRESETS["debug"]).eval()
+    image, mask = torch.rand(2, 1, LINE_HEIGHT, 72), torch.zeros(2, 1, LINE_HEIGHT, 72)
+    with torch.no_grad():
+        out = net(image, mask)
+    assert out.shape == image.shape and float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    net.save(tmp_path / "g.safetensors")
+    back = GlyphNet.load(tmp_path / "g.safetensors")
+    assert back.config == net.config
+    with torch.no_grad():
+        assert torch.allclose(back(image, mask), out, atol=2e-2)
+
+
+@pytest.mark.parametrize("height", [5.0, 14.0, 60.0])
+def test_strip_holds_the_box_at_reading_scale(height: float) -> None:
+    box = (100.0, 50.0, 100.0 + 3 * height, 50.0 + height)
+    strip = strip_for(box)
+    text = height * strip.scale
+    assert TEXT_RANGE[0] - 1e-6 <= text <= TEXT_RANGE[1] + 1e-6
+    assert strip.scale == 1.0 or height < TEXT_RANGE[0] or height > TEXT_RANGE[1]
+    assert strip.width % LINE_STRIDE == 0
+    # The box's corners land inside the strip, with the context margin left and right.
+    (u0, v0), (u1, v1) = (strip.matrix() @ np.array([[box[0], box[2]], [box[1], box[3]], [1.0, 1.0]])).T
+    assert 0 <= v0 < v1 <= LINE_HEIGHT and 8 <= u0 < u1 <= strip.width - 8
+
+
+def _label_drawing() -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    gray = np.full((120, 300), 245, np.uint8)
+    cv2.putText(gray, "680pF", (90, 70), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 20, 2, cv2.LINE_AA)
+    ys, xs = np.nonzero(gray < 128)
+    return gray, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+
+
+def test_restore_text_writes_only_masked_pixels_of_touched_boxes() -> None:
+    gray, box = _label_drawing()
+    mask = np.zeros(gray.shape, bool)
+    mask[55:75, 120:130] = True  # a blot over the middle of the label
+    mask[5:9, 250:260] = True  # and a speck far from any box
+    damaged = gray.copy()
+    damaged[mask] = 245
+    far = (10.0, 10.0, 40.0, 25.0)  # a box the damage does not touch
+    out = damaged.copy()
+    net = GlyphNet(PRESETS["debug"]).eval()
+    assert restore_text(net, damaged, mask, [box, far], out) == 1
+    assert np.array_equal(out[~mask], damaged[~mask])  # known pixels pass through
+    assert np.array_equal(out[5:9, 250:260], damaged[5:9, 250:260])  # damage outside every box is not the net's
+    assert restore_text(net, damaged, np.zeros_like(mask), [box], damaged.copy()) == 0
+
+
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason="glyph weights not installed")
+def test_shipped_net_gives_back_erased_strokes_of_a_label() -> None:
+    from vision.synth.render import render_sample
+
+    sample = render_sample(900_123)
+    gray = sample.image if sample.image.ndim == 2 else cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
+    labels = [lb for lb in sample.truth["labels"] if lb["role"] == "value"]
+    rng = np.random.default_rng(0)
+    errors = []
+    for label in labels[:4]:
+        x0, y0, x1, y1 = (int(round(v)) for v in label["bbox"])
+        mask = np.zeros(gray.shape, bool)
+        cx = int(rng.integers(x0 + 2, max(x0 + 3, x1 - 2)))
+        mask[y0 - 1 : y1 + 1, cx - 3 : cx + 3] = True  # a paper-white cut through one glyph
+        damaged = gray.copy()
+        damaged[mask] = int(np.percentile(gray, 90))
+        out = damaged.copy()
+        restore_text(GlyphNet.load(), damaged, mask, [tuple(label["bbox"])], out)
+        ink = gray[mask] < 128
+        errors.append(
+            (
+                np.abs(out[mask].astype(float) - gray[mask])[ink].mean(),
+                np.abs(damaged[mask].astype(float) - gray[mask])[ink].mean(),
+            )
+        )
+    restored, left = np.mean(errors, 0)
+    assert restored < 0.5 * left
+
+
+def test_label_strips_and_spoilt_masks() -> None:
+    strips = label_strips(600_000_000)
+    assert strips and all(a.shape == (LINE_HEIGHT, STRIP_WIDTH) and a.dtype == np.uint8 for s in strips for a in s)
+    damaged = [s for s in strips if s[1].any()]
+    assert len(damaged) >= 0.8 * len(strips)  # most strips keep damage on their glyphs
+    # Outside the mask the damage changed nothing visibly (the simulator's mask holds every visible change).
+    assert all(np.abs(d[m == 0].astype(int) - t[m == 0]).max() <= 26 for d, m, t in damaged[:5])
+    mask = np.zeros((LINE_HEIGHT, STRIP_WIDTH), np.uint8)
+    for x in range(4, 120, 12):
+        mask[10:20, x : x + 5] = 255
+    spoilt = [predicted_like(mask, np.random.default_rng(i)) for i in range(20)]
+    assert any(not np.array_equal(s, mask) for s in spoilt) and all(s.dtype == np.uint8 for s in spoilt)
+    assert any((mask > 0).sum() - (s > 0).sum() > 0 for s in spoilt)  # pieces go missing
+    d, m, t, given = next(iter(DamagedLabels(600_000_000, spoil=1.0)))
+    assert d.shape == given.shape == (1, LINE_HEIGHT, STRIP_WIDTH)
+
+
+def test_training_resumes_and_writes_weights(tmp_path: Path) -> None:
+    ckpt, weights = tmp_path / "ckpt", tmp_path / "glyph.safetensors"
+    common = ["--preset", "debug", "--ckpt", str(ckpt), "--weights", str(weights), "--minutes", "0"]
+    common += ["--batch", "4", "--workers", "0", "--log-every", "0", "--spoil", "0.5", "--cpu"]
+    main([*common, "--steps", "1"])
+    assert json.loads((ckpt / "state.json").read_text())["step"] == 1
+    first = GlyphNet.load(weights).state_dict()
+    main([*common, "--steps", "2"])
+    assert json.loads((ckpt / "state.json").read_text())["step"] == 2
+    second = GlyphNet.load(weights).state_dict()
+    assert any(not torch.equal(first[k], second[k]) for k in first if first[k].is_floating_point())
+    main(
+        ["--init", str(weights), "--ckpt", str(tmp_path / "warm"), "--weights", str(tmp_path / "w2.safetensors")]
+        + common[6:]
+        + ["--steps", "1"]
+    )
+    assert GlyphNet.load(tmp_path / "w2.safetensors").config == PRESETS["debug"]
+
+
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason="glyph weights not installed")
+def test_repair_redraws_a_cut_label_and_keeps_known_pixels() -> None:
+    from pipelines.repair import repair_drawing
+    from vision.synth.render import render_sample
+
+    sample = render_sample(900_321)
+    gray = sample.image if sample.image.ndim == 2 else cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
+    mask = np.zeros(gray.shape, np.uint8)
+    for label in sample.truth["labels"][:3]:
+        x0, y0, x1, y1 = (int(round(v)) for v in label["bbox"])
+        mask[y0 : y1 + 1, (x0 + x1) // 2 - 2 : (x0 + x1) // 2 + 2] = 255
+    damaged = gray.copy()
+    damaged[mask > 0] = int(np.percentile(gray, 90))
+    result = repair_drawing(damaged, mask)
+    assert result.stats["texts_redrawn"] >= 2
+    assert np.array_equal(result.image[mask == 0], damaged[mask == 0])
+    ink = (gray < 128) & (mask > 0)
+    assert (result.image[ink] < 128).mean() > 0.5  # most of the cut strokes are back

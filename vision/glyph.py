@@ -1,0 +1,201 @@
+"""Glyph restorer: redraws the damaged characters of text labels at full resolution.
+
+The inpainter (`vision.inpaint`) works at a quarter of the drawing's resolution, where a 12-px character is
+3 px tall: it continues wires well, but a "6" with half its strokes under a blot comes back as a smudge that
+OCR reads as anything. `GlyphNet` is a small U-Net over one text line at full resolution (a strip
+`LINE_HEIGHT` pixels high) with a transformer over the line at 1/8 scale, so that every character sees the
+whole label: the digits before "kΩ", the "p" before "F". It reads the damaged pixels and the damage mask and
+predicts the intact strip; `restore_text` runs it on the text boxes that the damage touches and writes its
+glyphs back inside the mask only (known pixels pass through unchanged, as the inpainter's do).
+
+Trained by `vision.train_glyph` on label crops of the synthetic engine's drawings with simulated damage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vision.inpaint import load_module, save_module
+
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "glyph.safetensors"
+LINE_HEIGHT = 48  # strip height the net reads; labels of the synthetic engine are 7-27 px high
+LINE_STRIDE = 8  # strip widths are padded to a multiple of this (three halvings)
+TEXT_RANGE = (8.0, 26.0)  # text box heights read at their own scale; others are scaled into this range
+LINE_PAD = 12  # paper-side context (px, at reading scale) left and right of a text box
+
+
+@dataclass(frozen=True)
+class GlyphConfig:
+    """Size of a `GlyphNet`."""
+
+    widths: tuple[int, int, int, int] = (32, 48, 96, 160)  # channels at full, 1/2, 1/4 and 1/8 resolution
+    layers: int = 2  # transformer layers over the 1/8-scale line (6 rows of tokens for a 48-px strip)
+    heads: int = 4
+
+
+PRESETS: dict[str, GlyphConfig] = {
+    "debug": GlyphConfig((8, 8, 16, 16), 1, 2),
+    "base": GlyphConfig(),
+    "wide": GlyphConfig((48, 64, 128, 256), 4, 8),
+}
+
+
+def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.SiLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.SiLU(inplace=True),
+    )
+
+
+class GlyphNet(nn.Module):
+    """(damaged strip (N,1,H,W) in [0,1], mask (N,1,H,W) in {0,1}) → predicted intact strip in [0,1].
+
+    H and W must be multiples of `LINE_STRIDE`.
+    """
+
+    def __init__(self, config: GlyphConfig = GlyphConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c0, c1, c2, c3 = config.widths
+        self.enc0 = _block(2, c0)
+        self.enc1 = _block(c0, c1, 2)
+        self.enc2 = _block(c1, c2, 2)
+        self.enc3 = _block(c2, c3, 2)
+        self.pos = nn.Conv2d(c3, c3, 3, padding=1, groups=c3)  # position from neighbours: any strip width works
+        layer = nn.TransformerEncoderLayer(
+            c3, config.heads, 4 * c3, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.mix = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.dec2 = _block(c3 + c2, c2)
+        self.dec1 = _block(c2 + c1, c1)
+        self.dec0 = _block(c1 + c0, c0)
+        self.head = nn.Conv2d(c0, 1, 1)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        e0 = self.enc0(torch.cat([image - 0.5, mask], 1))  # (N, c0, H, W)
+        e1 = self.enc1(e0)  # (N, c1, H/2, W/2)
+        e2 = self.enc2(e1)  # (N, c2, H/4, W/4)
+        e3 = self.enc3(e2)  # (N, c3, H/8, W/8)
+        e3 = e3 + self.pos(e3)
+        n, c, h, w = e3.shape
+        tokens = self.mix(e3.flatten(2).transpose(1, 2))  # (N, h*w, c3): every character sees the whole line
+        e3 = tokens.transpose(1, 2).reshape(n, c, h, w)
+        d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0), e2], 1))
+        d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], 1))
+        d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0), e0], 1))
+        return torch.sigmoid(self.head(d0))
+
+    def save(self, path: Path = WEIGHTS) -> None:
+        """Write fp16 weights and the config to a safetensors file."""
+        meta = {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in asdict(self.config).items()}
+        save_module(self, path, {"arch": "GlyphNet", **meta})
+
+    @classmethod
+    def load(cls, path: Path = WEIGHTS) -> GlyphNet:
+        """Build the net a weights file describes and load it (eval mode, fp32)."""
+
+        def build(meta: dict[str, str]) -> GlyphNet:
+            widths = tuple(int(v) for v in meta["widths"].split(","))
+            return cls(GlyphConfig(widths, int(meta["layers"]), int(meta["heads"])))  # type: ignore[arg-type]
+
+        return load_module(path, build)
+
+
+@dataclass(frozen=True)
+class Strip:
+    """Where a text box's strip lies: pixel (x, y) of the drawing = (origin + strip pixel) / scale."""
+
+    scale: float
+    ox: float
+    oy: float
+    width: int
+
+    def matrix(self) -> np.ndarray:
+        """Affine map from drawing pixels to strip pixels."""
+        return np.array([[self.scale, 0.0, -self.ox], [0.0, self.scale, -self.oy]], np.float32)
+
+
+def strip_for(box: tuple[float, float, float, float]) -> Strip:
+    """The strip that holds a text box at reading scale, centred on it, with `LINE_PAD` of context either side."""
+    x0, y0, x1, y1 = box
+    scale = float(np.clip(1.0, TEXT_RANGE[0] / max(y1 - y0, 1.0), TEXT_RANGE[1] / max(y1 - y0, 1.0)))
+    width = int(np.ceil(((x1 - x0) * scale + 2 * LINE_PAD) / LINE_STRIDE)) * LINE_STRIDE
+    ox = round((x0 + x1) / 2 * scale - width / 2)
+    oy = round((y0 + y1) / 2 * scale - LINE_HEIGHT / 2)
+    return Strip(scale, float(ox), float(oy), width)
+
+
+def cut_strip(gray: np.ndarray, mask: np.ndarray, strip: Strip, paper: float) -> tuple[np.ndarray, np.ndarray]:
+    """The strip's damaged pixels (float [0, 1]) and mask ({0, 1}); paper beyond the drawing's edge."""
+    size = (strip.width, LINE_HEIGHT)
+    img = cv2.warpAffine(gray, strip.matrix(), size, flags=cv2.INTER_LINEAR, borderValue=paper)
+    hole = cv2.warpAffine(mask.astype(np.uint8) * 255, strip.matrix(), size, flags=cv2.INTER_LINEAR, borderValue=0)
+    return img.astype(np.float32) / 255.0, (hole > 64).astype(np.float32)
+
+
+@torch.inference_mode()
+def restore_text(
+    net: GlyphNet,
+    gray: np.ndarray,
+    mask: np.ndarray,
+    boxes: list[tuple[float, float, float, float]],
+    out: np.ndarray,
+) -> int:
+    """Redraw the damaged glyphs of the text boxes that `mask` touches, in place in `out`.
+
+    Args:
+        net: the glyph restorer (eval mode).
+        gray: the damaged gray uint8 drawing (the net reads the damaged pixels, not another repair's guesses).
+        mask: bool (H, W), True where damaged.
+        boxes: text boxes (x0, y0, x1, y1) in drawing pixels.
+        out: the repaired drawing (uint8, like `gray`); the masked pixels of each touched box are replaced by the
+            net's glyphs, every other pixel is left as it is.
+
+    Returns:
+        How many boxes were redrawn.
+    """
+    mask = mask.astype(bool)
+    paper = float(np.percentile(gray, 90))
+    h, w = gray.shape
+    jobs = []
+    for box in boxes:
+        x0, y0 = max(0, int(np.floor(box[0])) - 2), max(0, int(np.floor(box[1])) - 2)
+        x1, y1 = min(w, int(np.ceil(box[2])) + 2), min(h, int(np.ceil(box[3])) + 2)
+        if x1 <= x0 or y1 <= y0 or not mask[y0:y1, x0:x1].any():
+            continue
+        strip = strip_for(box)
+        jobs.append(((x0, y0, x1, y1), strip, *cut_strip(gray, mask, strip, paper)))
+    if not jobs:
+        return 0
+    widest = max(j[1].width for j in jobs)
+    images = np.ones((len(jobs), 1, LINE_HEIGHT, widest), np.float32)
+    holes = np.zeros_like(images)
+    for i, (_, strip, img, hole) in enumerate(jobs):
+        images[i, 0, :, : strip.width], holes[i, 0, :, : strip.width] = img, hole
+    pred = net(torch.from_numpy(images), torch.from_numpy(holes)).numpy()[:, 0]  # (jobs, LINE_HEIGHT, widest)
+    for ((x0, y0, x1, y1), strip, _, _), glyphs in zip(jobs, pred):
+        # Back to drawing pixels over the box only: the strip's margins belong to the inpainter's repair.
+        back = np.concatenate(
+            [strip.matrix()[:, :2], strip.matrix()[:, 2:] + [[x0 * strip.scale], [y0 * strip.scale]]], 1
+        )
+        patch = cv2.warpAffine(
+            glyphs[:, : strip.width] * 255.0,
+            back,
+            (x1 - x0, y1 - y0),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderValue=paper,
+        )
+        region = mask[y0:y1, x0:x1]
+        out[y0:y1, x0:x1][region] = np.clip(np.round(patch[region]), 0, 255).astype(out.dtype)
+    return len(jobs)

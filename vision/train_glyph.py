@@ -1,0 +1,238 @@
+"""Train the glyph restorer (`vision.glyph.GlyphNet`) on damaged text labels of synthetic drawings.
+
+    python -m vision.train_glyph --minutes 8 --ckpt runs/glyph --workers 14       # on the GPU machine
+    python -m vision.train_glyph --preset debug --steps 20 --batch 8 --workers 0  # a smoke run on the CPU
+
+Examples are made on the fly, none repeats: a DataLoader worker renders a drawing with the synthetic engine
+(`render_sample`, seeds from `--first-seed`), and for every label cuts the strip `strip_for` would read around
+its true box (at a random scale and offset, as a detector's box would sit), then damages the strip twice with
+the damage simulator, holes and gap cuts aimed at the glyphs, sized to the whole drawing as the evaluation's
+damage is. Strips whose glyphs the damage missed are mostly dropped. The net sees the true mask grown by 0-2
+pixels (a predicted mask is a little larger). The loss is L1 over the strip, plus L1 and a Sobel-edge L1 inside
+the mask where the intact ink weighs three times the paper (ink is the minority that OCR reads).
+
+The checkpoint (safetensors, `vision.train_inpaint.save_checkpoint`) is written every `--save-every` seconds;
+running again with the same `--ckpt` resumes. The fp16 weights go to `--weights`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from vision.glyph import LINE_HEIGHT, PRESETS, WEIGHTS, GlyphNet, strip_for
+from vision.synth.damage import DamageAim, apply_damage_by_kind
+from vision.train_inpaint import load_checkpoint, save_checkpoint, sobel
+
+STRIP_WIDTH = 128  # training strips are this wide (labels up to ~100 px fit with context)
+FIRST_SEED = 600_000_000  # training drawings; the evaluations use seeds 900,000+ and 900,000,000+
+
+
+def label_strips(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[tuple[np.ndarray, ...]]:
+    """Damaged training strips of one synthetic drawing's labels.
+
+    Returns:
+        (damaged, mask, intact) uint8 arrays of (LINE_HEIGHT, STRIP_WIDTH) each; mask is 0/255.
+    """
+    from vision.synth.render import render_sample
+
+    rng = np.random.default_rng([seed, 17])
+    sample = render_sample(seed)
+    image = sample.image
+    page = float(min(image.shape[:2]))
+    paper = float(np.percentile(image, 90))
+    out = []
+    for label in sample.truth["labels"]:
+        x0, y0, x1, y1 = label["bbox"]
+        # A detector's box is a little off the true one: jitter the box the strip is cut around.
+        jit = rng.uniform(-2.0, 2.0, 4)
+        box = (x0 + jit[0], y0 + jit[1], x1 + jit[2], y1 + jit[3])
+        strip = strip_for(box)
+        scale = strip.scale * rng.uniform(0.85, 1.2)
+        if (x1 - x0) * scale > STRIP_WIDTH - 8:
+            continue
+        cx, cy = (x0 + x1) / 2 * scale, (y0 + y1) / 2 * scale
+        ox, oy = cx - STRIP_WIDTH / 2 + rng.uniform(-8, 8), cy - LINE_HEIGHT / 2 + rng.uniform(-4, 4)
+        m = np.array([[scale, 0.0, -ox], [0.0, scale, -oy]], np.float32)
+        crop = cv2.warpAffine(image, m, (STRIP_WIDTH, LINE_HEIGHT), flags=cv2.INTER_LINEAR, borderValue=(paper,) * 3)
+        where = np.zeros((LINE_HEIGHT, STRIP_WIDTH), np.float32)
+        gx0, gy0 = max(0, int(x0 * scale - ox)), max(0, int(y0 * scale - oy))
+        gx1, gy1 = min(STRIP_WIDTH, int(math.ceil(x1 * scale - ox))), min(LINE_HEIGHT, int(math.ceil(y1 * scale - oy)))
+        where[gy0:gy1, gx0:gx1] = 1.0
+        intact = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+        for _ in range(copies):
+            damaged, mask, _ = apply_damage_by_kind(crop, rng, aim=DamageAim(where, 0.8, page * scale))
+            if not mask[gy0:gy1, gx0:gx1].any() and rng.random() >= keep_clean:
+                continue
+            if damaged.ndim == 3:
+                damaged = cv2.cvtColor(damaged, cv2.COLOR_RGB2GRAY)
+            out.append((damaged, mask, intact))
+    return out
+
+
+def predicted_like(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The true mask spoilt the ways a predicted one is: some damaged pieces missed, the rest shrunk or grown."""
+    n, pieces = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
+    keep = rng.random(n) >= 0.35
+    keep[0] = False
+    out = keep[pieces].astype(np.uint8)
+    radius = int(rng.integers(-2, 3))
+    if radius:
+        kernel = np.ones((2 * abs(radius) + 1,) * 2, np.uint8)
+        out = cv2.dilate(out, kernel) if radius > 0 else cv2.erode(out, kernel)
+    return out * 255
+
+
+class DamagedLabels(IterableDataset):
+    """An endless stream of damaged label strips; worker `i` of `n` renders seeds first + i, first + i + n, …
+    Each strip comes with the mask the net is given: the true one, or with chance `spoil` one spoilt by
+    `predicted_like`."""
+
+    def __init__(self, first_seed: int, spoil: float = 0.0) -> None:
+        self.first_seed, self.spoil = first_seed, spoil
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        cv2.setNumThreads(1)
+        seed = self.first_seed + worker
+        while True:
+            rng = np.random.default_rng([seed, 23])
+            for damaged, mask, intact in label_strips(seed):
+                given = predicted_like(mask, rng) if rng.random() < self.spoil else mask
+                arrays = (damaged, mask, intact, given)
+                yield tuple(torch.from_numpy(np.ascontiguousarray(a))[None] for a in arrays)
+            seed += workers
+
+
+def glyph_loss(pred: torch.Tensor, intact: torch.Tensor, hole: torch.Tensor) -> dict[str, torch.Tensor]:
+    """L1 over the strip, and L1 and Sobel-edge L1 inside the hole (the damage, and the mask the net was given)
+    with the intact ink weighted three times."""
+    weight = hole * (1.0 + 2.0 * (intact < 0.55).float())
+    norm = weight.sum().clamp_min(1.0)
+    return {
+        "all": F.l1_loss(pred, intact),
+        "hole": ((pred - intact).abs() * weight).sum() / norm,
+        "edge": ((sobel(pred) - sobel(intact)).abs() * weight).sum() / norm,
+    }
+
+
+def train(args: argparse.Namespace) -> None:
+    """Train for `args.minutes` of wall time (or `args.steps`), resuming from `args.ckpt`."""
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    torch.manual_seed(args.seed)
+    config = GlyphNet.load(Path(args.init)).config if args.init else PRESETS[args.preset]
+    net = GlyphNet(config).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    ckpt = Path(args.ckpt)
+    state: dict[str, object] = {"step": 0, "seconds": 0.0, "first_seed": args.first_seed}
+    if (ckpt / "state.json").is_file():
+        state = load_checkpoint(ckpt, {"net": net, "opt": opt})
+        print(f"resumed {ckpt} at step {state['step']}")
+    elif args.init:
+        net.load_state_dict(GlyphNet.load(Path(args.init)).state_dict())
+        print(f"started from the weights in {args.init}")
+    step, trained = int(state["step"]), float(state["seconds"])  # type: ignore[arg-type]
+    # A resumed run renders new drawings: seeds move on by the steps already taken.
+    first = int(state.get("first_seed", args.first_seed)) + step * args.batch  # type: ignore[call-overload]
+    loader = DataLoader(
+        DamagedLabels(first, args.spoil),
+        batch_size=args.batch,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0,
+        prefetch_factor=4 if args.workers > 0 else None,
+    )
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    budget = args.minutes * 60.0
+    total = args.total_minutes * 60.0 if args.total_minutes else budget
+    start, last_log, last_save = time.time(), 0.0, 0.0
+    net.train()
+    for damaged, mask, intact, given in loader:
+        elapsed = time.time() - start
+        if (args.steps and step >= args.steps) or (not args.steps and elapsed >= budget):
+            break
+        progress = min(1.0, (trained + elapsed) / total) if not args.steps else step / args.steps
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * progress))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        damaged = damaged.to(device, non_blocking=True).float() / 255.0
+        mask = mask.to(device, non_blocking=True).float() / 255.0
+        intact = intact.to(device, non_blocking=True).float() / 255.0
+        given = given.to(device, non_blocking=True).float() / 255.0
+        grow = int(np.random.default_rng([args.seed, step]).integers(0, 3))
+        hole = F.max_pool2d(given, 2 * grow + 1, 1, grow) if grow else given
+        with amp:
+            pred = net(damaged, hole).float()
+        parts = glyph_loss(pred, intact, torch.maximum(hole, mask))
+        loss = parts["all"] + 4.0 * parts["hole"] + 2.0 * parts["edge"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if elapsed - last_log >= args.log_every:
+            last_log = elapsed
+            rec = {
+                "step": step,
+                "sec": round(trained + elapsed, 1),
+                "lr": lr,
+                **{k: float(v.detach()) for k, v in parts.items()},
+            }
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()), flush=True)
+            ckpt.mkdir(parents=True, exist_ok=True)
+            with (ckpt / "train_log.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps(rec) + "\n")
+        if elapsed - last_save > args.save_every:
+            last_save = elapsed
+            save_checkpoint(
+                ckpt,
+                {"step": step, "seconds": trained + elapsed, "first_seed": args.first_seed},
+                {"net": net, "opt": opt},
+            )
+    seconds = trained + time.time() - start
+    save_checkpoint(ckpt, {"step": step, "seconds": seconds, "first_seed": args.first_seed}, {"net": net, "opt": opt})
+    net.cpu().save(Path(args.weights))
+    print(f"done: {step} steps in {seconds:.0f} s; weights in {args.weights}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line (see the module docstring)."""
+    parser = argparse.ArgumentParser(prog="python -m vision.train_glyph", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", default="runs/glyph")
+    parser.add_argument("--weights", default=str(WEIGHTS))
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="base")
+    parser.add_argument("--init", help="shipped glyph weights to start from (a fresh optimizer; ignored on resume)")
+    parser.add_argument("--minutes", type=float, default=8.0, help="wall-time budget of this run (0: use --steps)")
+    parser.add_argument(
+        "--total-minutes",
+        type=float,
+        default=0.0,
+        help="the learning-rate schedule's length over resumed runs (default: --minutes)",
+    )
+    parser.add_argument("--steps", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers rendering drawings")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--first-seed", type=int, default=FIRST_SEED)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--spoil", type=float, default=0.0, help="share of strips given a spoilt mask (predicted_like)")
+    parser.add_argument("--log-every", type=float, default=15.0)
+    parser.add_argument("--save-every", type=float, default=60.0)
+    parser.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
+    train(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
