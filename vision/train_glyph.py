@@ -1,6 +1,6 @@
 """Train the glyph restorer (`vision.glyph.GlyphNet`) on damaged text labels of synthetic drawings.
 
-    python -m vision.train_glyph --minutes 8 --ckpt runs/glyph --workers 14       # on the GPU machine
+    python -m vision.train_glyph --minutes 8 --ckpt runs/glyph --workers 15       # on the GPU machine
     python -m vision.train_glyph --preset debug --steps 20 --batch 8 --workers 0  # a smoke run on the CPU
 
 Examples are made on the fly, none repeats: a DataLoader worker renders a drawing with the synthetic engine
@@ -8,8 +8,10 @@ Examples are made on the fly, none repeats: a DataLoader worker renders a drawin
 its true box (at a random scale and offset, as a detector's box would sit), then damages the strip twice with
 the damage simulator, holes and gap cuts aimed at the glyphs, sized to the whole drawing as the evaluation's
 damage is. Strips whose glyphs the damage missed are mostly dropped. The net sees the true mask grown by 0-2
-pixels (a predicted mask is a little larger). The loss is L1 over the strip, plus L1 and a Sobel-edge L1 inside
-the mask where the intact ink weighs three times the paper (ink is the minority that OCR reads).
+pixels (a predicted mask is a little larger), or with `--spoil` on that share of strips a mask spoilt the ways a
+predicted one is (`predicted_like`: pieces missed, the rest shrunk or grown). The loss is L1 over the strip,
+plus L1 and a Sobel-edge L1 inside the mask where the intact ink weighs three times the paper (ink is the minority
+that OCR reads).
 
 The checkpoint (safetensors, `vision.train_inpaint.save_checkpoint`) is written every `--save-every` seconds;
 running again with the same `--ckpt` resumes. The fp16 weights go to `--weights`.
