@@ -178,19 +178,21 @@ def restore_text(
         jobs.append(((x0, y0, x1, y1), strip, *cut_strip(gray, mask, strip, paper)))
     if not jobs:
         return 0
-    widest = max(j[1].width for j in jobs)
-    images = np.ones((len(jobs), 1, LINE_HEIGHT, widest), np.float32)
-    holes = np.zeros_like(images)
-    for i, (_, strip, img, hole) in enumerate(jobs):
-        images[i, 0, :, : strip.width], holes[i, 0, :, : strip.width] = img, hole
-    pred = net(torch.from_numpy(images), torch.from_numpy(holes)).numpy()[:, 0]  # (jobs, LINE_HEIGHT, widest)
+    # Strips of one width share a batch; padding a narrower strip would show the net an edge it never saw in training.
+    pred: list[np.ndarray] = [np.empty(0)] * len(jobs)
+    for width in sorted({j[1].width for j in jobs}):
+        same = [i for i, j in enumerate(jobs) if j[1].width == width]
+        images = torch.from_numpy(np.stack([jobs[i][2] for i in same])[:, None])  # (n, 1, LINE_HEIGHT, width)
+        holes = torch.from_numpy(np.stack([jobs[i][3] for i in same])[:, None])
+        for i, glyphs in zip(same, net(images, holes).numpy()[:, 0]):
+            pred[i] = glyphs
     for ((x0, y0, x1, y1), strip, _, _), glyphs in zip(jobs, pred):
         # Back to drawing pixels over the box only: the strip's margins belong to the inpainter's repair.
         back = np.concatenate(
             [strip.matrix()[:, :2], strip.matrix()[:, 2:] + [[x0 * strip.scale], [y0 * strip.scale]]], 1
         )
         patch = cv2.warpAffine(
-            glyphs[:, : strip.width] * 255.0,
+            glyphs * 255.0,
             back,
             (x1 - x0, y1 - y0),
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
