@@ -84,7 +84,7 @@ def _text_models() -> tuple[Any, GlyphNet]:
     from vision.detect import DetectorWeightsError, load_detector
 
     try:
-        return load_detector(fuse_bn=True), GlyphNet.load().eval()
+        return load_detector(fuse_bn=True), GlyphNet.load()
     except (FileNotFoundError, DetectorWeightsError) as exc:
         raise ModelsMissingError(f"repair models are not installed: {exc}") from exc
 

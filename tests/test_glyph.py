@@ -25,6 +25,11 @@ def test_net_shapes_and_fp16_round_trip(tmp_path: Path) -> None:
     assert back.config == net.config
     with torch.no_grad():
         assert torch.allclose(back(image, mask), out, atol=2e-2)
+    net.save(tmp_path / "g8.safetensors", int8=True)  # the shipped format: int8 kernels, fp16 scales
+    small = GlyphNet.load(tmp_path / "g8.safetensors")
+    assert (tmp_path / "g8.safetensors").stat().st_size < (tmp_path / "g.safetensors").stat().st_size
+    with torch.no_grad():
+        assert torch.allclose(small(image, mask), out, atol=5e-2)
 
 
 @pytest.mark.parametrize("height", [5.0, 14.0, 60.0])

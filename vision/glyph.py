@@ -13,6 +13,7 @@ Trained by `vision.train_glyph` on label crops of the synthetic engine's drawing
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,9 +21,11 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
-from vision.inpaint import load_module, save_module
+from vision.inpaint import save_module
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "glyph.safetensors"
 LINE_HEIGHT = 48  # strip height the net reads; labels of the synthetic engine are 7-27 px high
@@ -96,20 +99,53 @@ class GlyphNet(nn.Module):
         d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0), e0], 1))
         return torch.sigmoid(self.head(d0))
 
-    def save(self, path: Path = WEIGHTS) -> None:
-        """Write fp16 weights and the config to a safetensors file."""
+    def save(self, path: Path = WEIGHTS, int8: bool = False) -> None:
+        """Write the weights and the config to a safetensors file: fp16, or with `int8` every weight matrix and
+        kernel as int8 with one fp16 scale per output channel (`name.q8`, `name.scale`; half the size)."""
         meta = {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in asdict(self.config).items()}
-        save_module(self, path, {"arch": "GlyphNet", **meta})
+        meta = {"arch": "GlyphNet", **meta}
+        if not int8:
+            save_module(self, path, meta)
+            return
+        tensors = {}
+        for name, value in self.state_dict().items():
+            value = value.detach().cpu()
+            if value.is_floating_point() and value.ndim >= 2:
+                scale = value.flatten(1).abs().amax(1).clamp_min(1e-8) / 127.0  # (out,)
+                q = torch.round(value / scale.view(-1, *[1] * (value.ndim - 1))).to(torch.int8)
+                tensors[f"{name}.q8"], tensors[f"{name}.scale"] = q.contiguous(), scale.half()
+            else:
+                tensors[name] = value.half() if value.is_floating_point() else value
+        tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+        save_file(tensors, str(tmp), metadata={**meta, "int8": "1"})
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path = WEIGHTS) -> GlyphNet:
-        """Build the net a weights file describes and load it (eval mode, fp32)."""
+        """Build the net a weights file (fp16 or int8, see `save`) describes and load it (eval mode, fp32).
 
-        def build(meta: dict[str, str]) -> GlyphNet:
-            widths = tuple(int(v) for v in meta["widths"].split(","))
-            return cls(GlyphConfig(widths, int(meta["layers"]), int(meta["heads"])))  # type: ignore[arg-type]
-
-        return load_module(path, build)
+        Raises:
+            FileNotFoundError: no weights file at `path`.
+        """
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"model weights not found: {path}")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            stored = {k: f.get_tensor(k) for k in f.keys()}
+        widths = tuple(int(v) for v in meta["widths"].split(","))
+        net = cls(GlyphConfig(widths, int(meta["layers"]), int(meta["heads"])))  # type: ignore[arg-type]
+        state = {}
+        for key, value in stored.items():
+            if key.endswith(".scale"):
+                continue
+            if key.endswith(".q8"):
+                name = key[: -len(".q8")]
+                scale = stored[f"{name}.scale"].float()
+                state[name] = value.float() * scale.view(-1, *[1] * (value.ndim - 1))
+            else:
+                state[key] = value.float() if value.is_floating_point() else value
+        net.load_state_dict(state)
+        return net.eval()
 
 
 @dataclass(frozen=True)

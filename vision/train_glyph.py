@@ -14,7 +14,8 @@ plus L1 and a Sobel-edge L1 inside the mask where the intact ink weighs three ti
 that OCR reads).
 
 The checkpoint (safetensors, `vision.train_inpaint.save_checkpoint`) is written every `--save-every` seconds;
-running again with the same `--ckpt` resumes. The fp16 weights go to `--weights`.
+running again with the same `--ckpt` resumes. The shipped weights (int8 kernels, see `GlyphNet.save`) go to
+`--weights`.
 """
 
 from __future__ import annotations
@@ -204,7 +205,7 @@ def train(args: argparse.Namespace) -> None:
             )
     seconds = trained + time.time() - start
     save_checkpoint(ckpt, {"step": step, "seconds": seconds, "first_seed": args.first_seed}, {"net": net, "opt": opt})
-    net.cpu().save(Path(args.weights))
+    net.cpu().save(Path(args.weights), int8=True)
     print(f"done: {step} steps in {seconds:.0f} s; weights in {args.weights}")
 
 
