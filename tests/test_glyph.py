@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vision.glyph import LINE_HEIGHT, LINE_STRIDE, PRESETS, TEXT_RANGE, WEIGHTS, GlyphNet, restore_text, strip_for
-from vision.train_glyph import STRIP_WIDTH, DamagedLabels, label_strips, main, predicted_like
+from vision.train_glyph import STRIP_WIDTH, DamagedLabels, false_alarms, label_strips, main, predicted_like
 
 
 def test_net_shapes_and_fp16_round_trip(tmp_path: Path) -> None:
@@ -110,7 +110,15 @@ def test_label_strips_and_spoilt_masks() -> None:
     spoilt = [predicted_like(mask, np.random.default_rng(i)) for i in range(20)]
     assert any(not np.array_equal(s, mask) for s in spoilt) and all(s.dtype == np.uint8 for s in spoilt)
     assert any((mask > 0).sum() - (s > 0).sum() > 0 for s in spoilt)  # pieces go missing
-    d, m, t, given = next(iter(DamagedLabels(600_000_000, spoil=1.0)))
+    intact = np.full((LINE_HEIGHT, STRIP_WIDTH), 240, np.uint8)
+    intact[20:30, 60:64] = 10  # one sound stroke, away from the damage
+    for i in range(10):
+        alarmed = false_alarms(mask, intact, np.random.default_rng(i))
+        added = (alarmed > 0) & (mask == 0)
+        assert added.any() and np.all(alarmed[mask > 0] == 255)  # blots are added, the damage stays
+        ys, xs = np.nonzero(added)
+        assert ys.min() >= 20 - 8 and ys.max() < 30 + 8 and xs.min() >= 60 - 8 and xs.max() < 64 + 8  # at the ink
+    d, m, t, given = next(iter(DamagedLabels(600_000_000, spoil=1.0, alarms=1.0, keep_clean=0.5)))
     assert d.shape == given.shape == (1, LINE_HEIGHT, STRIP_WIDTH)
 
 
@@ -150,4 +158,4 @@ def test_repair_redraws_a_cut_label_and_keeps_known_pixels() -> None:
     assert result.stats["texts_redrawn"] >= 2
     assert np.array_equal(result.image[mask == 0], damaged[mask == 0])
     ink = (gray < 128) & (mask > 0)
-    assert (result.image[ink] < 128).mean() > 0.5  # most of the cut strokes are back
+    assert (result.image[ink] < 128).mean() > 0.4  # the inpainter alone brings back none of these cut strokes

@@ -7,11 +7,12 @@ Examples are made on the fly, none repeats: a DataLoader worker renders a drawin
 (`render_sample`, seeds from `--first-seed`), and for every label cuts the strip `strip_for` would read around
 its true box (at a random scale and offset, as a detector's box would sit), then damages the strip twice with
 the damage simulator, holes and gap cuts aimed at the glyphs, sized to the whole drawing as the evaluation's
-damage is. Strips whose glyphs the damage missed are mostly dropped. The net sees the true mask grown by 0-2
-pixels (a predicted mask is a little larger), or with `--spoil` on that share of strips a mask spoilt the ways a
-predicted one is (`predicted_like`: pieces missed, the rest shrunk or grown). The loss is L1 over the strip,
-plus L1 and a Sobel-edge L1 inside the mask where the intact ink weighs three times the paper (ink is the minority
-that OCR reads).
+damage is. Strips whose glyphs the damage missed are mostly dropped (`--keep-clean` keeps that share). The net
+sees the true mask grown by 0-2 pixels (a predicted mask is a little larger), or with `--spoil` on that share of
+strips a mask spoilt the ways a predicted one is (`predicted_like`: pieces missed, the rest shrunk or grown), and
+with `--alarms` on that share blots on sound ink added to it (`false_alarms`: a damage net that takes a decimal
+point for a speck). The loss is L1 over the strip, plus L1 and a Sobel-edge L1 inside the mask where the intact
+ink weighs three times the paper (ink is the minority that OCR reads).
 
 The checkpoint (safetensors, `vision.train_inpaint.save_checkpoint`) is written every `--save-every` seconds;
 running again with the same `--ckpt` resumes. The shipped weights (int8 kernels, see `GlyphNet.save`) go to
@@ -83,6 +84,17 @@ def label_strips(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[tu
     return out
 
 
+def false_alarms(mask: np.ndarray, intact: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The mask with one to three blots (radius 1-6 px, centred within 2 px of sound ink) added, where a damage net
+    misreads a decimal point or a serif as damage: the net must learn to keep the glyph it sees under such a mask."""
+    ys, xs = np.nonzero((intact < 128) & (mask == 0))
+    out = mask.copy()
+    for k in rng.integers(0, len(ys), int(rng.integers(1, 4))) if len(ys) else []:
+        dx, dy = rng.integers(-2, 3, 2)
+        cv2.circle(out, (int(xs[k] + dx), int(ys[k] + dy)), int(rng.integers(1, 7)), 255, -1)
+    return out
+
+
 def predicted_like(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The true mask spoilt the ways a predicted one is: some damaged pieces missed, the rest shrunk or grown."""
     n, pieces = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
@@ -99,10 +111,11 @@ def predicted_like(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class DamagedLabels(IterableDataset):
     """An endless stream of damaged label strips; worker `i` of `n` renders seeds first + i, first + i + n, …
     Each strip comes with the mask the net is given: the true one, or with chance `spoil` one spoilt by
-    `predicted_like`."""
+    `predicted_like`, and with chance `alarms` `false_alarms` on top; `keep_clean` is the share of strips whose
+    glyphs the damage missed that are kept."""
 
-    def __init__(self, first_seed: int, spoil: float = 0.0) -> None:
-        self.first_seed, self.spoil = first_seed, spoil
+    def __init__(self, first_seed: int, spoil: float = 0.0, alarms: float = 0.0, keep_clean: float = 0.1) -> None:
+        self.first_seed, self.spoil, self.alarms, self.keep_clean = first_seed, spoil, alarms, keep_clean
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         info = get_worker_info()
@@ -111,8 +124,9 @@ class DamagedLabels(IterableDataset):
         seed = self.first_seed + worker
         while True:
             rng = np.random.default_rng([seed, 23])
-            for damaged, mask, intact in label_strips(seed):
+            for damaged, mask, intact in label_strips(seed, keep_clean=self.keep_clean):
                 given = predicted_like(mask, rng) if rng.random() < self.spoil else mask
+                given = false_alarms(given, intact, rng) if rng.random() < self.alarms else given
                 arrays = (damaged, mask, intact, given)
                 yield tuple(torch.from_numpy(np.ascontiguousarray(a))[None] for a in arrays)
             seed += workers
@@ -149,7 +163,7 @@ def train(args: argparse.Namespace) -> None:
     # A resumed run renders new drawings: seeds move on by the steps already taken.
     first = int(state.get("first_seed", args.first_seed)) + step * args.batch  # type: ignore[call-overload]
     loader = DataLoader(
-        DamagedLabels(first, args.spoil),
+        DamagedLabels(first, args.spoil, args.alarms, args.keep_clean),
         batch_size=args.batch,
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
@@ -231,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-seed", type=int, default=FIRST_SEED)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spoil", type=float, default=0.0, help="share of strips given a spoilt mask (predicted_like)")
+    parser.add_argument("--alarms", type=float, default=0.0, help="share of strips given false alarms on sound ink")
+    parser.add_argument("--keep-clean", type=float, default=0.1, help="share of strips with undamaged glyphs kept")
     parser.add_argument("--log-every", type=float, default=15.0)
     parser.add_argument("--save-every", type=float, default=60.0)
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
