@@ -89,6 +89,43 @@ def _text_models() -> tuple[Any, GlyphNet]:
         raise ModelsMissingError(f"repair models are not installed: {exc}") from exc
 
 
+def lone_marks(gray: np.ndarray, mask: np.ndarray, boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+    """The mask's false alarms beside decimal points and colons: pieces of `mask` in a text box that hold clean
+    paper only and lie next to no glyph stroke (within 2 px of no ink, or of a lone dot under a third of the
+    text height). The damage net reads a point as what a cut left of a "1" and marks the paper above it; the
+    glyph net would then draw the "1" ("1.5V" as "1!5V"). A cut through a stroke leaves ink at its edges.
+
+    Returns:
+        bool (H, W), the pixels of those pieces.
+    """
+    mask = mask.astype(bool)
+    paper = float(np.percentile(gray, 90))
+    ink = gray < 0.55 * paper
+    h, w = gray.shape
+    found = np.zeros((h, w), bool)
+    near = np.ones((5, 5), np.uint8)
+    for box in boxes:
+        x0, y0 = max(0, int(np.floor(box[0])) - 2), max(0, int(np.floor(box[1])) - 2)
+        x1, y1 = min(w, int(np.ceil(box[2])) + 2), min(h, int(np.ceil(box[3])) + 2)
+        if x1 <= x0 or y1 <= y0 or not mask[y0:y1, x0:x1].any():
+            continue
+        largest = 0.3 * (box[3] - box[1])
+        glyphs = ink[y0:y1, x0:x1]
+        k, strokes, stats, _ = cv2.connectedComponentsWithStats(glyphs.astype(np.uint8), connectivity=8)
+        dot = np.zeros(k, bool)
+        dot[1:] = np.maximum(stats[1:, 2], stats[1:, 3]) <= largest
+        n, pieces = cv2.connectedComponents(mask[y0:y1, x0:x1].astype(np.uint8), connectivity=8)
+        for i in range(1, n):
+            piece = pieces == i
+            if float(gray[y0:y1, x0:x1][piece].min()) < paper - 25.0:
+                continue  # ink, faded ink or a stain under it: not clean paper
+            touched = np.unique(strokes[cv2.dilate(piece.astype(np.uint8), near).astype(bool)])
+            touched = touched[touched > 0]
+            if len(touched) == 0 or (len(touched) == 1 and dot[touched[0]]):
+                found[y0:y1, x0:x1] |= piece
+    return found
+
+
 def text_boxes(gray: np.ndarray) -> list[tuple[float, float, float, float]]:
     """The text boxes the schematic detector finds on a gray uint8 drawing (as the schematic reader finds them)."""
     from pipelines.schematic import TEXT_THRESHOLD
@@ -264,8 +301,9 @@ def _threads_for_load() -> Iterator[None]:
 
 def repair_gray(gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
     """Fill the masked pixels of a gray uint8 drawing: inpaint, take back stained or faded ink the damaged pixels
-    still show, join broken wires, then redraw the damaged characters of the labels the mask touches. Pixels outside
-    `mask` come back unchanged."""
+    still show, join broken wires, then redraw the damaged characters of the labels the mask touches (marks on clean
+    paper beside no stroke, `lone_marks`, get their damaged pixels back instead). Pixels outside `mask` come back
+    unchanged."""
     _, inpainter = _models()
     if not mask.any():
         return gray.copy(), {
@@ -282,7 +320,10 @@ def repair_gray(gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[st
     out, wires = complete_wires(out, mask)
     _, glyph_net = _text_models()
     # Texts are found on the repaired drawing: the damaged one hides some of them under stains and blots.
-    redrawn = restore_text(glyph_net, gray, mask, text_boxes(out), out)
+    boxes = text_boxes(out)
+    lone = lone_marks(gray, mask, boxes)
+    out[lone] = gray[lone]
+    redrawn = restore_text(glyph_net, gray, mask & ~lone, boxes, out)
     stats = {
         "restored_ink": seen.to_ink,
         "restored_paper": seen.to_paper,

@@ -15,6 +15,7 @@ from pipelines.repair import (
     MaskError,
     PhotoError,
     RepairInputError,
+    lone_marks,
     looks_like_photo,
     repair_command,
     repair_drawing,
@@ -186,3 +187,21 @@ def test_mask_files(tmp_path: Path) -> None:
     m[360:400, 420:470] = 1  # a 0/1 mask counts its ones
     cv2.imwrite(str(ones), m)
     assert repair_drawing(drawing(), ones).mask.sum() == 40 * 50 * 255
+
+
+def test_marks_beside_a_decimal_point_are_false_alarms_but_cuts_and_faded_ink_are_not() -> None:
+    gray = np.full((120, 400), 250, np.uint8)
+    cv2.rectangle(gray, (40, 40), (44, 70), 20, -1)  # a "1"
+    cv2.rectangle(gray, (52, 66), (55, 70), 20, -1)  # its decimal point
+    cv2.rectangle(gray, (64, 40), (68, 70), 20, -1)  # a stroke cut in two by a gap
+    gray[52:58, 64:69] = 250
+    cv2.rectangle(gray, (80, 40), (84, 70), 200, -1)  # a faded stroke
+    box = (38.0, 38.0, 88.0, 72.0)
+    mask = np.zeros(gray.shape, bool)
+    mask[48:58, 51:57] = True  # the paper above the point: what a cut "1" would leave
+    mask[51:59, 63:70] = True  # the gap, touching both stroke ends
+    mask[45:60, 79:86] = True  # the faded stroke
+    mask[5:15, 300:310] = True  # paper far from any text box
+    lone = lone_marks(gray, mask, [box])
+    assert lone[48:58, 51:57].all() and lone.sum() == 60
+    assert not lone[51:59, 63:70].any() and not lone[45:60, 79:86].any() and not lone[5:15, 300:310].any()
