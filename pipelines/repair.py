@@ -24,7 +24,7 @@ import torch
 
 from pipelines.document import write_atomic
 from vision.damage_net import DamageNet, predict_damage
-from vision.glyph import GlyphNet, restore_text
+from vision.glyph import GlyphNet, box_window, restore_text
 from vision.inpaint import InpaintNet, faded_ink, fuse_batchnorm, inpaint_image, see_through, stained_paper
 from vision.wire_complete import complete_wires
 
@@ -101,12 +101,10 @@ def lone_marks(gray: np.ndarray, mask: np.ndarray, boxes: list[tuple[float, floa
     mask = mask.astype(bool)
     paper = float(np.percentile(gray, 90))
     ink = gray < 0.55 * paper
-    h, w = gray.shape
-    found = np.zeros((h, w), bool)
+    found = np.zeros(gray.shape, bool)
     near = np.ones((5, 5), np.uint8)
     for box in boxes:
-        x0, y0 = max(0, int(np.floor(box[0])) - 2), max(0, int(np.floor(box[1])) - 2)
-        x1, y1 = min(w, int(np.ceil(box[2])) + 2), min(h, int(np.ceil(box[3])) + 2)
+        x0, y0, x1, y1 = box_window(box, gray.shape)
         if x1 <= x0 or y1 <= y0 or not mask[y0:y1, x0:x1].any():
             continue
         largest = 0.3 * (box[3] - box[1])

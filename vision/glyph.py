@@ -13,7 +13,6 @@ Trained by `vision.train_glyph` on label crops of the synthetic engine's drawing
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,11 +20,9 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from vision.inpaint import save_module
+from vision.inpaint import load_module, save_module
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "glyph.safetensors"
 LINE_HEIGHT = 48  # strip height the net reads; labels of the synthetic engine are 7-27 px high
@@ -100,25 +97,10 @@ class GlyphNet(nn.Module):
         return torch.sigmoid(self.head(d0))
 
     def save(self, path: Path = WEIGHTS, int8: bool = False) -> None:
-        """Write the weights and the config to a safetensors file: fp16, or with `int8` every weight matrix and
-        kernel as int8 with one fp16 scale per output channel (`name.q8`, `name.scale`; half the size)."""
+        """Write the weights and the config to a safetensors file: fp16, or with `int8` the weight matrices and
+        kernels as int8 with per-channel fp16 scales (`vision.inpaint.save_module`; half the size)."""
         meta = {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in asdict(self.config).items()}
-        meta = {"arch": "GlyphNet", **meta}
-        if not int8:
-            save_module(self, path, meta)
-            return
-        tensors = {}
-        for name, value in self.state_dict().items():
-            value = value.detach().cpu()
-            if value.is_floating_point() and value.ndim >= 2:
-                scale = value.flatten(1).abs().amax(1).clamp_min(1e-8) / 127.0  # (out,)
-                q = torch.round(value / scale.view(-1, *[1] * (value.ndim - 1))).to(torch.int8)
-                tensors[f"{name}.q8"], tensors[f"{name}.scale"] = q.contiguous(), scale.half()
-            else:
-                tensors[name] = value.half() if value.is_floating_point() else value
-        tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-        save_file(tensors, str(tmp), metadata={**meta, "int8": "1"})
-        os.replace(tmp, path)
+        save_module(self, Path(path), {"arch": "GlyphNet", **meta}, int8=int8)
 
     @classmethod
     def load(cls, path: Path = WEIGHTS) -> GlyphNet:
@@ -127,25 +109,12 @@ class GlyphNet(nn.Module):
         Raises:
             FileNotFoundError: no weights file at `path`.
         """
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"model weights not found: {path}")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            stored = {k: f.get_tensor(k) for k in f.keys()}
-        widths = tuple(int(v) for v in meta["widths"].split(","))
-        net = cls(GlyphConfig(widths, int(meta["layers"]), int(meta["heads"])))  # type: ignore[arg-type]
-        state = {}
-        for key, value in stored.items():
-            if key.endswith(".scale"):
-                continue
-            if key.endswith(".q8"):
-                name = key[: -len(".q8")]
-                scale = stored[f"{name}.scale"].float()
-                state[name] = value.float() * scale.view(-1, *[1] * (value.ndim - 1))
-            else:
-                state[key] = value.float() if value.is_floating_point() else value
-        net.load_state_dict(state)
-        return net.eval()
+
+        def build(meta: dict[str, str]) -> GlyphNet:
+            widths = tuple(int(v) for v in meta["widths"].split(","))
+            return cls(GlyphConfig(widths, int(meta["layers"]), int(meta["heads"])))  # type: ignore[arg-type]
+
+        return load_module(Path(path), build)
 
 
 @dataclass(frozen=True)
@@ -170,6 +139,12 @@ def strip_for(box: tuple[float, float, float, float]) -> Strip:
     ox = round((x0 + x1) / 2 * scale - width / 2)
     oy = round((y0 + y1) / 2 * scale - LINE_HEIGHT / 2)
     return Strip(scale, float(ox), float(oy), width)
+
+
+def box_window(box: tuple[float, float, float, float], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The pixels (x0, y0, x1, y1) that redrawing a text box may touch: the box grown by 2 px, within the drawing."""
+    x0, y0 = max(0, int(np.floor(box[0])) - 2), max(0, int(np.floor(box[1])) - 2)
+    return x0, y0, min(shape[1], int(np.ceil(box[2])) + 2), min(shape[0], int(np.ceil(box[3])) + 2)
 
 
 def cut_strip(gray: np.ndarray, mask: np.ndarray, strip: Strip, paper: float) -> tuple[np.ndarray, np.ndarray]:
@@ -203,11 +178,9 @@ def restore_text(
     """
     mask = mask.astype(bool)
     paper = float(np.percentile(gray, 90))
-    h, w = gray.shape
     jobs = []
     for box in boxes:
-        x0, y0 = max(0, int(np.floor(box[0])) - 2), max(0, int(np.floor(box[1])) - 2)
-        x1, y1 = min(w, int(np.ceil(box[2])) + 2), min(h, int(np.ceil(box[3])) + 2)
+        x0, y0, x1, y1 = box_window(box, gray.shape)
         if x1 <= x0 or y1 <= y0 or not mask[y0:y1, x0:x1].any():
             continue
         strip = strip_for(box)

@@ -458,17 +458,24 @@ def fuse_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def save_module(module: nn.Module, path: Path, meta: dict[str, str]) -> None:
-    """Save a module's weights as fp16 safetensors (integer buffers kept) with string metadata, atomically."""
-    tensors = {
-        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous().cpu()
-        for k, v in module.state_dict().items()
-    }
+def save_module(module: nn.Module, path: Path, meta: dict[str, str], int8: bool = False) -> None:
+    """Save a module's weights as fp16 safetensors (integer buffers kept) with string metadata, atomically. With
+    `int8` every weight matrix and kernel is stored as int8 with one fp16 scale per output channel (`name.q8`,
+    `name.scale`; half the size)."""
+    tensors = {}
+    for name, value in module.state_dict().items():
+        value = value.detach().cpu()
+        if int8 and value.is_floating_point() and value.ndim >= 2:
+            scale = value.flatten(1).abs().amax(1).clamp_min(1e-8) / 127.0  # (out,)
+            q = torch.round(value / scale.view(-1, *[1] * (value.ndim - 1))).to(torch.int8)
+            tensors[f"{name}.q8"], tensors[f"{name}.scale"] = q.contiguous(), scale.half()
+        else:
+            tensors[name] = (value.to(torch.float16) if value.is_floating_point() else value).contiguous()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=meta)
+        save_file(tensors, tmp, metadata={**meta, "int8": "1"} if int8 else meta)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -476,7 +483,8 @@ def save_module(module: nn.Module, path: Path, meta: dict[str, str]) -> None:
 
 
 def load_module(path: Path, build: Callable[[dict[str, str]], M]) -> M:
-    """Read a safetensors file written by `save_module`, build the module from its metadata and load it.
+    """Read a safetensors file written by `save_module` (fp16 or int8), build the module from its metadata and load
+    it (fp32).
 
     Raises:
         FileNotFoundError: no weights file at `path`.
@@ -486,6 +494,16 @@ def load_module(path: Path, build: Callable[[dict[str, str]], M]) -> M:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     module = build(meta)
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
+    stored = load_file(str(path))
+    state = {}
+    for key, value in stored.items():
+        if key.endswith(".scale"):
+            continue
+        if key.endswith(".q8"):
+            name = key[: -len(".q8")]
+            scale = stored[f"{name}.scale"].float()
+            state[name] = value.float() * scale.view(-1, *[1] * (value.ndim - 1))
+        else:
+            state[key] = value.float() if value.is_floating_point() else value
     module.load_state_dict(state)
     return module.eval()
