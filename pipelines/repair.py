@@ -3,8 +3,10 @@
 `repair_drawing` is the whole job: load and check the image, take the user's mask or predict one with the
 damage-mask net, fill the damaged pixels with the VAE/GAN inpainter (every other pixel passes through
 unchanged), join straight wires that still stop at the damage, then let the glyph restorer (`vision.glyph`)
-redraw the characters of the text boxes the damage touches, at full resolution. `repair_command` is what
-`ohmlens repair` runs.
+redraw the characters of the text boxes the damage touches, at full resolution. A predicted mask is taken as a
+guess: short wire breaks it left beside it are closed (`vision.wire_complete.bridge_breaks`), and inside the text
+boxes the text-damage finder (`vision.glyph.find_text_damage`), which reads them at full resolution, corrects it.
+`repair_command` is what `ohmlens repair` runs.
 """
 
 from __future__ import annotations
@@ -23,15 +25,14 @@ import numpy as np
 import torch
 
 from pipelines.document import write_atomic
-from vision.damage_net import DamageNet, predict_damage
-from vision.glyph import GlyphNet, box_window, restore_text
+from vision.damage_net import DamageNet, damage_mask
+from vision.glyph import FINDER_WEIGHTS, GlyphNet, box_window, find_text_damage, restore_text
 from vision.inpaint import InpaintNet, faded_ink, fuse_batchnorm, inpaint_image, see_through, stained_paper
-from vision.wire_complete import complete_wires
+from vision.wire_complete import bridge_breaks, complete_wires
 
 MIN_SIDE = 32  # pixels; smaller images hold too little drawing to repair
 MAX_PIXELS = 6000 * 6000
 MAX_DAMAGE = 0.6  # share of the image; beyond it there is too little intact drawing to repair from
-DAMAGE_THRESHOLD = 0.4  # on the net's probability; tuned for mask IoU on held-out synthetic damage
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -75,8 +76,8 @@ class RepairResult:
 
 
 @lru_cache(maxsize=1)
-def _text_models() -> tuple[Any, GlyphNet]:
-    """The schematic detector (for its text boxes) and the glyph restorer, loaded once.
+def _text_models() -> tuple[Any, GlyphNet, GlyphNet]:
+    """The schematic detector (for its text boxes), the glyph restorer and the text-damage finder, loaded once.
 
     Raises:
         ModelsMissingError: a weight file is missing from the installation.
@@ -84,7 +85,7 @@ def _text_models() -> tuple[Any, GlyphNet]:
     from vision.detect import DetectorWeightsError, load_detector
 
     try:
-        return load_detector(fuse_bn=True), GlyphNet.load()
+        return load_detector(fuse_bn=True), GlyphNet.load(), GlyphNet.load(FINDER_WEIGHTS)
     except (FileNotFoundError, DetectorWeightsError) as exc:
         raise ModelsMissingError(f"repair models are not installed: {exc}") from exc
 
@@ -129,7 +130,7 @@ def text_boxes(gray: np.ndarray) -> list[tuple[float, float, float, float]]:
     from pipelines.schematic import TEXT_THRESHOLD
     from vision.detect import detect, normalize_paper
 
-    detector, _ = _text_models()
+    detector, _, _ = _text_models()
     dets, _ = detect(detector, normalize_paper(gray), box_threshold=TEXT_THRESHOLD, second_look=False)
     return [d.box for d in dets if d.cls == "text"]
 
@@ -273,12 +274,7 @@ def detect_damage(gray: np.ndarray) -> np.ndarray:
     of any stain whose edge it marked (a stain's flat inside would otherwise stay a gray blob), and the faded strokes
     next to it that it left out (a faded wire would otherwise stay half-visible past the mask's edge)."""
     damage_net, _ = _models()
-    prob = predict_damage(damage_net, torch.from_numpy(gray).float() / 255.0).numpy()
-    mask = (prob > DAMAGE_THRESHOLD).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    keep = np.zeros(n, bool)
-    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= 6
-    damaged = keep[labels]
+    damaged = damage_mask(damage_net, gray)
     damaged |= stained_paper(gray, damaged)
     return damaged | faded_ink(gray, damaged)
 
@@ -297,40 +293,53 @@ def _threads_for_load() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def repair_gray(gray: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+def repair_gray(
+    gray: np.ndarray, mask: np.ndarray, predicted: bool = False
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Fill the masked pixels of a gray uint8 drawing: inpaint, take back stained or faded ink the damaged pixels
     still show, join broken wires, then redraw the damaged characters of the labels the mask touches (marks on clean
-    paper beside no stroke, `lone_marks`, get their damaged pixels back instead). Pixels outside `mask` come back
-    unchanged."""
+    paper beside no stroke, `lone_marks`, get their damaged pixels back instead). A `predicted` mask (not a user's)
+    is taken as a guess: short wire breaks it left beside it are closed (`vision.wire_complete.bridge_breaks`), and
+    inside the labels the text-damage finder corrects it (pixels it clears get their damaged pixels back, pixels it
+    adds are redrawn too). Every pixel outside the mask used comes back unchanged.
+
+    Returns:
+        The repaired drawing, the mask used (bool (H, W): with a predicted mask, as corrected, and with the wire
+        breaks closed) and what was done.
+    """
     _, inpainter = _models()
+    mask = mask.astype(bool)
     if not mask.any():
-        return gray.copy(), {
-            "restored_ink": 0,
-            "restored_paper": 0,
-            "wire_endpoints": 0,
-            "wires_joined": 0,
-            "wires_extended": 0,
-            "texts_redrawn": 0,
-        }
+        zero = ("restored_ink", "restored_paper", "wire_endpoints", "wires_joined", "wires_extended")
+        return gray.copy(), mask, dict.fromkeys((*zero, "wire_breaks_closed", "texts_redrawn", "text_mask_changed"), 0)
     repaired = inpaint_image(inpainter, torch.from_numpy(gray).float() / 255.0, torch.from_numpy(mask))
     out = np.clip(np.round(repaired.numpy() * 255.0), 0, 255).astype(np.uint8)
     out, seen = see_through(gray, mask, out)
     out, wires = complete_wires(out, mask)
-    _, glyph_net = _text_models()
+    closed, bridged = 0, np.zeros_like(mask)
+    if predicted:
+        filled, closed = bridge_breaks(out, mask)
+        bridged, out = filled != out, filled
+    _, glyph_net, finder = _text_models()
     # Texts are found on the repaired drawing: the damaged one hides some of them under stains and blots.
     boxes = text_boxes(out)
-    lone = lone_marks(gray, mask, boxes)
+    used = find_text_damage(finder, gray, mask, boxes) if predicted else mask
+    cleared = mask & ~used
+    out[cleared] = gray[cleared]
+    lone = lone_marks(gray, used, boxes)
     out[lone] = gray[lone]
-    redrawn = restore_text(glyph_net, gray, mask & ~lone, boxes, out)
+    redrawn = restore_text(glyph_net, gray, used & ~lone, boxes, out)
     stats = {
         "restored_ink": seen.to_ink,
         "restored_paper": seen.to_paper,
         "wire_endpoints": wires.endpoints,
         "wires_joined": wires.joined,
         "wires_extended": wires.extended,
+        "wire_breaks_closed": closed,
         "texts_redrawn": redrawn,
+        "text_mask_changed": int((used != mask).sum()),
     }
-    return out, stats
+    return out, used | bridged, stats
 
 
 def _recolour(original: np.ndarray, gray_out: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -378,7 +387,7 @@ def repair_drawing(image: np.ndarray | str | Path, mask: np.ndarray | str | Path
         if share > MAX_DAMAGE:
             what = "the mask marks" if source == "given" else "the detected damage covers"
             raise MaskError(f"{what} {share:.0%} of the image as damaged; too little of the drawing is left to repair")
-        out_gray, steps = repair_gray(gray, damaged)
+        out_gray, damaged, steps = repair_gray(gray, damaged, predicted=source == "predicted")
     out = out_gray if arr.ndim == 2 else _recolour(arr, out_gray, damaged)
     stats = {
         "mask_source": source,

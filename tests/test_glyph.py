@@ -10,8 +10,29 @@ import numpy as np
 import pytest
 import torch
 
-from vision.glyph import LINE_HEIGHT, LINE_STRIDE, PRESETS, TEXT_RANGE, WEIGHTS, GlyphNet, restore_text, strip_for
-from vision.train_glyph import STRIP_WIDTH, DamagedLabels, false_alarms, label_strips, main, predicted_like
+from vision.damage_net import DamageNet
+from vision.glyph import (
+    LINE_HEIGHT,
+    LINE_STRIDE,
+    PRESETS,
+    TEXT_RANGE,
+    WEIGHTS,
+    GlyphConfig,
+    GlyphNet,
+    find_text_damage,
+    restore_text,
+    strip_for,
+)
+from vision.train_glyph import (
+    STRIP_WIDTH,
+    DamagedLabels,
+    false_alarms,
+    label_strips,
+    main,
+    net_hint,
+    partly_found,
+    predicted_like,
+)
 
 
 def test_net_shapes_and_fp16_round_trip(tmp_path: Path) -> None:
@@ -118,8 +139,40 @@ def test_label_strips_and_spoilt_masks() -> None:
         assert added.any() and np.all(alarmed[mask > 0] == 255)  # blots are added, the damage stays
         ys, xs = np.nonzero(added)
         assert ys.min() >= 20 - 8 and ys.max() < 30 + 8 and xs.min() >= 60 - 8 and xs.max() < 64 + 8  # at the ink
-    d, m, t, given = next(iter(DamagedLabels(600_000_000, spoil=1.0, alarms=1.0, keep_clean=0.5)))
+    d, m, t, given = next(iter(DamagedLabels(600_000_000, spoil=1.0, alarms=1.0, keep_clean=0.5, partial=1.0)))
     assert d.shape == given.shape == (1, LINE_HEIGHT, STRIP_WIDTH)
+    partial = [partly_found(mask, np.random.default_rng(i)) for i in range(10)]
+    assert all(not ((p > 0) & (mask == 0)).any() for p in partial)  # only ever less than the damage
+    assert any(0 < (p > 0).sum() < (mask > 0).sum() for p in partial)
+    hinted = DamagedLabels(600_000_000, keep_clean=0.5, net_hints=1.0)
+    d, m, t, given = next(iter(hinted))
+    assert np.array_equal(given[0].numpy(), net_hint(DamageNet.load(), d[0].numpy()))  # the damage net's own mask
+    pieces = cv2.connectedComponents((mask > 0).astype(np.uint8))[0] - 1
+    cut = [cv2.connectedComponents((p > 0).astype(np.uint8))[0] - 1 for p in partial]
+    assert max(cut) <= pieces  # pieces are cut, not split into more
+
+
+def test_text_damage_finder_replaces_the_mask_inside_touched_boxes_only(tmp_path: Path) -> None:
+    finder = GlyphNet(GlyphConfig((8, 8, 16, 16), 1, 2, output="damage")).eval()
+    torch.nn.init.zeros_(finder.head.weight)
+    torch.nn.init.constant_(finder.head.bias, 5.0)  # a finder that calls everything damage
+    gray, box = _label_drawing()
+    mask = np.zeros(gray.shape, bool)
+    mask[55:75, 120:130] = True  # touches the label
+    mask[5:9, 250:260] = True  # a speck far from any box
+    out = find_text_damage(finder, gray, mask, [box, (10.0, 10.0, 40.0, 25.0)])
+    x0, y0, x1, y1 = int(box[0]) - 2, int(box[1]) - 2, int(np.ceil(box[2])) + 2, int(np.ceil(box[3])) + 2
+    inside = np.zeros_like(mask)
+    inside[y0:y1, x0:x1] = True
+    assert out[inside].all()  # the finder's verdict over the touched box's window
+    assert np.array_equal(out[~inside], mask[~inside])  # the damage net's everywhere else (the speck stays)
+    torch.nn.init.constant_(finder.head.bias, -5.0)  # and one that finds nothing clears the box
+    assert not find_text_damage(finder, gray, mask, [box])[inside].any()
+    with torch.no_grad():
+        logits = finder(torch.rand(1, 1, LINE_HEIGHT, 64), torch.zeros(1, 1, LINE_HEIGHT, 64))
+    assert float(logits.min()) < 0.0  # logits, not an image in [0, 1]
+    finder.save(tmp_path / "f.safetensors", int8=True)
+    assert GlyphNet.load(tmp_path / "f.safetensors").config.output == "damage"
 
 
 def test_training_resumes_and_writes_weights(tmp_path: Path) -> None:
@@ -139,6 +192,16 @@ def test_training_resumes_and_writes_weights(tmp_path: Path) -> None:
         + ["--steps", "1"]
     )
     assert GlyphNet.load(tmp_path / "w2.safetensors").config == PRESETS["debug"]
+    # The text-damage finder starts from the restorer's weights with a fresh head.
+    finder = tmp_path / "finder.safetensors"
+    main(
+        ["--task", "damage", "--init", str(weights), "--ckpt", str(tmp_path / "fc"), "--weights", str(finder)]
+        + common[6:]
+        + ["--partial", "0.5", "--alarms", "0.5", "--steps", "1"]
+    )
+    net = GlyphNet.load(finder)
+    assert net.config.output == "damage" and net.config.widths == PRESETS["debug"].widths
+    assert "bce" in json.loads((tmp_path / "fc" / "train_log.jsonl").read_text().splitlines()[0])
 
 
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="glyph weights not installed")

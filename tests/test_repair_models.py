@@ -19,7 +19,7 @@ from vision.inpaint import (
     kl_divergence,
     load_module,
 )
-from vision.wire_complete import complete_wires
+from vision.wire_complete import bridge_breaks, complete_wires
 
 
 @torch.no_grad()
@@ -180,3 +180,28 @@ def test_wire_stems_reach_wires_through_stray_marks_but_never_labels_or_diagonal
     assert (out[64:110, 119:122] < 128).all()  # the stem runs up to the rail again
     assert np.array_equal(out[235:266, 100:160], damaged[235:266, 100:160])  # nothing drawn towards the label
     assert np.array_equal(out[64:131, 220:301], damaged[64:131, 220:301])  # nor along the diagonal
+
+
+def test_breaks_a_partial_mask_left_in_a_wire_are_closed_but_not_a_capacitor_gap() -> None:
+    img = np.full((200, 300), 255, np.uint8)
+    cv2.line(img, (10, 50), (290, 50), 0, 3)  # a wire
+    cv2.line(img, (10, 150), (135, 150), 0, 3)  # a capacitor: leads and plates 8 px apart
+    cv2.line(img, (145, 150), (290, 150), 0, 3)
+    cv2.line(img, (135, 130), (135, 170), 0, 3)
+    cv2.line(img, (145, 130), (145, 170), 0, 3)
+    cv2.line(img, (150, 80), (150, 120), 0, 3)  # a vertical wire with a break far from any damage
+    damaged = img.copy()
+    damaged[44:57, 106:112] = 255  # the part of a cut that the mask missed (the inpainter filled the rest)
+    damaged[95:100, 145:156] = 255
+    mask = np.zeros(img.shape, bool)
+    mask[42:59, 96:106] = True
+    mask[140:160, 120:134] = True  # damage beside the capacitor
+    out, closed = bridge_breaks(damaged, mask)
+    assert closed == 1
+    assert (out[49:52, 100:112] < 128).all()  # the wire is one stroke again
+    assert np.array_equal(out[120:180, 100:200], damaged[120:180, 100:200])  # the plates stay apart
+    assert np.array_equal(out[90:105, 140:160], damaged[90:105, 140:160])  # no mask near it: left alone
+    assert (out != damaged).sum() <= 6 * 5  # only the break's pixels
+    inside = np.zeros(img.shape, bool)
+    inside[40:60, 100:118] = True  # the whole break under the mask: the inpainter's, not this step's
+    assert bridge_breaks(damaged, inside)[1] == 0

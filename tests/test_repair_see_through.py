@@ -154,7 +154,7 @@ def test_repair_restores_faded_ink_better_than_the_inpainter_alone() -> None:
     hole = mask > 0
     paper = float(np.percentile(gray, 90))
     truth = (gray < 0.55 * paper) & hole
-    repaired, stats = repair_gray(damaged, hole)
+    repaired, _, stats = repair_gray(damaged, hole)
     assert stats["restored_ink"] > 0
     net_only = inpaint_image(_models()[1], torch.from_numpy(damaged).float() / 255.0, torch.from_numpy(hole)).numpy()
     got = f_measure((repaired < 0.55 * paper) & hole, truth)

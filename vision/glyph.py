@@ -25,6 +25,7 @@ from torch import nn
 from vision.inpaint import load_module, save_module
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "glyph.safetensors"
+FINDER_WEIGHTS = WEIGHTS.with_name("text_damage.safetensors")  # the text-damage finder (output="damage")
 LINE_HEIGHT = 48  # strip height the net reads; labels of the synthetic engine are 7-27 px high
 LINE_STRIDE = 8  # strip widths are padded to a multiple of this (three halvings)
 TEXT_RANGE = (8.0, 26.0)  # text box heights read at their own scale; others are scaled into this range
@@ -38,6 +39,7 @@ class GlyphConfig:
     widths: tuple[int, int, int, int] = (32, 48, 96, 160)  # channels at full, 1/2, 1/4 and 1/8 resolution
     layers: int = 2  # transformer layers over the 1/8-scale line (6 rows of tokens for a 48-px strip)
     heads: int = 4
+    output: str = "glyphs"  # "glyphs": the intact strip in [0, 1]; "damage": damage logits of the strip
 
 
 PRESETS: dict[str, GlyphConfig] = {
@@ -59,7 +61,8 @@ def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 
 class GlyphNet(nn.Module):
-    """(damaged strip (N,1,H,W) in [0,1], mask (N,1,H,W) in {0,1}) → predicted intact strip in [0,1].
+    """(damaged strip (N,1,H,W) in [0,1], mask (N,1,H,W) in {0,1}) → predicted intact strip in [0,1], or with
+    `output="damage"` the logits (N,1,H,W) of where the strip is damaged (the text-damage finder).
 
     H and W must be multiples of `LINE_STRIDE`.
     """
@@ -94,7 +97,8 @@ class GlyphNet(nn.Module):
         d2 = self.dec2(torch.cat([F.interpolate(e3, scale_factor=2.0), e2], 1))
         d1 = self.dec1(torch.cat([F.interpolate(d2, scale_factor=2.0), e1], 1))
         d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0), e0], 1))
-        return torch.sigmoid(self.head(d0))
+        out = self.head(d0)  # (N, 1, H, W)
+        return torch.sigmoid(out) if self.config.output == "glyphs" else out
 
     def save(self, path: Path = WEIGHTS, int8: bool = False) -> None:
         """Write the weights and the config to a safetensors file: fp16, or with `int8` the weight matrices and
@@ -112,7 +116,8 @@ class GlyphNet(nn.Module):
 
         def build(meta: dict[str, str]) -> GlyphNet:
             widths = tuple(int(v) for v in meta["widths"].split(","))
-            return cls(GlyphConfig(widths, int(meta["layers"]), int(meta["heads"])))  # type: ignore[arg-type]
+            output = meta.get("output", "glyphs")
+            return cls(GlyphConfig(widths, int(meta["layers"]), int(meta["heads"]), output))  # type: ignore[arg-type]
 
         return load_module(Path(path), build)
 
@@ -156,6 +161,45 @@ def cut_strip(gray: np.ndarray, mask: np.ndarray, strip: Strip, paper: float) ->
 
 
 @torch.inference_mode()
+def _read_boxes(
+    net: GlyphNet, gray: np.ndarray, mask: np.ndarray, boxes: list[tuple[float, float, float, float]], border: float
+) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """Run `net` on the strips of the text boxes that `mask` touches and map its output back onto each box.
+
+    Returns:
+        For each touched box, its window (x0, y0, x1, y1) in drawing pixels (`box_window`) and the net's output over
+        that window (float (y1 - y0, x1 - x0): gray levels 0-255 for glyphs, probabilities for damage).
+    """
+    paper = float(np.percentile(gray, 90))
+    jobs = []
+    for box in boxes:
+        x0, y0, x1, y1 = box_window(box, gray.shape)
+        if x1 <= x0 or y1 <= y0 or not mask[y0:y1, x0:x1].any():
+            continue
+        strip = strip_for(box)
+        jobs.append(((x0, y0, x1, y1), strip, *cut_strip(gray, mask, strip, paper)))
+    # Strips of one width share a batch; padding a narrower strip would show the net an edge it never saw in training.
+    pred: list[np.ndarray] = [np.empty(0)] * len(jobs)
+    for width in sorted({j[1].width for j in jobs}):
+        same = [i for i, j in enumerate(jobs) if j[1].width == width]
+        images = torch.from_numpy(np.stack([jobs[i][2] for i in same])[:, None])  # (n, 1, LINE_HEIGHT, width)
+        holes = torch.from_numpy(np.stack([jobs[i][3] for i in same])[:, None])
+        out = net(images, holes)
+        out = out * 255.0 if net.config.output == "glyphs" else torch.sigmoid(out)
+        for i, values in zip(same, out.numpy()[:, 0]):
+            pred[i] = values
+    found = []
+    for ((x0, y0, x1, y1), strip, _, _), values in zip(jobs, pred):
+        # Back to drawing pixels over the box only: the strip's margins belong to the inpainter's repair.
+        back = np.concatenate(
+            [strip.matrix()[:, :2], strip.matrix()[:, 2:] + [[x0 * strip.scale], [y0 * strip.scale]]], 1
+        )
+        size = (x1 - x0, y1 - y0)
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        found.append(((x0, y0, x1, y1), cv2.warpAffine(values, back, size, flags=flags, borderValue=border)))
+    return found
+
+
 def restore_text(
     net: GlyphNet,
     gray: np.ndarray,
@@ -177,36 +221,41 @@ def restore_text(
         How many boxes were redrawn.
     """
     mask = mask.astype(bool)
-    paper = float(np.percentile(gray, 90))
-    jobs = []
-    for box in boxes:
-        x0, y0, x1, y1 = box_window(box, gray.shape)
-        if x1 <= x0 or y1 <= y0 or not mask[y0:y1, x0:x1].any():
-            continue
-        strip = strip_for(box)
-        jobs.append(((x0, y0, x1, y1), strip, *cut_strip(gray, mask, strip, paper)))
-    if not jobs:
-        return 0
-    # Strips of one width share a batch; padding a narrower strip would show the net an edge it never saw in training.
-    pred: list[np.ndarray] = [np.empty(0)] * len(jobs)
-    for width in sorted({j[1].width for j in jobs}):
-        same = [i for i, j in enumerate(jobs) if j[1].width == width]
-        images = torch.from_numpy(np.stack([jobs[i][2] for i in same])[:, None])  # (n, 1, LINE_HEIGHT, width)
-        holes = torch.from_numpy(np.stack([jobs[i][3] for i in same])[:, None])
-        for i, glyphs in zip(same, net(images, holes).numpy()[:, 0]):
-            pred[i] = glyphs
-    for ((x0, y0, x1, y1), strip, _, _), glyphs in zip(jobs, pred):
-        # Back to drawing pixels over the box only: the strip's margins belong to the inpainter's repair.
-        back = np.concatenate(
-            [strip.matrix()[:, :2], strip.matrix()[:, 2:] + [[x0 * strip.scale], [y0 * strip.scale]]], 1
-        )
-        patch = cv2.warpAffine(
-            glyphs * 255.0,
-            back,
-            (x1 - x0, y1 - y0),
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderValue=paper,
-        )
+    read = _read_boxes(net, gray, mask, boxes, border=float(np.percentile(gray, 90)))
+    for (x0, y0, x1, y1), patch in read:
         region = mask[y0:y1, x0:x1]
         out[y0:y1, x0:x1][region] = np.clip(np.round(patch[region]), 0, 255).astype(out.dtype)
-    return len(jobs)
+    return len(read)
+
+
+def find_text_damage(
+    finder: GlyphNet,
+    gray: np.ndarray,
+    mask: np.ndarray,
+    boxes: list[tuple[float, float, float, float]],
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """The damage mask with the text-damage finder's verdict inside every text box that `mask` touches.
+
+    The damage-mask net reads the drawing at a quarter of its resolution, where a glyph is a few pixels high: it
+    misses the part of a cut that took a stroke away cleanly, and takes some decimal points for damage. The finder
+    (a `GlyphNet` with `output="damage"`) reads the box at full resolution, with the mask as a hint.
+
+    Args:
+        finder: the text-damage finder (eval mode).
+        gray: the damaged gray uint8 drawing.
+        mask: bool (H, W), the damage-mask net's verdict.
+        boxes: text boxes (x0, y0, x1, y1) in drawing pixels.
+        threshold: on the finder's probability.
+
+    Returns:
+        bool (H, W): `mask` outside the touched boxes' windows, the finder's verdict inside them.
+    """
+    mask = mask.astype(bool)
+    read = _read_boxes(finder, gray, mask, boxes, border=0.0)
+    out = mask.copy()
+    for (x0, y0, x1, y1), _ in read:
+        out[y0:y1, x0:x1] = False
+    for (x0, y0, x1, y1), prob in read:  # boxes can overlap: damage where any of their verdicts says so
+        out[y0:y1, x0:x1] |= prob > threshold
+    return out

@@ -10,9 +10,16 @@ the damage simulator, holes and gap cuts aimed at the glyphs, sized to the whole
 damage is. Strips whose glyphs the damage missed are mostly dropped (`--keep-clean` keeps that share). The net
 sees the true mask grown by 0-2 pixels (a predicted mask is a little larger), or with `--spoil` on that share of
 strips a mask spoilt the ways a predicted one is (`predicted_like`: pieces missed, the rest shrunk or grown), and
-with `--alarms` on that share blots on sound ink added to it (`false_alarms`: a damage net that takes a decimal
-point for a speck). The loss is L1 over the strip, plus L1 and a Sobel-edge L1 inside the mask where the intact
-ink weighs three times the paper (ink is the minority that OCR reads).
+with `--net-hints` on that share the shipped damage net's own mask of the strip (`net_hint`), with `--partial` on
+that share the pieces only partly found (`partly_found`: the damage net at a quarter of the resolution misses the
+part of a cut that took a stroke away cleanly), and with `--alarms` on that share blots on sound ink added to it
+(`false_alarms`: a damage net that takes a decimal point for a speck). The loss is L1 over the strip, plus L1 and a
+Sobel-edge L1 inside the mask where the intact ink weighs three times the paper (ink is the minority that OCR
+reads).
+
+`--task damage` trains the text-damage finder instead (`GlyphNet` with `output="damage"`, used by
+`vision.glyph.find_text_damage`): the same strips and given masks, and the net learns the true mask from them
+(binary cross-entropy plus Dice). `--init` then takes the glyph restorer's weights as its start (a fresh head).
 
 The checkpoint (safetensors, `vision.train_inpaint.save_checkpoint`) is written every `--save-every` seconds;
 running again with the same `--ckpt` resumes. The shipped weights (int8 kernels, see `GlyphNet.save`) go to
@@ -26,15 +33,18 @@ import json
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from vision.glyph import LINE_HEIGHT, PRESETS, WEIGHTS, GlyphNet, strip_for
+from vision.damage_net import STRIDE, DamageNet, damage_mask
+from vision.glyph import FINDER_WEIGHTS, LINE_HEIGHT, PRESETS, WEIGHTS, GlyphNet, strip_for
 from vision.synth.damage import DamageAim, apply_damage_by_kind
 from vision.train_inpaint import load_checkpoint, save_checkpoint, sobel
 
@@ -108,24 +118,67 @@ def predicted_like(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out * 255
 
 
+def partly_found(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The mask with each damaged piece, with chance one half, cut by a random line through it and only one side
+    kept: the damage net finds a cut's ragged edge and misses the part that took a stroke away cleanly."""
+    n, pieces = cv2.connectedComponents((mask > 0).astype(np.uint8), connectivity=8)
+    out = mask > 0
+    for i in range(1, n):
+        if rng.random() >= 0.5:
+            continue
+        ys, xs = np.nonzero(pieces == i)
+        k = int(rng.integers(len(ys)))
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        side = (xs - xs[k]) * np.cos(angle) + (ys - ys[k]) * np.sin(angle) < 0
+        out[ys[side], xs[side]] = False
+    return out.astype(np.uint8) * 255
+
+
+def net_hint(net: DamageNet, damaged: np.ndarray) -> np.ndarray:
+    """The shipped damage net's mask (0/255) of a damaged strip, read with a margin of paper around it (the net
+    sees a drawing, not a strip's edge)."""
+    pad = STRIDE
+    paper = float(np.percentile(damaged, 90))
+    framed = cv2.copyMakeBorder(damaged, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=paper)
+    return damage_mask(net, framed)[pad:-pad, pad:-pad].astype(np.uint8) * 255
+
+
 class DamagedLabels(IterableDataset):
     """An endless stream of damaged label strips; worker `i` of `n` renders seeds first + i, first + i + n, …
-    Each strip comes with the mask the net is given: the true one, or with chance `spoil` one spoilt by
-    `predicted_like`, and with chance `alarms` `false_alarms` on top; `keep_clean` is the share of strips whose
-    glyphs the damage missed that are kept."""
+    Each strip comes with the mask the net is given: with chance `net_hints` the shipped damage net's (`net_hint`),
+    else the true one or with chance `spoil` one spoilt by `predicted_like` and with chance `partial` `partly_found`
+    after that; then with chance `alarms` `false_alarms` on top. `keep_clean` is the share of strips whose glyphs
+    the damage missed that are kept."""
 
-    def __init__(self, first_seed: int, spoil: float = 0.0, alarms: float = 0.0, keep_clean: float = 0.1) -> None:
+    def __init__(
+        self,
+        first_seed: int,
+        spoil: float = 0.0,
+        alarms: float = 0.0,
+        keep_clean: float = 0.1,
+        partial: float = 0.0,
+        net_hints: float = 0.0,
+    ) -> None:
         self.first_seed, self.spoil, self.alarms, self.keep_clean = first_seed, spoil, alarms, keep_clean
+        self.partial, self.net_hints = partial, net_hints
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         cv2.setNumThreads(1)
+        hinter = None
+        if self.net_hints > 0:
+            torch.set_num_threads(1)
+            hinter = DamageNet.load()
         seed = self.first_seed + worker
         while True:
             rng = np.random.default_rng([seed, 23])
             for damaged, mask, intact in label_strips(seed, keep_clean=self.keep_clean):
-                given = predicted_like(mask, rng) if rng.random() < self.spoil else mask
+                if hinter is not None and rng.random() < self.net_hints:
+                    given = net_hint(hinter, damaged)
+                else:
+                    given = predicted_like(mask, rng) if rng.random() < self.spoil else mask
+                    given = partly_found(given, rng) if rng.random() < self.partial else given
                 given = false_alarms(given, intact, rng) if rng.random() < self.alarms else given
                 arrays = (damaged, mask, intact, given)
                 yield tuple(torch.from_numpy(np.ascontiguousarray(a))[None] for a in arrays)
@@ -144,26 +197,46 @@ def glyph_loss(pred: torch.Tensor, intact: torch.Tensor, hole: torch.Tensor) -> 
     }
 
 
+def finder_loss(logits: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Binary cross-entropy and soft Dice (over the batch) of the text-damage finder against the true mask."""
+    prob = torch.sigmoid(logits)
+    dice = 1.0 - (2.0 * (prob * mask).sum() + 1.0) / (prob.sum() + mask.sum() + 1.0)
+    return {"bce": F.binary_cross_entropy_with_logits(logits, mask), "dice": dice}
+
+
+def build_net(args: argparse.Namespace, resuming: bool) -> GlyphNet:
+    """The net to train: a preset, or the config (and, unless `resuming`, the weights) of `--init`; with `--task
+    damage` a finder, whose head starts fresh when the start is a glyph restorer."""
+    output = "glyphs" if args.task == "glyphs" else "damage"
+    start = GlyphNet.load(Path(args.init)) if args.init else None
+    config = replace(start.config if start is not None else PRESETS[args.preset], output=output)
+    net = GlyphNet(config)
+    if start is not None and not resuming:
+        net.load_state_dict(start.state_dict())
+        print(f"started from the weights in {args.init}")
+        if start.config.output != output:
+            nn.init.zeros_(net.head.weight)
+            nn.init.constant_(net.head.bias, -3.0)  # most of a strip is sound
+    return net
+
+
 def train(args: argparse.Namespace) -> None:
     """Train for `args.minutes` of wall time (or `args.steps`), resuming from `args.ckpt`."""
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     torch.manual_seed(args.seed)
-    config = GlyphNet.load(Path(args.init)).config if args.init else PRESETS[args.preset]
-    net = GlyphNet(config).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     ckpt = Path(args.ckpt)
+    resuming = (ckpt / "state.json").is_file()
+    net = build_net(args, resuming).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     state: dict[str, object] = {"step": 0, "seconds": 0.0, "first_seed": args.first_seed}
-    if (ckpt / "state.json").is_file():
+    if resuming:
         state = load_checkpoint(ckpt, {"net": net, "opt": opt})
         print(f"resumed {ckpt} at step {state['step']}")
-    elif args.init:
-        net.load_state_dict(GlyphNet.load(Path(args.init)).state_dict())
-        print(f"started from the weights in {args.init}")
     step, trained = int(state["step"]), float(state["seconds"])  # type: ignore[arg-type]
     # A resumed run renders new drawings: seeds move on by the steps already taken.
     first = int(state.get("first_seed", args.first_seed)) + step * args.batch  # type: ignore[call-overload]
     loader = DataLoader(
-        DamagedLabels(first, args.spoil, args.alarms, args.keep_clean),
+        DamagedLabels(first, args.spoil, args.alarms, args.keep_clean, args.partial, args.net_hints),
         batch_size=args.batch,
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
@@ -191,8 +264,12 @@ def train(args: argparse.Namespace) -> None:
         hole = F.max_pool2d(given, 2 * grow + 1, 1, grow) if grow else given
         with amp:
             pred = net(damaged, hole).float()
-        parts = glyph_loss(pred, intact, torch.maximum(hole, mask))
-        loss = parts["all"] + 4.0 * parts["hole"] + 2.0 * parts["edge"]
+        if args.task == "damage":
+            parts = finder_loss(pred, mask)
+            loss = parts["bce"] + parts["dice"]
+        else:
+            parts = glyph_loss(pred, intact, torch.maximum(hole, mask))
+            loss = parts["all"] + 4.0 * parts["hole"] + 2.0 * parts["edge"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -219,15 +296,21 @@ def train(args: argparse.Namespace) -> None:
             )
     seconds = trained + time.time() - start
     save_checkpoint(ckpt, {"step": step, "seconds": seconds, "first_seed": args.first_seed}, {"net": net, "opt": opt})
-    net.cpu().save(Path(args.weights), int8=True)
-    print(f"done: {step} steps in {seconds:.0f} s; weights in {args.weights}")
+    weights = Path(args.weights) if args.weights else WEIGHTS if args.task == "glyphs" else FINDER_WEIGHTS
+    net.cpu().save(weights, int8=True)
+    print(f"done: {step} steps in {seconds:.0f} s; weights in {weights}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m vision.train_glyph", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=("glyphs", "damage"), default="glyphs", help="damage: the text-damage finder")
     parser.add_argument("--ckpt", default="runs/glyph")
-    parser.add_argument("--weights", default=str(WEIGHTS))
+    parser.add_argument(
+        "--weights",
+        help=f"where to write the weights (default {WEIGHTS.name}, or with --task damage "
+        f"{FINDER_WEIGHTS.name}, in {WEIGHTS.parent})",
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="base")
     parser.add_argument("--init", help="shipped glyph weights to start from (a fresh optimizer; ignored on resume)")
     parser.add_argument("--minutes", type=float, default=8.0, help="wall-time budget of this run (0: use --steps)")
@@ -245,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-seed", type=int, default=FIRST_SEED)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spoil", type=float, default=0.0, help="share of strips given a spoilt mask (predicted_like)")
+    parser.add_argument("--partial", type=float, default=0.0, help="share of given masks only partly found")
+    parser.add_argument("--net-hints", type=float, default=0.0, help="share of given masks made by the damage net")
     parser.add_argument("--alarms", type=float, default=0.0, help="share of strips given false alarms on sound ink")
     parser.add_argument("--keep-clean", type=float, default=0.1, help="share of strips with undamaged glyphs kept")
     parser.add_argument("--log-every", type=float, default=15.0)

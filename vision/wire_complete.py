@@ -9,6 +9,10 @@ extended, and only onto another long straight stroke: the ray passes over the in
 damage and stops at anything else (a glyph, a symbol). Joins are drawn no wider than one and a half stroke
 widths. A join is drawn only where the gap it bridges lies mostly inside the damage mask, and only damaged
 pixels are painted, so known pixels stay as they are.
+
+`bridge_breaks`, for predicted masks, does paint outside the mask: such a mask often covers a cut through a wire
+only in part, and the erased piece it missed stays a paper gap a few pixels long between two ends of one straight
+wire. Such a gap is closed where it touches the mask, lies mostly outside it, and nothing is drawn across it.
 """
 
 from __future__ import annotations
@@ -208,6 +212,57 @@ def complete_wires(
             _paint(out, damaged, (a.fx + xa, a.fy + ya), (hit[1] + xa, hit[0] + ya), min(a.width, widest), ink_level)
             stats.extended += 1
     return out, stats
+
+
+def bridge_breaks(gray: np.ndarray, mask: np.ndarray, solid: float = 0.55) -> tuple[np.ndarray, int]:
+    """Close short breaks in straight horizontal and vertical wires that a partial mask left beside it.
+
+    A break is a run of paper, at most three stroke widths (and 6 px) long, between two straight stretches of one
+    wire (each at least `_wire_strokes`' length) along the wire's axis. It is closed when it touches the mask (within
+    2 px), lies mostly outside it (inside, the inpainter and the joins decide, and a capacitor's gap can lie there),
+    and no ink reaching further across than the break is wide stands in it (a capacitor's plates, a crossing wire).
+
+    Args:
+        gray: the repaired drawing, uint8 (H, W).
+        mask: damaged pixels (H, W), bool.
+        solid: a pixel is ink when darker than this share of the paper level.
+
+    Returns:
+        The drawing with the breaks filled at the ink's median level, and how many were closed.
+    """
+    paper = float(np.percentile(gray, 90))
+    ink = gray < paper * solid
+    if not ink.any() or not mask.any():
+        return gray, 0
+    stroke = stroke_width(ink)
+    wire_len = max(12, int(round(4 * stroke + 4)))
+    longest = max(6, int(round(3 * stroke)))
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    _, owner, extent, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
+    fill = np.zeros_like(ink)
+    closed = 0
+    for along in ((1, wire_len), (wire_len, 1)):  # horizontal wires, then vertical ones
+        horizontal = along[0] == 1
+        runs = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_OPEN, np.ones(along, np.uint8))
+        span = (1, longest + 1) if horizontal else (longest + 1, 1)
+        gaps = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, np.ones(span, np.uint8)).astype(bool) & ~runs.astype(bool)
+        n, pieces, boxes, _ = cv2.connectedComponentsWithStats(gaps.astype(np.uint8), connectivity=8)
+        for i in range(1, n):
+            x, y, w, h = boxes[i, :4]
+            window = (slice(y, y + h), slice(x, x + w))
+            piece = pieces[window] == i
+            if not near[window][piece].any() or mask[window][piece].mean() > 0.5:
+                continue
+            inside = np.unique(owner[window][piece])
+            inside = inside[inside > 0]
+            across = extent[inside, cv2.CC_STAT_HEIGHT if horizontal else cv2.CC_STAT_WIDTH]
+            if len(inside) and across.max() > (h if horizontal else w) + 2:
+                continue  # something drawn across the break
+            fill[window] |= piece & ~ink[window]
+            closed += 1
+    out = gray.copy()
+    out[fill] = np.minimum(out[fill], int(round(float(np.median(gray[ink])))))
+    return out, closed
 
 
 def _wire_strokes(ink: np.ndarray, length: int) -> np.ndarray:

@@ -92,8 +92,9 @@ def fsr_fast(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def ours(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return repair_gray(gray, mask)[0]
+def ours(gray: np.ndarray, mask: np.ndarray, predicted: bool = True) -> np.ndarray:
+    """Our repair; a predicted mask is a guess the repair may correct (see `repair_gray`), the true one is not."""
+    return repair_gray(gray, mask, predicted)[0]
 
 
 def _write_markdown(name: str, lines: list[str]) -> None:
@@ -259,7 +260,12 @@ def main() -> None:
         for name, fn in methods.items():
             for setting, m in (("pred", pred), ("true", hole)):
                 t = time.perf_counter()
-                out = fn(damaged, m) if m.any() else damaged
+                if not m.any():
+                    out = damaged
+                elif name == "ours":
+                    out = ours(damaged, m, predicted=setting == "pred")
+                else:
+                    out = fn(damaged, m)
                 seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
                 outputs[f"{name}/{setting}"] = out
                 if hole.any():

@@ -1,7 +1,8 @@
 """Why repaired drawings read back wrong: a failure table for `eval_repair.py --netlist`'s drawings.
 
 The same held-out drawings and damage as `eval_repair.py` (seeds 900000+). Each drawing is read intact, damaged,
-repaired with the predicted damage mask (the end-to-end setting) and repaired with the true mask. For every
+repaired with the predicted damage mask (the end-to-end setting; the "predicted mask" below is the one the repair
+used, the damage net's corrected in the text boxes) and repaired with the true mask. For every
 repaired drawing that reads wrong while the intact one reads right, the failure is put into the categories of
 `eval_schematic_failures.py` (missed/extra/wrong-class part, value, pin role, net split, net merge). Net splits
 are then located: every stretch of a true wire that the reader's own ink map (paper-normalised, Otsu) holds in
@@ -193,8 +194,11 @@ def diagnose(i: int, baseline: dict[str, bool] | None) -> dict[str, Any]:
         row.update(baseline)
     intact_ink = reader_ink(intact)
     row["gap_cuts"], row["gap_cuts_found"] = gap_cuts(by_kind, masks["pred"])
-    for setting, mask in masks.items():
-        out = repair_gray(damaged, mask)[0] if mask.any() else damaged
+    for setting, mask in list(masks.items()):
+        out = damaged
+        if mask.any():
+            # What follows looks at the mask the repair used (a predicted one is corrected in the text boxes).
+            out, masks[setting], _ = repair_gray(damaged, mask, predicted=setting == "pred")
         read = read_schematic(out)
         ok = bool(same_netlist(read, want))
         row[f"ours_{setting}"] = ok
