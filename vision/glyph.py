@@ -162,7 +162,7 @@ def cut_strip(gray: np.ndarray, mask: np.ndarray, strip: Strip, paper: float) ->
 
 @torch.inference_mode()
 def _read_boxes(
-    net: GlyphNet, gray: np.ndarray, mask: np.ndarray, boxes: list[tuple[float, float, float, float]], border: float
+    net: GlyphNet, gray: np.ndarray, mask: np.ndarray, boxes: list[tuple[float, float, float, float]]
 ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
     """Run `net` on the strips of the text boxes that `mask` touches and map its output back onto each box.
 
@@ -171,6 +171,7 @@ def _read_boxes(
         that window (float (y1 - y0, x1 - x0): gray levels 0-255 for glyphs, probabilities for damage).
     """
     paper = float(np.percentile(gray, 90))
+    border = paper if net.config.output == "glyphs" else 0.0  # beyond the drawing: paper, and no damage
     jobs = []
     for box in boxes:
         x0, y0, x1, y1 = box_window(box, gray.shape)
@@ -221,7 +222,7 @@ def restore_text(
         How many boxes were redrawn.
     """
     mask = mask.astype(bool)
-    read = _read_boxes(net, gray, mask, boxes, border=float(np.percentile(gray, 90)))
+    read = _read_boxes(net, gray, mask, boxes)
     for (x0, y0, x1, y1), patch in read:
         region = mask[y0:y1, x0:x1]
         out[y0:y1, x0:x1][region] = np.clip(np.round(patch[region]), 0, 255).astype(out.dtype)
@@ -252,7 +253,7 @@ def find_text_damage(
         bool (H, W): `mask` outside the touched boxes' windows, the finder's verdict inside them.
     """
     mask = mask.astype(bool)
-    read = _read_boxes(finder, gray, mask, boxes, border=0.0)
+    read = _read_boxes(finder, gray, mask, boxes)
     out = mask.copy()
     for (x0, y0, x1, y1), _ in read:
         out[y0:y1, x0:x1] = False
