@@ -72,6 +72,33 @@ def test_pack_is_the_same_rendered_by_worker_processes(tmp_path: Path) -> None:
     assert all(np.array_equal(one[i], two[i]) and np.array_equal(one.boxes(i), two.boxes(i)) for i in range(3))
 
 
+def test_real_pack_holds_the_training_split_and_feeds_its_share_of_crops(tmp_path: Path) -> None:
+    folder = tmp_path / "real"  # a `train_detector pack-real` folder: one training and one validation drawing
+    folder.mkdir()
+    train_drawing, val_drawing = ladder_drawing(7), np.full((300, 300), 255, np.uint8)
+    cv2.imwrite(str(folder / "5.png"), train_drawing)
+    cv2.imwrite(str(folder / "6.png"), val_drawing)
+    index = [
+        {"id": "5", "file": "5.png", "split": "train", "boxes": [["resistor", 10.0, 20.0, 60.0, 40.0]]},
+        {"id": "6", "file": "6.png", "split": "val", "boxes": []},
+    ]
+    (folder / "index.json").write_text(json.dumps(index))
+    main(["pack", "--real", str(folder), "--out", str(tmp_path / "real.npz")])
+    real = Pack(tmp_path / "real.npz")
+    assert len(real) == 1 and real[0].shape == train_drawing.shape
+    assert np.abs(real[0].astype(int) - train_drawing).max() <= 8 and len(np.unique(real[0])) <= 16
+    assert real.boxes(0)[0].tolist() == [10.0, 20.0, 60.0, 40.0, SYMBOL] and LABEL in real.boxes(0)[1:, 4]
+
+    main(["pack", "--out", str(tmp_path / "synth.npz"), "--count", "1", "--first-seed", "4"])
+
+    def intact_crops(share: float) -> list[torch.Tensor]:
+        crops = DamagedCrops(tmp_path / "synth.npz", 0, 64, 1, real_path=tmp_path / "real.npz", real_share=share)
+        return [crops[k][2] for k in range(6)]
+
+    # All crops from one pack or the other: the same crop numbers give other drawings.
+    assert not any(torch.equal(a, b) for a, b in zip(intact_crops(0.0), intact_crops(1.0)))
+
+
 def test_warm_start_from_shipped_weights(tmp_path: Path) -> None:
     shipped = tmp_path / "shipped"
     DamageNet().save(shipped / "damage_net.safetensors")

@@ -191,6 +191,41 @@ def pack(out: Path, count: int, first_seed: int, workers: int = 0) -> None:
     print(f"packed {count} drawings, {offsets[-1] / 2**20:.1f} MiB, {box_offsets[-1]} boxes -> {out}")
 
 
+def pack_real_drawings(folder: Path, out: Path) -> None:
+    """Pack the training split of a `vision.train_detector.pack_real` folder (real drawings, taken as intact) in the
+    format of `pack`: symbol boxes from the annotations, label boxes guessed by `glyph_boxes` (the set marks no
+    text). Validation drawings are left out, so they stay a check of the repair on real drawings. Gray levels are
+    rounded to 16 (4-bit PNG, a third of the bytes, so the pack travels to a GPU machine; line art loses nothing)."""
+    from PIL import Image
+
+    index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    blobs, boxes = [], []
+    for entry in index:
+        if entry["split"] != "train":
+            continue
+        gray = cv2.imread(str(folder / entry["file"]), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            continue
+        symbols = np.array([[*b[1:5], SYMBOL] for b in entry["boxes"]], np.float32).reshape(-1, 5)
+        boxes.append(np.concatenate([symbols, glyph_boxes(gray)]))
+        levels = np.round(gray / 17.0).astype(np.uint8)  # 0..15
+        png = io.BytesIO()
+        image = Image.fromarray(levels, "L").convert("P")
+        image.putpalette([v * 17 for v in range(16) for _ in range(3)])
+        image.save(png, "PNG", optimize=True, bits=4)
+        blobs.append(png.getvalue())
+    offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        out,
+        data=np.frombuffer(b"".join(blobs), np.uint8),
+        offsets=offsets,
+        boxes=np.concatenate(boxes).reshape(-1, 5),
+        box_offsets=np.cumsum([0] + [len(b) for b in boxes]).astype(np.int64),
+    )
+    print(f"packed {len(blobs)} real drawings, {offsets[-1] / 2**20:.1f} MiB -> {out}")
+
+
 class Pack:
     """The drawings of a pack file, decoded on demand."""
 
@@ -299,7 +334,8 @@ def make_example(
 class DamagedCrops(Dataset):
     """An endless numbered stream of damaged crops: crop `k` is made from seed (seed, k) alone, so any worker of
     any process makes the same crop `k`. Crops `per_drawing * j` to `per_drawing * (j + 1) - 1` share one drawing
-    (decoded once by the worker that makes them in a row). `aim`, `page_size` and `clean` are `make_example`'s."""
+    (decoded once by the worker that makes them in a row). `aim`, `page_size` and `clean` are `make_example`'s;
+    with a second pack (`real_path`, from `pack_real_drawings`) a `real_share` of the drawings come from it."""
 
     def __init__(
         self,
@@ -310,22 +346,27 @@ class DamagedCrops(Dataset):
         aim: float = 0.0,
         page_size: bool = False,
         clean: float = 0.1,
+        real_path: Path | None = None,
+        real_share: float = 0.0,
     ) -> None:
         self.pack_path, self.seed, self.size, self.per_drawing = pack_path, seed, size, per_drawing
         self.aim, self.page_size, self.clean = aim, page_size, clean
-        self.drawings: Pack | None = None  # opened in the worker that first needs it
+        self.real_path, self.real_share = real_path, real_share if real_path is not None else 0.0
+        self.packs: list[Pack] | None = None  # opened in the worker that first needs them
         self.last: tuple[int, np.ndarray, np.ndarray | None] | None = None
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, ...]:
         """Crop `k`: damaged, mask, intact and restore (see `make_example`), each uint8 (1, size, size)."""
-        if self.drawings is None:
+        if self.packs is None:
             cv2.setNumThreads(1)  # workers already run in parallel; OpenCV's own pool would oversubscribe
-            self.drawings = Pack(self.pack_path)
+            self.packs = [Pack(p) for p in (self.pack_path, self.real_path) if p is not None]
         group = k // self.per_drawing
         if self.last is None or self.last[0] != group:
-            pick = int(np.random.default_rng([self.seed, group, 0]).integers(len(self.drawings)))
-            gray = self.drawings[pick]
-            self.last = (group, gray, self.drawings.boxes(pick, gray) if self.aim > 0 else None)
+            pick_rng = np.random.default_rng([self.seed, group, 0])
+            drawings = self.packs[-1] if pick_rng.random() < self.real_share else self.packs[0]
+            pick = int(pick_rng.integers(len(drawings)))
+            gray = drawings[pick]
+            self.last = (group, gray, drawings.boxes(pick, gray) if self.aim > 0 else None)
         rng = np.random.default_rng([self.seed, k, 1])
         arrays = make_example(self.last[1], rng, self.size, self.last[2], self.aim, self.page_size, self.clean)
         return tuple(torch.from_numpy(a)[None] for a in arrays)
@@ -528,7 +569,14 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
     budget = args.minutes * 60.0
     step, trained = int(state["step"]), float(state["seconds"])
     crops = DamagedCrops(
-        Path(args.data), args.seed, args.crop, aim=args.aim, page_size=args.page_size, clean=args.clean
+        Path(args.data),
+        args.seed,
+        args.crop,
+        aim=args.aim,
+        page_size=args.page_size,
+        clean=args.clean,
+        real_path=Path(args.real_data) if args.real_data else None,
+        real_share=args.real_share,
     )
     if ctx.is_main:
         print("options " + json.dumps({k: v for k, v in sorted(vars(args).items()) if k != "cmd"}), flush=True)
@@ -647,11 +695,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--count", type=int, default=1500)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="rendering processes (0: render in this one)")
+    p.add_argument("--real", type=Path, help="pack this `train_detector pack-real` folder's training split instead")
     x = sub.add_parser("export", help="write a checkpoint's nets in the shipped format")
     x.add_argument("--ckpt", type=Path, required=True)
     x.add_argument("--weights", type=Path, required=True)
     t = sub.add_parser("train", help="train the damage-mask net and the inpainter")
     t.add_argument("--data", required=True)
+    t.add_argument("--real-data", help="a pack of real drawings (`pack --real`) to draw `--real-share` of crops from")
+    t.add_argument("--real-share", type=float, default=0.25, help="share of drawings taken from --real-data")
     t.add_argument("--ckpt", default="runs/repair")
     t.add_argument("--init", help="checkpoint or shipped-weights folder to start from (ignored when --ckpt resumes)")
     t.add_argument("--weights", default=str(Path(__file__).resolve().parent / "weights"))
@@ -679,7 +730,10 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--cpu", action="store_true", help="train on CPUs (gloo between processes) even with GPUs")
     args = parser.parse_args(argv)
     if args.cmd == "pack":
-        pack(args.out, args.count, args.first_seed, args.workers)
+        if args.real:
+            pack_real_drawings(args.real, args.out)
+        else:
+            pack(args.out, args.count, args.first_seed, args.workers)
         return
     if args.cmd == "export":
         export(args.ckpt, args.weights)
