@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from pipelines.document import write_atomic
-from vision.damage_net import DamageNet, damage_mask
+from vision.damage_net import CONFIRM_WEIGHTS, DamageNet, damage_mask
 from vision.glyph import FINDER_WEIGHTS, GlyphNet, box_window, find_text_damage, restore_text
 from vision.inpaint import InpaintNet, faded_ink, fuse_batchnorm, inpaint_image, see_through, stained_paper
 from vision.wire_complete import bridge_breaks, complete_wires
@@ -144,6 +144,19 @@ def _models() -> tuple[DamageNet, InpaintNet]:
     """
     try:
         return fuse_batchnorm(DamageNet.load()), fuse_batchnorm(InpaintNet.load())
+    except FileNotFoundError as exc:
+        raise ModelsMissingError(f"repair models are not installed: {exc}") from exc
+
+
+@lru_cache(maxsize=1)
+def _confirming_net() -> DamageNet:
+    """The damage net trained with real drawings too (`vision.damage_net.CONFIRM_WEIGHTS`), loaded once.
+
+    Raises:
+        ModelsMissingError: the weight file is missing from the installation.
+    """
+    try:
+        return fuse_batchnorm(DamageNet.load(CONFIRM_WEIGHTS))
     except FileNotFoundError as exc:
         raise ModelsMissingError(f"repair models are not installed: {exc}") from exc
 
@@ -269,12 +282,17 @@ def _to_gray(arr: np.ndarray) -> np.ndarray:
     return arr if arr.ndim == 2 else cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
 
 
-def detect_damage(gray: np.ndarray) -> np.ndarray:
+def detect_damage(gray: np.ndarray, confirmed: bool = True) -> np.ndarray:
     """The damage-mask net's verdict on a gray uint8 drawing: bool (H, W), specks of a few pixels dropped, the rest
     of any stain whose edge it marked (a stain's flat inside would otherwise stay a gray blob), and the faded strokes
-    next to it that it left out (a faded wire would otherwise stay half-visible past the mask's edge)."""
+    next to it that it left out (a faded wire would otherwise stay half-visible past the mask's edge).
+
+    Args:
+        confirmed: keep only the pieces the net trained with real drawings confirms (`vision.damage_net.damage_mask`);
+            False gives the synthetic-only net's verdict, for comparison.
+    """
     damage_net, _ = _models()
-    damaged = damage_mask(damage_net, gray)
+    damaged = damage_mask(damage_net, gray, _confirming_net() if confirmed else None)
     damaged |= stained_paper(gray, damaged)
     return damaged | faded_ink(gray, damaged)
 

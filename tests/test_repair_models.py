@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vision.damage_net import DamageNet, predict_damage
+from vision.damage_net import CONFIRM_WEIGHTS, DamageNet, damage_mask, predict_damage
 from vision.inpaint import (
     WEIGHTS,
     InpaintNet,
@@ -99,12 +99,39 @@ def test_weights_round_trip_in_fp16(tmp_path: Path) -> None:
 def test_shipped_weights_are_small_fp16_safetensors() -> None:
     from safetensors import safe_open
 
-    for path in (WEIGHTS, WEIGHTS.with_name("damage_net.safetensors")):
+    for path in (WEIGHTS, WEIGHTS.with_name("damage_net.safetensors"), CONFIRM_WEIGHTS):
         assert path.is_file(), f"missing shipped weights {path}"
         assert path.stat().st_size <= 20 * 2**20
         with safe_open(str(path), framework="pt") as f:
             dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
         assert "F16" in dtypes and "F32" not in dtypes
+
+
+def _dashes_and_hairlines() -> np.ndarray:
+    """Clean line art in a real drawing's style: rows of dashed lines and hairline diagonals."""
+    img = np.full((512, 640), 255, np.uint8)
+    for y in range(60, 480, 60):
+        for x in range(20, 620, 24):
+            cv2.line(img, (x, y), (x + 12, y), 0, 2)
+    for k in range(8):
+        cv2.line(img, (20 + 70 * k, 500), (80 + 70 * k, 30), 0, 1, cv2.LINE_AA)
+    return img
+
+
+def test_confirming_net_keeps_true_damage_and_drops_what_real_drawings_hold() -> None:
+    from vision.synth.damage import apply_damage
+
+    net, confirm = DamageNet.load(), DamageNet.load(CONFIRM_WEIGHTS)
+    clean = _dashes_and_hairlines()
+    # The net trained on synthetic drawings alone takes dashes and hairlines for damage; confirmed, nothing is left.
+    assert damage_mask(net, clean).mean() > 0.01
+    assert not damage_mask(net, clean, confirm).any()
+    damaged, true = apply_damage(clean, np.random.default_rng(0), kinds=["hole", "gap", "scribble"])
+    alone, confirmed = damage_mask(net, damaged), damage_mask(net, damaged, confirm)
+    assert not (confirmed & ~alone).any()  # confirming only drops pieces, with the first net's outline
+    hole = true > 0
+    assert (confirmed & hole).sum() > 0.8 * (alone & hole).sum()
+    assert np.array_equal(damage_mask(net, damaged, net), alone)  # a net confirms all of its own pieces
 
 
 # ------------------------------------------------------------------------------------------ wire completion

@@ -18,9 +18,12 @@ from torch import nn
 from vision.inpaint import load_module, pad_to, save_module, upsample_like
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "damage_net.safetensors"
+# The same net trained with real drawings (circuits-real) in its stream: it confirms the pieces `WEIGHTS` marks.
+CONFIRM_WEIGHTS = WEIGHTS.with_name("damage_confirm.safetensors")
 STRIDE = 32  # inputs are padded to a multiple of this
 THRESHOLD = 0.4  # on the probability; tuned for mask IoU on held-out synthetic damage
 MIN_PIECE = 6  # pixels; smaller marked pieces are specks, not damage
+CONFIRM_SHARE = 0.2  # of a marked piece's pixels that the confirming net must mark too
 
 
 def conv_block(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -79,10 +82,22 @@ def predict_damage(net: DamageNet, gray: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(net(x))[0, 0, :h, :w]
 
 
-def damage_mask(net: DamageNet, gray: np.ndarray) -> np.ndarray:
-    """The net's verdict on a gray uint8 image: bool (H, W), probability over `THRESHOLD`, specks dropped."""
-    prob = predict_damage(net, torch.from_numpy(gray).float() / 255.0).numpy()
+def damage_mask(net: DamageNet, gray: np.ndarray, confirm: DamageNet | None = None) -> np.ndarray:
+    """The net's verdict on a gray uint8 image: bool (H, W), probability over `THRESHOLD`, specks dropped.
+
+    Args:
+        confirm: a second opinion. The net trained on synthetic drawings alone takes the dashed lines and thin
+            diagonals of real drawings for damage; the confirming net, trained with real drawings among its crops,
+            does not, but draws synthetic damage less exactly. A piece of the mask is kept only when `confirm`
+            marks at least `CONFIRM_SHARE` of its pixels, and then with the first net's outline.
+    """
+    image = torch.from_numpy(gray).float() / 255.0
+    prob = predict_damage(net, image).numpy()
     n, labels, stats, _ = cv2.connectedComponentsWithStats((prob > THRESHOLD).astype(np.uint8), connectivity=8)
     keep = np.zeros(n, bool)
     keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= MIN_PIECE
+    if confirm is not None:
+        confirmed = predict_damage(confirm, image).numpy() > THRESHOLD
+        agreed = np.bincount(labels.ravel(), weights=confirmed.ravel(), minlength=n)  # confirmed pixels per piece
+        keep &= agreed >= CONFIRM_SHARE * stats[:, cv2.CC_STAT_AREA]
     return keep[labels]
