@@ -1,11 +1,12 @@
 """Repair damaged circuit drawings: find the damage, inpaint it, re-join broken wires, redraw damaged labels.
 
 `repair_drawing` is the whole job: load and check the image, take the user's mask or predict one with the
-damage-mask net, fill the damaged pixels with the VAE/GAN inpainter (every other pixel passes through
-unchanged), join straight wires that still stop at the damage, then let the glyph restorer (`vision.glyph`)
-redraw the characters of the text boxes the damage touches, at full resolution. A predicted mask is taken as a
-guess: short wire breaks it left beside it are closed (`vision.wire_complete.bridge_breaks`), and inside the text
-boxes the text-damage finder (`vision.glyph.find_text_damage`), which reads them at full resolution, corrects it.
+damage-mask net (each piece confirmed by its twin trained with real drawings too, `detect_damage`), fill the
+damaged pixels with the VAE/GAN inpainter (every other pixel passes through unchanged), join straight wires that
+still stop at the damage, then let the glyph restorer (`vision.glyph`) redraw the characters of the text boxes the
+damage touches, at full resolution. A predicted mask is taken as a guess: short wire breaks it left beside it are
+closed (`vision.wire_complete.bridge_breaks`), and inside the text boxes the text-damage finder
+(`vision.glyph.find_text_damage`), which reads them at full resolution, corrects it.
 `repair_command` is what `ohmlens repair` runs.
 """
 

@@ -24,6 +24,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,14 @@ from vision.detect import Detection, PinPoint, detect, normalize_paper, to_gray 
 from vision.synth import NET_SYMBOLS, TYPE_PINS  # noqa: E402
 from vision.synth.render import Sample, render_sample  # noqa: E402
 from vision.synth.scan import scan  # noqa: E402
+from vision.train_detector import REAL_CLASS_MAP  # noqa: E402
 
 HELD_OUT_SEED = 900_000_000  # training draws seeds below 100 million
 DATA = ROOT / ".." / "shared" / "data" / "circuits-real"
 RESULTS = ROOT / "tests" / "benchmarks" / "results"
 ROLES = {(t, n): r for t, pins in TYPE_PINS.items() for n, r in pins}
+# The classes the detector shares with circuits-real (the real-set figures count these)
+REAL_SHARED = set(REAL_CLASS_MAP.values())
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -198,45 +202,35 @@ def run_condition(condition: str, n: int, with_oracle: bool) -> dict[str, Any]:
     return res
 
 
+def real_val_drawings() -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    """The circuits-real validation drawings (gray) with their annotations (`read_real_annotation`), in id order."""
+    from vision.train_detector import read_real_annotation, real_split
+
+    for js in sorted((DATA / "images").glob("*.json")):
+        if real_split(js.stem) != "val":
+            continue
+        img = cv2.imread(str(js.with_suffix(".png")), cv2.IMREAD_GRAYSCALE)
+        if img is not None:
+            yield img, read_real_annotation(js)
+
+
 def run_real() -> dict[str, Any]:
     """Per-class detection F1 on the circuits-real validation split (detector only, at the reader's input side)."""
-    from vision.train_detector import read_real_annotation, real_split
 
     if not DATA.is_dir():
         return {"skipped": f"{DATA} not found"}
     detector, _ = _Models.get()
     counts: dict[str, list[int]] = {}
-    shared = {
-        "resistor",
-        "capacitor",
-        "inductor",
-        "diode",
-        "npn",
-        "pnp",
-        "nmos",
-        "pmos",
-        "opamp",
-        "vsource",
-        "battery",
-        "isource",
-        "ground",
-        "supply",
-        "switch",
-    }
     n_img = 0
-    for js in sorted((DATA / "images").glob("*.json")):
-        if real_split(js.stem) != "val":
-            continue
-        img = cv2.imread(str(js.with_suffix(".png")), cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            continue
+    for img, ann in real_val_drawings():
         n_img += 1
-        ann = read_real_annotation(js)
         norm = normalize_paper(img)
         side = detection_side(norm, detector.config.input_side)
         dets, _ = detect(detector, norm, box_threshold=0.35, side=side)
         preds = [
-            (d.cls, d.box) for d in dets if d.cls in shared and not any(iou(d.box, ig) > 0.3 for ig in ann["ignore"])
+            (d.cls, d.box)
+            for d in dets
+            if d.cls in REAL_SHARED and not any(iou(d.box, ig) > 0.3 for ig in ann["ignore"])
         ]
         gts = [(c, tuple(b)) for c, *b in ann["boxes"]]
         pairs = match(preds, gts)
