@@ -177,18 +177,22 @@ def pack(out: Path, count: int, first_seed: int, workers: int = 0) -> None:
             drawn = pool.map(encoded_drawing, seeds, chunksize=8)
     else:
         drawn = [encoded_drawing(seed) for seed in seeds]
-    blobs = [png for png, _ in drawn]
+    mib = write_pack(out, [png for png, _ in drawn], [b for _, b in drawn])
+    print(f"packed {count} drawings, {mib:.1f} MiB, {sum(len(b) for _, b in drawn)} boxes -> {out}")
+
+
+def write_pack(out: Path, blobs: list[bytes], boxes: list[np.ndarray]) -> float:
+    """Write encoded drawings and their (k, 5) box arrays as a pack file; returns the drawings' MiB."""
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
-    box_offsets = np.cumsum([0] + [len(b) for _, b in drawn]).astype(np.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         out,
         data=np.frombuffer(b"".join(blobs), np.uint8),
         offsets=offsets,
-        boxes=np.concatenate([b for _, b in drawn]).reshape(-1, 5),
-        box_offsets=box_offsets,
+        boxes=np.concatenate(boxes).reshape(-1, 5),
+        box_offsets=np.cumsum([0] + [len(b) for b in boxes]).astype(np.int64),
     )
-    print(f"packed {count} drawings, {offsets[-1] / 2**20:.1f} MiB, {box_offsets[-1]} boxes -> {out}")
+    return float(offsets[-1]) / 2**20
 
 
 def pack_real_drawings(folder: Path, out: Path) -> None:
@@ -214,16 +218,7 @@ def pack_real_drawings(folder: Path, out: Path) -> None:
         image.putpalette([v * 17 for v in range(16) for _ in range(3)])
         image.save(png, "PNG", optimize=True, bits=4)
         blobs.append(png.getvalue())
-    offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        out,
-        data=np.frombuffer(b"".join(blobs), np.uint8),
-        offsets=offsets,
-        boxes=np.concatenate(boxes).reshape(-1, 5),
-        box_offsets=np.cumsum([0] + [len(b) for b in boxes]).astype(np.int64),
-    )
-    print(f"packed {len(blobs)} real drawings, {offsets[-1] / 2**20:.1f} MiB -> {out}")
+    print(f"packed {len(blobs)} real drawings, {write_pack(out, blobs, boxes):.1f} MiB -> {out}")
 
 
 class Pack:

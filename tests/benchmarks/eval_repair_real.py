@@ -30,21 +30,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 sys.path.insert(0, str(HERE))
 
-from eval_schematic import DATA, REAL_SHARED, RESULTS, f1, iou, match, real_val_drawings  # noqa: E402
+from eval_schematic import DATA, RESULTS, f1, match, real_detections, real_val_drawings  # noqa: E402
 
 from pipelines.document import write_atomic  # noqa: E402
 from pipelines.repair import MAX_DAMAGE, detect_damage, repair_gray  # noqa: E402
-from pipelines.schematic import _Models, detection_side  # noqa: E402
-from vision.detect import detect, normalize_paper  # noqa: E402
+from pipelines.schematic import _Models  # noqa: E402
 
 
 def detection_counts(detector: object, gray: np.ndarray, ann: dict) -> tuple[int, int, int]:
-    norm = normalize_paper(gray)
-    dets, _ = detect(detector, norm, box_threshold=0.35, side=detection_side(norm, detector.config.input_side))
-    preds = [
-        (d.cls, d.box) for d in dets if d.cls in REAL_SHARED and not any(iou(d.box, ig) > 0.3 for ig in ann["ignore"])
-    ]
-    gts = [(c, tuple(b)) for c, *b in ann["boxes"]]
+    preds, gts = real_detections(detector, gray, ann)
     tp = len(match(preds, gts))
     return tp, len(preds) - tp, len(gts) - tp
 

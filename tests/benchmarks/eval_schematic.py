@@ -214,9 +214,21 @@ def real_val_drawings() -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
             yield img, read_real_annotation(js)
 
 
+def real_detections(
+    detector: Any, gray: np.ndarray, ann: dict[str, Any]
+) -> tuple[list[tuple[str, tuple[float, ...]]], list[tuple[str, tuple[float, ...]]]]:
+    """The detector's parts of the shared classes on a circuits-real drawing (at the reader's input side, none in an
+    ignored region) and the annotated parts, as (class, box) lists for `match`."""
+    norm = normalize_paper(gray)
+    dets, _ = detect(detector, norm, box_threshold=0.35, side=detection_side(norm, detector.config.input_side))
+    preds = [
+        (d.cls, d.box) for d in dets if d.cls in REAL_SHARED and not any(iou(d.box, ig) > 0.3 for ig in ann["ignore"])
+    ]
+    return preds, [(c, tuple(b)) for c, *b in ann["boxes"]]
+
+
 def run_real() -> dict[str, Any]:
     """Per-class detection F1 on the circuits-real validation split (detector only, at the reader's input side)."""
-
     if not DATA.is_dir():
         return {"skipped": f"{DATA} not found"}
     detector, _ = _Models.get()
@@ -224,15 +236,7 @@ def run_real() -> dict[str, Any]:
     n_img = 0
     for img, ann in real_val_drawings():
         n_img += 1
-        norm = normalize_paper(img)
-        side = detection_side(norm, detector.config.input_side)
-        dets, _ = detect(detector, norm, box_threshold=0.35, side=side)
-        preds = [
-            (d.cls, d.box)
-            for d in dets
-            if d.cls in REAL_SHARED and not any(iou(d.box, ig) > 0.3 for ig in ann["ignore"])
-        ]
-        gts = [(c, tuple(b)) for c, *b in ann["boxes"]]
+        preds, gts = real_detections(detector, img, ann)
         pairs = match(preds, gts)
         mp = {i for i, _ in pairs}
         mg = {j for _, j in pairs}
