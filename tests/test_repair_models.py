@@ -209,6 +209,19 @@ def test_wire_stems_reach_wires_through_stray_marks_but_never_labels_or_diagonal
     assert np.array_equal(out[64:131, 220:301], damaged[64:131, 220:301])  # nor along the diagonal
 
 
+def test_a_stem_is_joined_to_its_rail_across_a_break_thinner_than_the_stroke() -> None:
+    img = np.full((300, 400), 255, np.uint8)
+    cv2.line(img, (20, 60), (380, 60), 0, 3)  # a rail
+    cv2.line(img, (120, 60), (120, 200), 0, 3)  # its stem
+    mask = np.zeros(img.shape, bool)
+    mask[50:110, 110:131] = True
+    damaged = img.copy()
+    damaged[62, 110:131] = 255  # the inpainter redrew all but one row of paper under the rail
+    out, stats = complete_wires(damaged, mask)
+    assert stats.extended == 1
+    assert (out[62, 119:122] < 128).all()
+
+
 def test_breaks_a_partial_mask_left_in_a_wire_are_closed_but_not_a_capacitor_gap() -> None:
     img = np.full((200, 300), 255, np.uint8)
     cv2.line(img, (10, 50), (290, 50), 0, 3)  # a wire

@@ -128,6 +128,19 @@ def test_the_faded_edge_a_mask_leaves_out_is_added_but_not_intact_ink_or_grid() 
     assert not faded_ink(intact, mask).any()  # nothing faded next to the mask: nothing added
 
 
+def test_a_long_faded_wire_marked_at_its_two_ends_is_followed_all_the_way() -> None:
+    intact = page()
+    fade = np.zeros(intact.shape, bool)
+    fade[50:70, 30:370] = True  # the whole wire but its two ends
+    damaged = intact.copy()
+    damaged[fade] = (PAPER - 0.4 * (PAPER - intact[fade].astype(float))).astype(np.uint8)
+    mask = np.zeros(intact.shape, bool)
+    mask[50:70, 30:50] = mask[50:70, 350:370] = True  # 300 px apart, ten times the old reach
+    grown = faded_ink(damaged, mask)
+    assert grown[ink(intact) & fade & ~mask].mean() > 0.95
+    assert not (grown & ink(intact) & ~fade).any()
+
+
 def test_fold_line_and_dark_overlays_are_not_restored_as_ink() -> None:
     intact = page()
     damaged = intact.copy()

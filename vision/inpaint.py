@@ -329,8 +329,10 @@ def faded_ink(gray: np.ndarray, mask: np.ndarray, reach: float = 10.0) -> np.nda
     lighter than the drawing's ink; the repair then leaves that stretch as it is, and a reader can lose it. Such a
     pixel is visibly dark (darker than grid lines or paper grain), yet nothing within a pixel of it reaches the
     darkness of the drawing's own ink (which an intact stroke's anti-aliased rim does). Pieces of them that touch
-    the mask, within `reach` stroke widths of it (at least 3·`reach` pixels), are the same damage; they are returned
-    grown by a pixel, as the simulator marks damage.
+    the mask are the same damage, followed as far as they run (a long faded wire the detector marked in two places
+    would otherwise keep a faint stretch between them); they are returned grown by a pixel, as the simulator marks
+    damage. The paper grain is measured more than `reach` stroke widths (at least 3·`reach` pixels) from ink and
+    damage.
     """
     known = ~mask
     if not mask.any() or not known.any():
@@ -348,7 +350,7 @@ def faded_ink(gray: np.ndarray, mask: np.ndarray, reach: float = 10.0) -> np.nda
     if grain[-1]:
         grain_dark = 1.0 - float(np.searchsorted(grain, 0.005 * grain[-1])) / max(paper, 1.0)
         floor = float(np.clip(grain_dark + 0.06, FADED[0], FADED[1]))
-    faded = known & within & (gray < paper * (1.0 - floor))
+    faded = known & (gray < paper * (1.0 - floor))
     faded &= lightest > paper - FADED[2] * (paper - ink_level)
     n, labels = cv2.connectedComponents((faded | mask).astype(np.uint8), connectivity=8)
     touch = np.zeros(n, bool)

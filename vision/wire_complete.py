@@ -284,8 +284,7 @@ def _ray_to_wire(
     dx, dy = _DIRS[end.d]
     h, w = ink.shape
     left = False
-    start = int(np.ceil(end.width))
-    for t in range(start, max_gap + 1):
+    for t in range(1, max_gap + 1):  # from the first pixel: a break thinner than the stroke counts too
         y, x = int(round(end.y + dy * t)), int(round(end.x + dx * t))
         if not (0 <= y < h and 0 <= x < w):
             return None
