@@ -28,7 +28,15 @@ import torch
 from pipelines.document import write_atomic
 from vision.damage_net import CONFIRM_WEIGHTS, DamageNet, damage_mask
 from vision.glyph import FINDER_WEIGHTS, GlyphNet, box_window, find_text_damage, restore_text
-from vision.inpaint import InpaintNet, faded_ink, fuse_batchnorm, inpaint_image, see_through, stained_paper
+from vision.inpaint import (
+    InpaintNet,
+    faded_ink,
+    fuse_batchnorm,
+    inpaint_image,
+    own_ink_pieces,
+    see_through,
+    stained_paper,
+)
 from vision.wire_complete import bridge_breaks, complete_wires
 
 MIN_SIDE = 32  # pixels; smaller images hold too little drawing to repair
@@ -286,7 +294,8 @@ def _to_gray(arr: np.ndarray) -> np.ndarray:
 def detect_damage(gray: np.ndarray, confirmed: bool = True) -> np.ndarray:
     """The damage-mask net's verdict on a gray uint8 drawing: bool (H, W), specks of a few pixels dropped, the rest
     of any stain whose edge it marked (a stain's flat inside would otherwise stay a gray blob), and the faded strokes
-    next to it that it left out (a faded wire would otherwise stay half-visible past the mask's edge).
+    next to it that it left out (a faded wire would otherwise stay half-visible past the mask's edge), less the
+    pieces drawn in the drawing's own ink tone (intact symbols the net took for damage, `own_ink_pieces`).
 
     Args:
         confirmed: keep only the pieces the net trained with real drawings confirms (`vision.damage_net.damage_mask`);
@@ -295,7 +304,8 @@ def detect_damage(gray: np.ndarray, confirmed: bool = True) -> np.ndarray:
     damage_net, _ = _models()
     damaged = damage_mask(damage_net, gray, _confirming_net() if confirmed else None)
     damaged |= stained_paper(gray, damaged)
-    return damaged | faded_ink(gray, damaged)
+    damaged |= faded_ink(gray, damaged)
+    return damaged & ~own_ink_pieces(gray, damaged)
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from pipelines.repair import _models, repair_gray
-from vision.inpaint import faded_ink, fold_lines, inpaint_image, see_through, stained_paper
+from vision.inpaint import faded_ink, fold_lines, inpaint_image, own_ink_pieces, see_through, stained_paper
 from vision.synth.damage import DAMAGE_KINDS, apply_damage, apply_damage_by_kind
 from vision.synth.render import render_sample
 
@@ -139,6 +139,23 @@ def test_a_long_faded_wire_marked_at_its_two_ends_is_followed_all_the_way() -> N
     grown = faded_ink(damaged, mask)
     assert grown[ink(intact) & fade & ~mask].mean() > 0.95
     assert not (grown & ink(intact) & ~fade).any()
+
+
+def test_pieces_in_the_drawings_own_ink_are_drawing_but_marks_in_another_tone_or_solid_blots_are_damage() -> None:
+    img = page()
+    for x in range(40, 120, 20):
+        cv2.ellipse(img, (x + 10, 150), (10, 10), 0, 180, 360, 0, 3)  # a coil, in the drawing's ink
+    mask = np.zeros(img.shape, bool)
+    # The net took the coil for a scribble; its mask hugs the strokes.
+    mask[135:165, 35:135] = cv2.dilate((img[135:165, 35:135] < 200).astype(np.uint8), np.ones((3, 3))) > 0
+    cv2.polylines(img, [np.array([[280, 240], [330, 260], [290, 280], [340, 300]])], False, 90, 3)  # a pen mark
+    mask[232:306, 272:346] = cv2.dilate((img[232:306, 272:346] < 200).astype(np.uint8), np.ones((5, 5))) > 0
+    img[250:290, 20:60] = 0  # a hole over a dark backing: solid, no paper in it
+    mask[250:290, 20:60] = True
+    drawn = own_ink_pieces(img, mask)
+    assert drawn[135:165, 35:135].sum() == mask[135:165, 35:135].sum()  # the coil's piece, all of it
+    assert not drawn[232:306, 272:346].any() and not drawn[250:290, 20:60].any()
+    assert not (drawn & ~mask).any()
 
 
 def test_fold_line_and_dark_overlays_are_not_restored_as_ink() -> None:

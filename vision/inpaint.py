@@ -260,6 +260,11 @@ STAIN_DELTA = 24  # gray levels below the paper that count as a visible stain (a
 # than the second), but everywhere under the last share of the drawing's ink darkness.
 FADED = (0.12, 0.3, 0.75)
 MAX_GAIN = 4.0  # at most this contrast stretch: ink that lost over three quarters of its darkness stays lost
+# A mask piece is the drawing itself when at least the first share of it is ink, under the second (a solid blot is
+# damage whatever its tone), and at least the third share of that ink lies within OWN_TONE levels of the drawing's
+# own ink tone.
+OWN_INK = (0.5, 0.97, 0.6)
+OWN_TONE = 2
 
 
 @dataclass
@@ -320,6 +325,34 @@ def stained_paper(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     touch[np.unique(labels[mask & (low > 0)])] = True
     touch[0] = False
     return touch[labels] & known
+
+
+def own_ink_pieces(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Pieces of a predicted mask that are the drawing itself: bool (H, W), inside `mask`.
+
+    The damage net takes some intact symbols for damage: transformer and inductor coils and source circles for
+    scribbles, a diode's filled triangle or a ground symbol for a hole or a blot. Repairing them erases them. Such a
+    piece is mostly ink, and that ink has exactly the tone of the drawing's own ink outside the mask, as a clean
+    drawing rendered from a PDF or CAD file does; what the simulator's damage leaves (holes, pen marks, stains,
+    fading) is another tone, textured or blended. A solid blot (almost no paper in the piece) stays damage.
+    """
+    known = ~mask
+    if not mask.any() or not known.any():
+        return np.zeros_like(mask)
+    paper = float(np.percentile(gray[known], 75))
+    ink = gray < INK * paper
+    if not (ink & known).any():
+        return np.zeros_like(mask)
+    level = float(np.median(gray[ink & known]))
+    own = ink & (np.abs(gray.astype(np.float32) - level) <= OWN_TONE)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1).astype(np.float64)
+    ink_px = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=n)
+    own_px = np.bincount(labels.ravel(), weights=own.ravel(), minlength=n)
+    least, solid, same = OWN_INK
+    drawn = (ink_px >= least * area) & (ink_px < solid * area) & (own_px >= same * np.maximum(ink_px, 1))
+    drawn[0] = False
+    return drawn[labels]
 
 
 def faded_ink(gray: np.ndarray, mask: np.ndarray, reach: float = 10.0) -> np.ndarray:
