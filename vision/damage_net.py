@@ -23,7 +23,7 @@ CONFIRM_WEIGHTS = WEIGHTS.with_name("damage_confirm.safetensors")
 STRIDE = 32  # inputs are padded to a multiple of this
 THRESHOLD = 0.4  # on the probability; tuned for mask IoU on held-out synthetic damage
 MIN_PIECE = 6  # pixels; smaller marked pieces are specks, not damage
-CONFIRM_SHARE = 0.2  # of a marked piece's pixels that the confirming net must mark too
+CONFIRM_SHARE = 0.5  # of a marked piece's pixels that the confirming net must mark too
 
 
 def conv_block(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
