@@ -339,7 +339,7 @@ def own_ink_pieces(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     known = ~mask
     if not mask.any() or not known.any():
         return np.zeros_like(mask)
-    paper = float(np.percentile(gray[known], 75))
+    _, paper = _paper_level(gray, known)
     ink = gray < INK * paper
     if not (ink & known).any():
         return np.zeros_like(mask)
