@@ -72,6 +72,22 @@ def test_stain_over_empty_paper_becomes_clean_paper_and_keeps_the_wire() -> None
         assert stats.to_paper > 0
 
 
+def test_grid_lines_under_a_stain_stay_paper_and_the_wire_stays_ink() -> None:
+    intact = page()
+    grid = np.zeros(intact.shape, bool)
+    grid[::8, :] = grid[:, ::8] = True
+    intact[grid & ~ink(intact)] = 195  # light grid lines, far from ink darkness
+    yy, xx = np.mgrid[: intact.shape[0], : intact.shape[1]]
+    stain = (yy - 90) ** 2 + (xx - 100) ** 2 < 45**2
+    stained = (intact * np.where(stain, 0.93, 1.0)).astype(np.uint8)  # a light stain: clean paper to the eye
+    blob = stained.copy()
+    blob[stain] = np.where(ink(intact)[stain], 20, 190)  # a net that kept the wire but left a gray blob
+    out, _ = see_through(stained, stain, blob)
+    lines = stain & grid & ~cv2.dilate(ink(intact).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert not ink(out)[lines].any()  # before: stretched to the drawing's ink as if faded strokes
+    assert (out[stain & ink(intact)] < 0.55 * PAPER).mean() > 0.95
+
+
 def test_a_stain_marked_only_at_its_ring_is_marked_whole() -> None:
     intact = page()
     yy, xx = np.mgrid[: intact.shape[0], : intact.shape[1]]

@@ -355,6 +355,21 @@ def own_ink_pieces(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return drawn[labels]
 
 
+def grain_floor(gray: np.ndarray, mask: np.ndarray, paper: float, reach: float = 10.0) -> float:
+    """How dark (a share of the paper level) the paper's own grain and grid lines get, plus a margin: a mark no
+    darker than this is paper, not faded ink. Measured on the known pixels more than `reach` stroke widths (at least
+    3·`reach` pixels) from ink and damage; between `FADED[0]` and `FADED[1]`."""
+    known = ~mask
+    r = max(reach * stroke_width(known & (gray < INK * paper)), 3 * reach)
+    within = cv2.distanceTransform(known.astype(np.uint8), cv2.DIST_L2, 3) <= r
+    bare = ~within & (cv2.erode(gray, np.ones((5, 5), np.uint8)) >= INK * paper)
+    grain = np.cumsum(np.bincount(gray[bare], minlength=256))
+    if not grain[-1]:
+        return FADED[0]
+    grain_dark = 1.0 - float(np.searchsorted(grain, 0.005 * grain[-1])) / max(paper, 1.0)
+    return float(np.clip(grain_dark + 0.06, FADED[0], FADED[1]))
+
+
 def faded_ink(gray: np.ndarray, mask: np.ndarray, reach: float = 10.0) -> np.ndarray:
     """Faded strokes next to a damage mask that it leaves out: bool (H, W), outside `mask`.
 
@@ -374,15 +389,7 @@ def faded_ink(gray: np.ndarray, mask: np.ndarray, reach: float = 10.0) -> np.nda
     lightest = cv2.erode(gray, np.ones((3, 3), np.uint8))  # the darkest pixel within one of each pixel
     ink = known & (gray < INK * paper)
     ink_level = float(np.median(lightest[ink])) if ink.any() else 0.1 * paper
-    r = max(reach * stroke_width(ink), 3 * reach)
-    within = cv2.distanceTransform(known.astype(np.uint8), cv2.DIST_L2, 3) <= r
-    # The darkest paper away from ink and damage (grid lines, grain) is not faded ink; faded ink is darker still.
-    bare = ~within & (cv2.erode(gray, np.ones((5, 5), np.uint8)) >= INK * paper)
-    grain = np.cumsum(np.bincount(gray[bare], minlength=256))
-    floor = FADED[0]
-    if grain[-1]:
-        grain_dark = 1.0 - float(np.searchsorted(grain, 0.005 * grain[-1])) / max(paper, 1.0)
-        floor = float(np.clip(grain_dark + 0.06, FADED[0], FADED[1]))
+    floor = grain_floor(gray, mask, paper, reach)
     faded = known & (gray < paper * (1.0 - floor))
     faded &= lightest > paper - FADED[2] * (paper - ink_level)
     n, labels = cv2.connectedComponents((faded | mask).astype(np.uint8), connectivity=8)
@@ -439,7 +446,9 @@ def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tu
     nearby = cv2.dilate(dark, np.ones((w, w), np.uint8))  # square: separable, so fast
     # Stretch only where the neighbourhood holds a visible mark; flat paper keeps its noise level.
     gain = np.where(nearby > 0.12, np.clip(ink_dark / np.maximum(nearby, 1e-3), 1.0, MAX_GAIN), 1.0)
-    restored = paper * (1.0 - np.minimum(dark * gain, ink_dark))
+    # Marks no darker than the paper's own grain and grid lines are paper: a grid line under a stain is not faded ink.
+    stretched = np.where(dark > grain_floor(gray, mask, paper), dark * gain, dark)
+    restored = paper * (1.0 - np.minimum(stretched, ink_dark))
     flat = paper * (1.0 - dark)  # the stain divided out, no stretch
     net = inpainted[y0:y1, x0:x1].astype(np.float32) / paper
     unsure = m & (net >= INK) & (net < PAPER)
