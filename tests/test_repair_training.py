@@ -19,6 +19,7 @@ from vision.train_inpaint import (
     DamagedCrops,
     Pack,
     aim_map,
+    critic_weights,
     generator_losses,
     glyph_boxes,
     ladder_drawing,
@@ -55,7 +56,7 @@ def test_pack_crops_and_resumable_training(tmp_path: Path) -> None:
     assert state["step"] == 1
     assert "restore" in json.loads((ckpt / "train_log.jsonl").read_text().splitlines()[0])
     first = InpaintNet.load(weights / "inpaint.safetensors").state_dict()
-    main(["train", *common, "--steps", "2"])  # resumes at step 1 and trains one more
+    main(["train", *common, "--steps", "2", "--gan-in-hole"])  # resumes at step 1 and trains one more
     assert json.loads((ckpt / "state.json").read_text())["step"] == 2
     second = InpaintNet.load(weights / "inpaint.safetensors").state_dict()
     assert any(not torch.equal(first[k], second[k]) for k in first if first[k].is_floating_point())
@@ -63,6 +64,18 @@ def test_pack_crops_and_resumable_training(tmp_path: Path) -> None:
     main(["export", "--ckpt", str(ckpt), "--weights", str(tmp_path / "exported")])
     exported = InpaintNet.load(tmp_path / "exported" / "inpaint.safetensors").state_dict()
     assert all(torch.equal(exported[k], second[k]) for k in second)
+
+
+def test_critic_weights_sit_on_the_patches_that_see_the_hole() -> None:
+    hole = torch.zeros(2, 1, 64, 64)
+    hole[0, 0, 40:48, 8:12] = 1  # the second crop was left undamaged
+    logits = torch.Size((2, 1, 8, 8))
+    uniform = critic_weights(hole, logits, in_hole=False)
+    assert torch.allclose(uniform, torch.full(logits, 1 / 64))
+    w = critic_weights(hole, logits, in_hole=True)
+    assert torch.allclose(w.sum((1, 2, 3)), torch.ones(2))
+    assert w[0, 0, 5, 1] == 1 and w[0].count_nonzero() == 1  # the hole lies in one 8-px patch
+    assert torch.allclose(w[1], uniform[1])  # no hole: every patch
 
 
 def test_pack_is_the_same_rendered_by_worker_processes(tmp_path: Path) -> None:

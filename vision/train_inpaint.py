@@ -399,6 +399,18 @@ def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (F.relu(errors_sorted) * grad).sum(1).mean()
 
 
+def critic_weights(hole: torch.Tensor, logits_shape: torch.Size, in_hole: bool) -> torch.Tensor:
+    """Per-patch weights of the critic's logit map (N, 1, h, w), each set of weights summing to 1: uniform, or (with
+    `in_hole`) only the patches that see the hole. Most of a crop is known pixels, identical in real and repaired
+    crops; averaged over every patch, the critic's verdict on the few patches that differ is drowned out."""
+    if not in_hole:
+        return torch.full(logits_shape, 1.0 / logits_shape[-1] / logits_shape[-2], device=hole.device)
+    w = F.adaptive_max_pool2d(hole, logits_shape[-2:])
+    # A crop with no hole (left undamaged) falls back to every patch.
+    w = torch.where(w.sum((2, 3), keepdim=True) > 0, w, torch.ones_like(w))
+    return w / w.sum((2, 3), keepdim=True)
+
+
 def generator_losses(
     pred: torch.Tensor,
     intact: torch.Tensor,
@@ -623,7 +635,8 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
             loss_g = loss_g + args.kl * kl
             comp = composite(pred, damaged, hole)
             if use_gan:  # the critic itself, not its DDP wrapper: this pass only trains the generator
-                loss_adv = -disc(comp, hole).float().mean()
+                d_gen = disc(comp, hole).float()
+                loss_adv = -(d_gen * critic_weights(hole, d_gen.shape, args.gan_in_hole)).sum((1, 2, 3)).mean()
                 loss_g = loss_g + args.adv * loss_adv
         opt_m.zero_grad(set_to_none=True)
         opt_g.zero_grad(set_to_none=True)
@@ -635,7 +648,8 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
             with amp:
                 d_real = disc_ddp(intact, hole).float()
                 d_fake = disc_ddp(comp.detach(), hole).float()
-                loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+                w = critic_weights(hole, d_real.shape, args.gan_in_hole)
+                loss_d = ((F.relu(1 - d_real) + F.relu(1 + d_fake)) * w).sum((1, 2, 3)).mean()
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
@@ -719,6 +733,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--clean", type=float, default=0.1, help="share of crops left undamaged")
     t.add_argument("--adv", type=float, default=0.02)
     t.add_argument("--gan-start", type=float, default=0.3, help="fraction of training before the GAN term")
+    t.add_argument(
+        "--gan-in-hole", action="store_true", help="the critic's losses on the patches that see the hole only"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--log-every", type=float, default=15.0)
     t.add_argument("--save-every", type=float, default=60.0)
