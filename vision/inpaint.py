@@ -446,9 +446,7 @@ def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tu
     nearby = cv2.dilate(dark, np.ones((w, w), np.uint8))  # square: separable, so fast
     # Stretch only where the neighbourhood holds a visible mark; flat paper keeps its noise level.
     gain = np.where(nearby > 0.12, np.clip(ink_dark / np.maximum(nearby, 1e-3), 1.0, MAX_GAIN), 1.0)
-    # Marks no darker than the paper's own grain and grid lines are paper: a grid line under a stain is not faded ink.
-    stretched = np.where(dark > grain_floor(gray, mask, paper), dark * gain, dark)
-    restored = paper * (1.0 - np.minimum(stretched, ink_dark))
+    restored = paper * (1.0 - np.minimum(dark * gain, ink_dark))
     flat = paper * (1.0 - dark)  # the stain divided out, no stretch
     net = inpainted[y0:y1, x0:x1].astype(np.float32) / paper
     unsure = m & (net >= INK) & (net < PAPER)
@@ -459,7 +457,10 @@ def see_through(gray: np.ndarray, mask: np.ndarray, inpainted: np.ndarray) -> tu
     rv = 2 * int(round(2 * width)) + 1
     trusted = ~cv2.dilate(overlay, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (rv, rv))).astype(bool)
     trusted &= ~fold_lines(mask)[y0:y1, x0:x1]
-    to_ink = unsure & rest_ink & clean_paper & trusted
+    # Marks no darker than the paper's own grain and grid lines are not faded ink (a grid line under a light stain),
+    # unless they are the rim of a darker mark.
+    marks = cv2.dilate((dark > grain_floor(gray, mask, paper)).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    to_ink = unsure & rest_ink & clean_paper & trusted & marks
     # Light grays the net left over stained paper (even above the paper threshold) become the paper itself; not
     # over a dark backing, whose noise the division would blow up.
     to_paper = (unsure | (erased & (local_paper > 0.4 * paper))) & (restored >= PAPER * paper)
