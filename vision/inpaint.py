@@ -358,7 +358,7 @@ def own_ink_pieces(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def grain_floor(gray: np.ndarray, mask: np.ndarray, paper: float, reach: float = 10.0) -> float:
     """How dark (a share of the paper level) the paper's own grain and grid lines get, plus a margin: a mark no
     darker than this is paper, not faded ink. Measured on the known pixels more than `reach` stroke widths (at least
-    3·`reach` pixels) from ink and damage; between `FADED[0]` and `FADED[1]`."""
+    3·`reach` pixels) from the damage and over 2 px from ink; between `FADED[0]` and `FADED[1]`."""
     known = ~mask
     r = max(reach * stroke_width(known & (gray < INK * paper)), 3 * reach)
     within = cv2.distanceTransform(known.astype(np.uint8), cv2.DIST_L2, 3) <= r
@@ -379,8 +379,7 @@ def faded_ink(gray: np.ndarray, mask: np.ndarray, reach: float = 10.0) -> np.nda
     darkness of the drawing's own ink (which an intact stroke's anti-aliased rim does). Pieces of them that touch
     the mask are the same damage, followed as far as they run (a long faded wire the detector marked in two places
     would otherwise keep a faint stretch between them); they are returned grown by a pixel, as the simulator marks
-    damage. The paper grain is measured more than `reach` stroke widths (at least 3·`reach` pixels) from ink and
-    damage.
+    damage. `reach` is `grain_floor`'s.
     """
     known = ~mask
     if not mask.any() or not known.any():
