@@ -370,7 +370,7 @@ def grain_floor(gray: np.ndarray, mask: np.ndarray, paper: float, reach: float =
     return float(np.clip(grain_dark + 0.06, FADED[0], FADED[1]))
 
 
-def faded_ink(gray: np.ndarray, mask: np.ndarray, reach: float = 10.0) -> np.ndarray:
+def faded_ink(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Faded strokes next to a damage mask that it leaves out: bool (H, W), outside `mask`.
 
     A detector marks the middle of a faded patch and often misses its edge, where a wire is still visible but
@@ -379,7 +379,7 @@ def faded_ink(gray: np.ndarray, mask: np.ndarray, reach: float = 10.0) -> np.nda
     darkness of the drawing's own ink (which an intact stroke's anti-aliased rim does). Pieces of them that touch
     the mask are the same damage, followed as far as they run (a long faded wire the detector marked in two places
     would otherwise keep a faint stretch between them); they are returned grown by a pixel, as the simulator marks
-    damage. `reach` is `grain_floor`'s.
+    damage.
     """
     known = ~mask
     if not mask.any() or not known.any():
@@ -388,7 +388,7 @@ def faded_ink(gray: np.ndarray, mask: np.ndarray, reach: float = 10.0) -> np.nda
     lightest = cv2.erode(gray, np.ones((3, 3), np.uint8))  # the darkest pixel within one of each pixel
     ink = known & (gray < INK * paper)
     ink_level = float(np.median(lightest[ink])) if ink.any() else 0.1 * paper
-    floor = grain_floor(gray, mask, paper, reach)
+    floor = grain_floor(gray, mask, paper)
     faded = known & (gray < paper * (1.0 - floor))
     faded &= lightest > paper - FADED[2] * (paper - ink_level)
     n, labels = cv2.connectedComponents((faded | mask).astype(np.uint8), connectivity=8)
