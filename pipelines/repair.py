@@ -4,9 +4,9 @@
 damage-mask net (each piece confirmed by its twin trained with real drawings too, `detect_damage`), fill the
 damaged pixels with the VAE/GAN inpainter (every other pixel passes through unchanged), join straight wires that
 still stop at the damage, then let the glyph restorer (`vision.glyph`) redraw the characters of the text boxes the
-damage touches, at full resolution. A predicted mask is taken as a guess: short wire breaks it left beside it are
-closed (`vision.wire_complete.bridge_breaks`), and inside the text boxes the text-damage finder
-(`vision.glyph.find_text_damage`), which reads them at full resolution, corrects it.
+damage touches, at full resolution. A predicted mask is taken as a guess: wire joins may paint a little beside it,
+short wire breaks it left beside it are closed (`vision.wire_complete.bridge_breaks`), and inside the text boxes
+the text-damage finder (`vision.glyph.find_text_damage`), which reads them at full resolution, corrects it.
 `repair_command` is what `ohmlens repair` runs.
 """
 
@@ -43,6 +43,7 @@ MIN_SIDE = 32  # pixels; smaller images hold too little drawing to repair
 MAX_PIXELS = 6000 * 6000
 MAX_DAMAGE = 0.6  # share of the image; beyond it there is too little intact drawing to repair from
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+WIRE_BESIDE = 3.0  # stroke widths beside a predicted mask where wire joins may paint too (`complete_wires`)
 
 
 class RepairInputError(ValueError):
@@ -328,13 +329,14 @@ def repair_gray(
     """Fill the masked pixels of a gray uint8 drawing: inpaint, take back stained or faded ink the damaged pixels
     still show, join broken wires, then redraw the damaged characters of the labels the mask touches (marks on clean
     paper beside no stroke, `lone_marks`, get their damaged pixels back instead). A `predicted` mask (not a user's)
-    is taken as a guess: short wire breaks it left beside it are closed (`vision.wire_complete.bridge_breaks`), and
-    inside the labels the text-damage finder corrects it (pixels it clears get their damaged pixels back, pixels it
-    adds are redrawn too). Every pixel outside the mask used comes back unchanged.
+    is taken as a guess: wire joins may paint up to `WIRE_BESIDE` stroke widths beside it (the end of a cut it
+    missed), short wire breaks it left beside it are closed (`vision.wire_complete.bridge_breaks`), and inside the
+    labels the text-damage finder corrects it (pixels it clears get their damaged pixels back, pixels it adds are
+    redrawn too). Every pixel outside the mask used comes back unchanged.
 
     Returns:
-        The repaired drawing, the mask used (bool (H, W): with a predicted mask, as corrected, and with the wire
-        breaks closed) and what was done.
+        The repaired drawing, the mask used (bool (H, W): with a predicted mask, as corrected, and with the joins and
+        wire breaks painted beside it) and what was done.
     """
     _, inpainter = _models()
     mask = mask.astype(bool)
@@ -344,11 +346,12 @@ def repair_gray(
     repaired = inpaint_image(inpainter, torch.from_numpy(gray).float() / 255.0, torch.from_numpy(mask))
     out = np.clip(np.round(repaired.numpy() * 255.0), 0, 255).astype(np.uint8)
     out, seen = see_through(gray, mask, out)
-    out, wires = complete_wires(out, mask)
-    closed, bridged = 0, np.zeros_like(mask)
+    joined, wires = complete_wires(out, mask, beside=WIRE_BESIDE if predicted else 0.0)
+    bridged, out = (joined != out) & ~mask, joined  # joins a predicted mask's edge cut short
+    closed = 0
     if predicted:
         filled, closed = bridge_breaks(out, mask)
-        bridged, out = filled != out, filled
+        bridged, out = bridged | (filled != out), filled
     _, glyph_net, finder = _text_models()
     # Texts are found on the repaired drawing: the damaged one hides some of them under stains and blots.
     boxes = text_boxes(out)

@@ -222,6 +222,22 @@ def test_a_stem_is_joined_to_its_rail_across_a_break_thinner_than_the_stroke() -
     assert (out[62, 119:122] < 128).all()
 
 
+def test_a_join_beside_a_predicted_mask_paints_the_end_of_the_cut_it_missed() -> None:
+    img = np.full((200, 300), 255, np.uint8)
+    cv2.line(img, (10, 100), (290, 100), 0, 3)  # a wire
+    damaged = img.copy()
+    damaged[90:111, 130:170] = 255  # a cut through it ...
+    mask = np.zeros(img.shape, bool)
+    mask[90:111, 138:170] = True  # ... whose left end the mask missed
+    out, stats = complete_wires(damaged, mask)
+    assert stats.joined == 1 and (out[99:102, 130:136] > 200).all()  # painted in the mask only: still broken
+    out, stats = complete_wires(damaged, mask, beside=3.0)
+    assert stats.joined == 1
+    assert (out[99:102, 130:170] < 128).all()  # the wire is whole again
+    changed = out != damaged
+    assert changed[:, :138].any() and not changed[:, :128].any()  # within three stroke widths of the mask
+
+
 def test_breaks_a_partial_mask_left_in_a_wire_are_closed_but_not_a_capacitor_gap() -> None:
     img = np.full((200, 300), 255, np.uint8)
     cv2.line(img, (10, 50), (290, 50), 0, 3)  # a wire

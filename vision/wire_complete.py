@@ -123,7 +123,12 @@ def stroke_width(ink: np.ndarray) -> float:
 
 
 def complete_wires(
-    gray: np.ndarray, mask: np.ndarray, max_gap: int | None = None, inside: float = 0.6, solid: float = 0.55
+    gray: np.ndarray,
+    mask: np.ndarray,
+    max_gap: int | None = None,
+    inside: float = 0.6,
+    solid: float = 0.55,
+    beside: float = 0.0,
 ) -> tuple[np.ndarray, WireStats]:
     """Join broken straight wires across damaged regions.
 
@@ -134,6 +139,8 @@ def complete_wires(
         inside: share of a bridged gap that must lie in the (slightly grown) mask.
         solid: a pixel is ink when darker than this share of the paper level; a lower value also treats faint,
             half-restored strokes as broken, so they get re-drawn solid.
+        beside: pixels this many stroke widths from the mask count as damaged for the joins (0: the mask only): they
+            may be painted and count as inside. A predicted mask often misses the end of a cut through a wire.
 
     Returns:
         The drawing with the joins painted in, and what was done.
@@ -153,7 +160,11 @@ def complete_wires(
     stroke = stroke_width(ink)
     reach = int(round(2 * stroke + 3))
     grown = cv2.dilate(damaged.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)).astype(bool)
-    near_mask = cv2.dilate(damaged.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    paintable = damaged
+    if beside > 0:
+        side = 2 * int(round(beside * stroke)) + 1
+        paintable = cv2.dilate(damaged.astype(np.uint8), np.ones((side, side), np.uint8)) > 0
+    near_mask = cv2.dilate(paintable.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     min_len = max(6, int(3 * stroke))
     widest = 1.5 * stroke + 0.5  # a join is drawn no wider: the ink mass beside an end can include a label's glyphs
     wire_len = max(12, int(round(4 * stroke + 4)))  # straight strokes this long are wires, not glyphs
@@ -191,7 +202,7 @@ def complete_wires(
                 continue
             used.update((p, q))
             width = min(max(a.width, b.width), widest)
-            _paint(out, damaged, (a.fx + xa, a.fy + ya), (b.fx + xa, b.fy + ya), width, ink_level)
+            _paint(out, paintable, (a.fx + xa, a.fy + ya), (b.fx + xa, b.fy + ya), width, ink_level)
             stats.joined += 1
         roi_ink = out[ya:yb, xa:xb] < paper * solid  # joins just drawn can be what a stem runs into
         # a stub left at a wire (a stem cut just below its rail) belongs to that wire
@@ -209,7 +220,7 @@ def complete_wires(
             sy, sx = _segment((a.y, a.x), hit)
             if roi_mask[sy, sx].mean() < inside:
                 continue
-            _paint(out, damaged, (a.fx + xa, a.fy + ya), (hit[1] + xa, hit[0] + ya), min(a.width, widest), ink_level)
+            _paint(out, paintable, (a.fx + xa, a.fy + ya), (hit[1] + xa, hit[0] + ya), min(a.width, widest), ink_level)
             stats.extended += 1
     return out, stats
 
