@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,7 @@ from vision.train_glyph import (
     STRIP_WIDTH,
     DamagedLabels,
     false_alarms,
+    finder_masks,
     label_strips,
     main,
     net_hint,
@@ -175,6 +177,17 @@ def test_text_damage_finder_replaces_the_mask_inside_touched_boxes_only(tmp_path
     assert GlyphNet.load(tmp_path / "f.safetensors").config.output == "damage"
 
 
+def test_finder_masks_replace_the_given_mask_on_their_share_of_strips() -> None:
+    finder = GlyphNet(replace(PRESETS["debug"], output="damage")).eval()
+    torch.nn.init.zeros_(finder.head.weight)
+    torch.nn.init.constant_(finder.head.bias, 5.0)  # a finder that calls everything damage
+    damaged, given = torch.rand(64, 1, LINE_HEIGHT, 32), torch.zeros(64, 1, LINE_HEIGHT, 32)
+    assert bool((finder_masks(finder, damaged, given, 1.0, torch.Generator().manual_seed(0)) == 1.0).all())
+    assert bool((finder_masks(finder, damaged, given, 0.0, torch.Generator().manual_seed(0)) == 0.0).all())
+    some = finder_masks(finder, damaged, given, 0.5, torch.Generator().manual_seed(0)).amax((1, 2, 3))
+    assert 10 < int(some.sum()) < 54  # whole strips, about half of them
+
+
 def test_training_resumes_and_writes_weights(tmp_path: Path) -> None:
     ckpt, weights = tmp_path / "ckpt", tmp_path / "glyph.safetensors"
     common = ["--preset", "debug", "--ckpt", str(ckpt), "--weights", str(weights), "--minutes", "0"]
@@ -186,10 +199,11 @@ def test_training_resumes_and_writes_weights(tmp_path: Path) -> None:
     assert json.loads((ckpt / "state.json").read_text())["step"] == 2
     second = GlyphNet.load(weights).state_dict()
     assert any(not torch.equal(first[k], second[k]) for k in first if first[k].is_floating_point())
+    GlyphNet(replace(PRESETS["debug"], output="damage")).save(tmp_path / "finder.safetensors")  # gives the masks
     main(
         ["--init", str(weights), "--ckpt", str(tmp_path / "warm"), "--weights", str(tmp_path / "w2.safetensors")]
         + common[6:]
-        + ["--steps", "1"]
+        + ["--steps", "1", "--finder-masks", "1.0", "--finder", str(tmp_path / "finder.safetensors")]
     )
     assert GlyphNet.load(tmp_path / "w2.safetensors").config == PRESETS["debug"]
     # The text-damage finder starts from the restorer's weights with a fresh head.

@@ -13,9 +13,11 @@ strips a mask spoilt the ways a predicted one is (`predicted_like`: pieces misse
 with `--net-hints` on that share the shipped damage net's own mask of the strip (`net_hint`), with `--partial` on
 that share the pieces only partly found (`partly_found`: the damage net at a quarter of the resolution misses the
 part of a cut that took a stroke away cleanly), and with `--alarms` on that share blots on sound ink added to it
-(`false_alarms`: a damage net that takes a decimal point for a speck). The loss is L1 over the strip, plus L1 and a
-Sobel-edge L1 inside the mask where the intact ink weighs three times the paper (ink is the minority that OCR
-reads).
+(`false_alarms`: a damage net that takes a decimal point for a speck). With `--finder-masks` on that share the net
+is then given the shipped text-damage finder's verdict from that mask instead (`finder_masks`), which is the mask
+`pipelines.repair.repair_gray` gives it with a predicted mask: it does not trace the erased strokes the way the
+simulator's exact mask does. The loss is L1 over the strip, plus L1 and a Sobel-edge L1 inside the mask where the
+intact ink weighs three times the paper (ink is the minority that OCR reads).
 
 `--task damage` trains the text-damage finder instead (`GlyphNet` with `output="damage"`, used by
 `vision.glyph.find_text_damage`): the same strips and given masks, and the net learns the true mask from them
@@ -197,6 +199,17 @@ def glyph_loss(pred: torch.Tensor, intact: torch.Tensor, hole: torch.Tensor) -> 
     }
 
 
+@torch.no_grad()
+def finder_masks(
+    finder: GlyphNet, damaged: torch.Tensor, given: torch.Tensor, share: float, generator: torch.Generator
+) -> torch.Tensor:
+    """`given` (N, 1, H, W) with, on a `share` of the strips, the text-damage finder's verdict from it (probability
+    over 0.5, as `vision.glyph.find_text_damage` takes it) in its place."""
+    verdict = (torch.sigmoid(finder(damaged, given).float()) > 0.5).float()
+    pick = (torch.rand(given.shape[0], generator=generator) < share).to(given.device)[:, None, None, None]
+    return torch.where(pick, verdict, given)
+
+
 def finder_loss(logits: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
     """Binary cross-entropy and soft Dice (over the batch) of the text-damage finder against the true mask."""
     prob = torch.sigmoid(logits)
@@ -243,6 +256,10 @@ def train(args: argparse.Namespace) -> None:
         persistent_workers=args.workers > 0,
         prefetch_factor=4 if args.workers > 0 else None,
     )
+    finder = None
+    if args.finder_masks > 0 and args.task == "glyphs":
+        finder = GlyphNet.load(Path(args.finder)).to(device)  # frozen, eval mode
+        picks = torch.Generator().manual_seed(args.seed + step)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     budget = args.minutes * 60.0
     total = args.total_minutes * 60.0 if args.total_minutes else budget
@@ -260,6 +277,9 @@ def train(args: argparse.Namespace) -> None:
         mask = mask.to(device, non_blocking=True).float() / 255.0
         intact = intact.to(device, non_blocking=True).float() / 255.0
         given = given.to(device, non_blocking=True).float() / 255.0
+        if finder is not None:
+            with amp:
+                given = finder_masks(finder, damaged, given, args.finder_masks, picks)
         grow = int(np.random.default_rng([args.seed, step]).integers(0, 3))
         hole = F.max_pool2d(given, 2 * grow + 1, 1, grow) if grow else given
         with amp:
@@ -331,6 +351,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--partial", type=float, default=0.0, help="share of given masks only partly found")
     parser.add_argument("--net-hints", type=float, default=0.0, help="share of given masks made by the damage net")
     parser.add_argument("--alarms", type=float, default=0.0, help="share of strips given false alarms on sound ink")
+    parser.add_argument(
+        "--finder-masks", type=float, default=0.0, help="share of given masks replaced by the finder's verdict"
+    )
+    parser.add_argument("--finder", default=str(FINDER_WEIGHTS), help="the text-damage finder for --finder-masks")
     parser.add_argument("--keep-clean", type=float, default=0.1, help="share of strips with undamaged glyphs kept")
     parser.add_argument("--log-every", type=float, default=15.0)
     parser.add_argument("--save-every", type=float, default=60.0)
