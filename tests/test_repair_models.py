@@ -261,3 +261,7 @@ def test_breaks_a_partial_mask_left_in_a_wire_are_closed_but_not_a_capacitor_gap
     inside = np.zeros(img.shape, bool)
     inside[40:60, 100:118] = True  # the whole break under the mask: the inpainter's, not this step's
     assert bridge_breaks(damaged, inside)[1] == 0
+    between = np.zeros(img.shape, bool)
+    between[152:170, 138:143] = True  # damage between the plates, below the leads: the gap beside it stays open
+    out, closed = bridge_breaks(damaged, between)
+    assert closed == 0 and np.array_equal(out, damaged)

@@ -228,10 +228,11 @@ def complete_wires(
 def bridge_breaks(gray: np.ndarray, mask: np.ndarray, solid: float = 0.55) -> tuple[np.ndarray, int]:
     """Close short breaks in straight horizontal and vertical wires that a partial mask left beside it.
 
-    A break is a run of paper, at most three stroke widths (and 6 px) long, between two straight stretches of one
-    wire (each at least `_wire_strokes`' length) along the wire's axis. It is closed when it touches the mask (within
-    2 px), lies mostly outside it (inside, the inpainter and the joins decide, and a capacitor's gap can lie there),
-    and no ink reaching further across than the break is wide stands in it (a capacitor's plates, a crossing wire).
+    A break is a run of paper, about three stroke widths (at least 6 px) long at most, between two straight stretches
+    of one wire (each at least `_wire_strokes`' length) along the wire's axis. It is closed when it touches the mask
+    (within 2 px), lies mostly outside it (inside, the inpainter and the joins decide), does not lie between two
+    strokes drawn across the wire (a capacitor's plates: the leads run into them), and no ink reaching further
+    across than the break is wide stands in it (a crossing wire).
 
     Args:
         gray: the repaired drawing, uint8 (H, W).
@@ -252,10 +253,13 @@ def bridge_breaks(gray: np.ndarray, mask: np.ndarray, solid: float = 0.55) -> tu
     _, owner, extent, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
     fill = np.zeros_like(ink)
     closed = 0
+    h_img, w_img = ink.shape
     for along in ((1, wire_len), (wire_len, 1)):  # horizontal wires, then vertical ones
         horizontal = along[0] == 1
         runs = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_OPEN, np.ones(along, np.uint8))
-        span = (1, longest + 1) if horizontal else (longest + 1, 1)
+        crossing = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_OPEN, np.ones(along[::-1], np.uint8)) > 0
+        reach = longest + 1 + longest % 2  # odd: an even kernel's closing shifts every run by a pixel
+        span = (1, reach) if horizontal else (reach, 1)
         gaps = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, np.ones(span, np.uint8)).astype(bool) & ~runs.astype(bool)
         n, pieces, boxes, _ = cv2.connectedComponentsWithStats(gaps.astype(np.uint8), connectivity=8)
         for i in range(1, n):
@@ -264,6 +268,12 @@ def bridge_breaks(gray: np.ndarray, mask: np.ndarray, solid: float = 0.55) -> tu
             piece = pieces[window] == i
             if not near[window][piece].any() or mask[window][piece].mean() > 0.5:
                 continue
+            if horizontal:
+                sides = crossing[y : y + h, max(0, x - 1)], crossing[y : y + h, min(w_img - 1, x + w)]
+            else:
+                sides = crossing[max(0, y - 1), x : x + w], crossing[min(h_img - 1, y + h), x : x + w]
+            if sides[0].any() and sides[1].any():
+                continue  # between two strokes drawn across the wire: a capacitor's plates, not a break
             inside = np.unique(owner[window][piece])
             inside = inside[inside > 0]
             across = extent[inside, cv2.CC_STAT_HEIGHT if horizontal else cv2.CC_STAT_WIDTH]
