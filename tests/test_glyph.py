@@ -223,16 +223,19 @@ def test_repair_redraws_a_cut_label_and_keeps_known_pixels() -> None:
     from pipelines.repair import repair_drawing
     from vision.synth.render import render_sample
 
-    sample = render_sample(900_321)
-    gray = sample.image if sample.image.ndim == 2 else cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
-    mask = np.zeros(gray.shape, np.uint8)
-    for label in sample.truth["labels"][:3]:
-        x0, y0, x1, y1 = (int(round(v)) for v in label["bbox"])
-        mask[y0 : y1 + 1, (x0 + x1) // 2 - 2 : (x0 + x1) // 2 + 2] = 255
-    damaged = gray.copy()
-    damaged[mask > 0] = int(np.percentile(gray, 90))
-    result = repair_drawing(damaged, mask)
-    assert result.stats["texts_redrawn"] >= 2
-    assert np.array_equal(result.image[mask == 0], damaged[mask == 0])
-    ink = (gray < 128) & (mask > 0)
-    assert (result.image[ink] < 128).mean() > 0.4  # the inpainter alone brings back none of these cut strokes
+    back = []
+    for seed in (900_321, 900_322, 900_323):  # one label's share varies a lot from drawing to drawing
+        sample = render_sample(seed)
+        gray = sample.image if sample.image.ndim == 2 else cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
+        mask = np.zeros(gray.shape, np.uint8)
+        for label in sample.truth["labels"][:3]:
+            x0, y0, x1, y1 = (int(round(v)) for v in label["bbox"])
+            mask[y0 : y1 + 1, (x0 + x1) // 2 - 2 : (x0 + x1) // 2 + 2] = 255
+        damaged = gray.copy()
+        damaged[mask > 0] = int(np.percentile(gray, 90))
+        result = repair_drawing(damaged, mask)
+        assert result.stats["texts_redrawn"] >= 2
+        assert np.array_equal(result.image[mask == 0], damaged[mask == 0])
+        ink = (gray < 128) & (mask > 0)
+        back.append((result.image[ink] < 128).mean())
+    assert np.mean(back) > 0.4, back  # the inpainter alone brings back none of these cut strokes
