@@ -17,10 +17,10 @@ from pipelines.batch import MANIFEST, BatchError, read_manifest, run_batch
 from tests.conftest import REPO, build_text_pdf
 
 
-def _folder(tmp_path: Path, n: int) -> Path:
+def _folder(tmp_path: Path, n: int, pages: int = 2) -> Path:
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
-    first = build_text_pdf(src / "doc0.pdf", pages=2)
+    first = build_text_pdf(src / "doc0.pdf", pages=pages)
     for i in range(1, n):
         shutil.copy(first, src / ("sub" if i % 2 else ".") / f"doc{i}.pdf")
     return src
@@ -63,7 +63,7 @@ def test_empty_or_missing_folder_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_resume_after_kill_minus_nine(tmp_path: Path) -> None:
-    src = _folder(tmp_path, 12)
+    src = _folder(tmp_path, 12, pages=40)  # two pages parse in a few ms: the whole batch could end between two polls
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "app.cli", "batch", str(src), "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
