@@ -347,7 +347,7 @@ def repair_gray(
     out = np.clip(np.round(repaired.numpy() * 255.0), 0, 255).astype(np.uint8)
     out, seen = see_through(gray, mask, out)
     joined, wires = complete_wires(out, mask, beside=WIRE_BESIDE if predicted else 0.0)
-    bridged, out = (joined != out) & ~mask, joined  # joins a predicted mask's edge cut short
+    bridged, out = (joined != out) & ~mask, joined  # joins painted beside a predicted mask join the mask used
     closed = 0
     if predicted:
         filled, closed = bridge_breaks(out, mask)
