@@ -254,11 +254,12 @@ def bridge_breaks(gray: np.ndarray, mask: np.ndarray, solid: float = 0.55) -> tu
     fill = np.zeros_like(ink)
     closed = 0
     h_img, w_img = ink.shape
-    for along in ((1, wire_len), (wire_len, 1)):  # horizontal wires, then vertical ones
-        horizontal = along[0] == 1
-        runs = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_OPEN, np.ones(along, np.uint8))
-        crossing = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_OPEN, np.ones(along[::-1], np.uint8)) > 0
-        reach = longest + 1 + longest % 2  # odd: an even kernel's closing shifts every run by a pixel
+    rows = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_OPEN, np.ones((1, wire_len), np.uint8))
+    cols = cv2.morphologyEx(ink.astype(np.uint8), cv2.MORPH_OPEN, np.ones((wire_len, 1), np.uint8))
+    reach = longest + 1 + longest % 2  # odd: an even kernel's closing shifts every run by a pixel
+    for runs, across_runs in ((rows, cols), (cols, rows)):  # horizontal wires, then vertical ones
+        horizontal = runs is rows
+        crossing = across_runs > 0
         span = (1, reach) if horizontal else (reach, 1)
         gaps = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, np.ones(span, np.uint8)).astype(bool) & ~runs.astype(bool)
         n, pieces, boxes, _ = cv2.connectedComponentsWithStats(gaps.astype(np.uint8), connectivity=8)
