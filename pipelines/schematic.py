@@ -37,6 +37,9 @@ PIN_THRESHOLD = 0.25
 DOT_RATIO = 1.9  # a junction dot seen in the ink reaches this many stroke half-widths from the paper
 BJT_ARROW_MIN = 2.0  # an arrowhead adds at least this many squared pen widths of ink to its lead
 ARROW_TAPER_RATIO = 2.0  # a current source's arrowhead half varies in width this many times more than its shaft half
+CTC_TOP = 6  # symbols per step a re-reading of a label considers
+CTC_BEAM = 64  # readings kept per step
+VALUE_READING_SHARE = 0.005  # a label's re-reading as a part's value is this likely against OCR's best read at least
 
 
 class SchematicInputError(ValueError):
@@ -175,6 +178,69 @@ def ocr_crops(engine: Any, crops: list[np.ndarray]) -> list[tuple[str, float]]:
 
     out = engine.text_rec(TextRecInput(img=crops))
     return [(str(t), float(s)) for t, s in zip(out.txts, out.scores)]
+
+
+def ocr_char_probs(engine: Any, crop: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """The recogniser's output for one text crop (BGR uint8): per-step character probabilities (steps,
+    alphabet) and the alphabet, whose first entry is CTC's blank."""
+    rec = engine.text_rec
+    _, height, width = rec.rec_image_shape[:3]
+    h, w = crop.shape[:2]
+    x = rec.resize_norm_img(crop, max(width / height, w / h))[np.newaxis].astype(np.float32)
+    return rec.session(x)[0], rec.postprocess_op.character
+
+
+def ctc_readings(probs: np.ndarray, alphabet: list[str], top: int = CTC_TOP, width: int = CTC_BEAM) -> dict[str, float]:
+    """The likeliest texts of a CTC output (prefix beam search over each step's `top` symbols), with
+    their probabilities summed over the alignments that spell them."""
+    beams: dict[str, tuple[float, float]] = {"": (1.0, 0.0)}  # text -> (p ending in blank, p ending in a symbol)
+    for step in probs:
+        grown: dict[str, list[float]] = {}
+        for c in np.argsort(-step)[:top]:
+            p = float(step[c])
+            for text, (p_blank, p_sym) in beams.items():
+                if c == 0:
+                    grown.setdefault(text, [0.0, 0.0])[0] += (p_blank + p_sym) * p
+                    continue
+                longer = text + alphabet[c]
+                if text and text[-1] == alphabet[c]:  # a repeat spells a new symbol only after a blank
+                    if p_blank:
+                        grown.setdefault(longer, [0.0, 0.0])[1] += p_blank * p
+                    grown.setdefault(text, [0.0, 0.0])[1] += p_sym * p
+                else:
+                    grown.setdefault(longer, [0.0, 0.0])[1] += (p_blank + p_sym) * p
+        kept = sorted(grown.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))[:width]
+        beams = {text: (pb, ps) for text, (pb, ps) in kept}
+    return {text: pb + ps for text, (pb, ps) in beams.items()}
+
+
+_E24 = frozenset((10, 11, 12, 13, 15, 16, 18, 20, 22, 24, 27, 30, 33, 36, 39, 43, 47, 51, 56, 62, 68, 75, 82, 91))
+
+
+def standard_value(ctype: str, text: str) -> bool:
+    """Whether a resistor, capacitor or inductor value is a preferred number of the E24 series (or of
+    E12 and E6, its subsets): '680k' yes, '660k' no."""
+    if ctype not in ("resistor", "potentiometer", "capacitor", "capacitor_polarized", "inductor"):
+        return False
+    v = parse_value(text)
+    if not v or v <= 0:
+        return False
+    mantissa = v / 10 ** (math.floor(math.log10(v) + 1e-9) - 1)  # two significant digits: 10.0 .. 99.9
+    return abs(mantissa - round(mantissa)) < 1e-6 and round(mantissa) in _E24
+
+
+def value_reading(ctype: str, probs: np.ndarray, alphabet: list[str]) -> str | None:
+    """The value of a part of this type that a text crop spells, when OCR's best read is no such value:
+    among the likely readings (`VALUE_READING_SHARE` of the best one's probability at least) that are,
+    a preferred-series value first, then the likeliest. None when no likely reading is one."""
+    readings = ctc_readings(probs, alphabet)
+    floor = VALUE_READING_SHARE * max(readings.values(), default=0.0)
+    fits = [
+        (standard_value(ctype, text), p, text)
+        for raw, p in readings.items()
+        if p >= floor and value_fits(ctype, text := repair_read(raw))
+    ]
+    return value_for(ctype, max(fits)[2]) if fits else None
 
 
 # -- text ---------------------------------------------------------------------------------------------
@@ -1315,7 +1381,14 @@ def read_schematic(
         return [text for text, _ in ocr_crops(ocr, [_crop_for_ocr(norm, b) for b in boxes])]
 
     texts, reads = split_reads(texts, read_boxes([t.box for t in texts]), ink, read_boxes)
-    return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings, stroke)
+    outputs: dict[int, tuple[np.ndarray, list[str]]] = {}
+
+    def reread_value(ti: int, ctype: str) -> str | None:
+        if ti not in outputs:
+            outputs[ti] = ocr_char_probs(ocr, _crop_for_ocr(norm, texts[ti].box))
+        return value_reading(ctype, *outputs[ti])
+
+    return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings, stroke, reread_value)
 
 
 def _label_block_rank(ref: tuple[float, ...], other: tuple[float, ...]) -> float | None:
@@ -1348,12 +1421,15 @@ def assemble_circuit(
     pin_pts: list[Any],
     warnings: list[str] | None = None,
     stroke: float | None = None,
+    reread_value: Callable[[int, str], str | None] | None = None,
 ) -> Circuit:
     """Build the circuit from detections (boxes with `cls`, `score`, `box`; pins with `role`, `score`, `xy`)
     and the texts read in the label boxes: pins are named, wires traced and labels assigned.
 
     Args:
         stroke: the drawing's pen width (`stroke_width` of `binarize(norm)`), when the caller has it already.
+        reread_value: (text index, part type) -> the value of that type the text's box spells, or None; asked
+            for the labels left over beside parts that got no value (OCR texts; `value_reading`).
     """
     warnings = list(warnings or [])
     ink = binarize(norm)
@@ -1463,6 +1539,20 @@ def assemble_circuit(
         if ci not in values and (ctype == "supply" or value_fits(ctype, text)):
             values[ci] = value_for(ctype, text)
             used.add(ti)
+    if reread_value is not None:
+        # a part still without a value takes a label OCR misread, if the label spells one of its values; only
+        # a label of the part's own block or one no other part is nearer to
+        nearest = {
+            ti: min(range(len(comps)), key=lambda k: _box_gap(t.box, comps[k].box)) for ti, t in enumerate(texts)
+        }
+        own = [(ti, ci) for _rank, ti, ci in blocks] + [(ti, ci) for _dist, ti, ci in pairs if nearest[ti] == ci]
+        for ti, ci in own:
+            ctype = comps[ci].cls
+            if ti in used or ci in values or ctype in NET_SYMBOLS or ref_prefix_types(clean_text(reads[ti])):
+                continue
+            if (text := reread_value(ti, ctype)) is not None:
+                values[ci] = text
+                used.add(ti)
     for ci, d in enumerate(comps):
         if d.cls in NET_SYMBOLS:
             name = "0" if d.cls == "ground" else spice_node(values[ci]) if values.get(ci) else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -11,24 +13,40 @@ from pipelines.schematic import (
     _Models,
     assemble_circuit,
     binarize,
+    ctc_readings,
     merge_text_boxes,
+    ocr_char_probs,
     ocr_crops,
     repair_read,
     split_reads,
+    standard_value,
     value_for,
+    value_reading,
     value_types,
 )
 from vision.detect import Detection
 from vision.synth.raster import load_font
 
 
-def _label_image(text: str, size: int = 20) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """A white page with `text` in DejaVu Serif, and the tight box of its ink."""
+def _label_image(
+    text: str, size: int = 20, font: str = "DejaVuSerif.ttf"
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A white page with `text` in a DejaVu font, and the tight box of its ink."""
     img = Image.new("L", (240, 60), 255)
-    ImageDraw.Draw(img).text((40, 18), text, font=load_font("DejaVuSerif.ttf", size), fill=0)
+    ImageDraw.Draw(img).text((40, 18), text, font=load_font(font, size), fill=0)
     arr = np.asarray(img).copy()
     ys, xs = np.nonzero(arr < 128)
     return arr, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+
+
+def _smudged_label(text: str, char: int, font: str) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """`text` with the inside of its `char`-th character's cell painted flat gray, as an inpainter leaves a
+    character it could not redraw."""
+    page, (x0, y0, x1, y1) = _label_image(text, font=font)
+    width = (x1 - x0) / len(text)
+    left = int(x0 + char * width)
+    page[int(y0) + 2 : int(y1) - 2, left + 1 : int(left + width) - 1] = 110
+    return page, (x0, y0, x1, y1)
 
 
 def test_shifted_duplicate_boxes_of_one_label_become_one_box_read_whole() -> None:
@@ -124,3 +142,64 @@ def test_milli_on_a_plain_capacitor_is_nano() -> None:
     texts = [Detection("text", 0.9, b) for b in boxes]
     c = assemble_circuit(norm, comps, texts, ["C1", "39mF", "C2", "2.2mF"], [], [])
     assert {p.id: p.value for p in c.components} == {"C1": "39nF", "C2": "2.2mF"}
+
+
+def test_ctc_readings_sum_every_alignment_that_spells_a_text() -> None:
+    """With every symbol of every step kept, the beam search gives each text the total probability of
+    the alignments that collapse to it (repeats merged, blanks dropped), counted here by brute force."""
+    rng = np.random.default_rng(0)
+    alphabet = ["blank", "a", "b", "c"]
+    probs = rng.dirichlet(np.ones(4), size=5)
+    want: dict[str, float] = {}
+    for path in itertools.product(range(4), repeat=5):
+        text = "".join(alphabet[c] for k, c in enumerate(path) if c and (k == 0 or path[k - 1] != c))
+        want[text] = want.get(text, 0.0) + float(np.prod([probs[k, c] for k, c in enumerate(path)]))
+    got = ctc_readings(probs, alphabet, top=4, width=10_000)
+    assert got.keys() == want.keys()
+    assert all(abs(got[t] - want[t]) < 1e-12 for t in want)
+    assert abs(sum(got.values()) - 1.0) < 1e-9
+
+
+def test_standard_values() -> None:
+    for text in ("680k", "1k", "4k7", "1.8mF", "33µH", "10", "2.2nF", "100nF"):
+        assert standard_value("resistor" if text[-1] not in "FH" else "capacitor", text), text
+    for text in ("660k", "6k", "50k", "1.7k"):
+        assert not standard_value("resistor", text), text
+    assert not standard_value("vsource", "12V") and not standard_value("resistor", "1N4148")
+
+
+def test_a_label_with_a_character_left_gray_is_reread_as_the_parts_value() -> None:
+    """An inpainter leaves a character it could not redraw as a gray blot. The real OCR then reads
+    "1.8mF" as "1.8r.F", no value at all, and "56kΩ" as "6kΩ". Among its likely readings the reader
+    finds the value a part of the type can have, a preferred (E24) number first."""
+    _, ocr = _Models.get()
+    page, box = _smudged_label("1.8mF", 3, "DejaVuSans.ttf")
+    crop = _crop_for_ocr(page, box)
+    assert ocr_crops(ocr, [crop])[0][0] == "1.8r.F" and not value_types("1.8r.F")
+    probs, alphabet = ocr_char_probs(ocr, crop)
+    assert value_reading("capacitor_polarized", probs, alphabet) == "1.8mF"
+    assert value_reading("resistor", probs, alphabet) is None
+    page, box = _smudged_label("56kΩ", 0, "DejaVuSerif.ttf")
+    crop = _crop_for_ocr(page, box)
+    assert ocr_crops(ocr, [crop])[0][0] == "6kΩ"
+    assert value_reading("resistor", *ocr_char_probs(ocr, crop)) == "56kΩ"
+
+    # through the label assignment: the misread label goes to the part it stands beside, not to a part
+    # that stands farther from it
+    page, (x0, y0, x1, y1) = _smudged_label("1.8mF", 3, "DejaVuSans.ttf")
+    norm = np.full((200, 400), 255, np.uint8)
+    norm[:60, :240] = page
+    texts = [Detection("text", 0.9, (x0, y0, x1, y1))]
+    comps = [
+        Detection("capacitor_polarized", 0.9, (x1 + 6, y0 - 20, x1 + 30, y1 + 20)),
+        Detection("capacitor_polarized", 0.9, (x1 + 70, y0 - 20, x1 + 94, y1 + 20)),
+    ]
+    asked: list[tuple[int, str]] = []
+
+    def reread(ti: int, ctype: str) -> str | None:
+        asked.append((ti, ctype))
+        return value_reading(ctype, *ocr_char_probs(ocr, _crop_for_ocr(norm, texts[ti].box)))
+
+    c = assemble_circuit(norm, comps, texts, ["1.8r.F"], [], [], reread_value=reread)
+    assert [p.value for p in c.components] == ["1.8mF", ""] and asked == [(0, "capacitor_polarized")]
+    assert [p.value for p in assemble_circuit(norm, comps, texts, ["1.8r.F"], [], []).components] == ["", ""]
