@@ -37,6 +37,7 @@ PIN_THRESHOLD = 0.25
 DOT_RATIO = 1.9  # a junction dot seen in the ink reaches this many stroke half-widths from the paper
 BJT_ARROW_MIN = 2.0  # an arrowhead adds at least this many squared pen widths of ink to its lead
 ARROW_TAPER_RATIO = 2.0  # a current source's arrowhead half varies in width this many times more than its shaft half
+FACING_GAP = 4.0  # two wire ends facing across bare paper are one cut wire up to this many pen widths (+4 px) apart
 CTC_TOP = 6  # symbols per step a re-reading of a label considers
 CTC_BEAM = 64  # readings kept per step
 VALUE_READING_SHARE = 0.005  # a label's re-reading as a part's value is this likely against OCR's best read at least
@@ -478,6 +479,11 @@ def split_reads(
 
 
 # -- geometry helpers ---------------------------------------------------------------------------------
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    """Whether two boxes share some area (not just an edge)."""
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
 
 def _box_gap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
@@ -925,20 +931,114 @@ def trace_nets(
             cj, (x2, y2) = pins[m]
             if ci != cj and math.hypot(x - x2, y - y2) <= tol_pp:
                 uf.union(n2 + k, n2 + m)
-    seg_nets: list[int | None] = []
-    for sg in segs:
-        (ax, ay), (bx, by) = sg.endpoints()
-        lbl = _arm_label(
-            lab2,
-            int(round((ay + by) / 2)) - 1,
-            int(round((ay + by) / 2)) + 1,
-            int(round((ax + bx) / 2)) - 1,
-            int(round((ax + bx) / 2)) + 1,
-        )
-        if not lbl:
-            lbl = _arm_label(lab2, int(ay) - 1, int(ay) + 1, int(ax) - 1, int(ax) + 1)
-        seg_nets.append(uf.find(lbl) if lbl else None)
+    seg_labels = [_segment_label(lab2, sg) for sg in segs]
+    for i, j in facing_wire_ends(segs, ink, comp_boxes, text_boxes, juncs, [xy for _, xy in pins], stroke):
+        if seg_labels[i] and seg_labels[j]:
+            uf.union(seg_labels[i], seg_labels[j])
+    seg_nets = [uf.find(lbl) if lbl else None for lbl in seg_labels]
     return [uf.find(n2 + k) for k in range(len(pins))], segs, seg_nets
+
+
+def _segment_label(lab: np.ndarray, sg: Segment) -> int:
+    """The ink piece a wire segment lies on (0 when none): the one at its middle, else at its start."""
+    (ax, ay), (bx, by) = sg.endpoints()
+    my, mx = int(round((ay + by) / 2)), int(round((ax + bx) / 2))
+    return _arm_label(lab, my - 1, my + 1, mx - 1, mx + 1) or _arm_label(
+        lab, int(ay) - 1, int(ay) + 1, int(ax) - 1, int(ax) + 1
+    )
+
+
+def facing_wire_ends(
+    segs: list[Segment],
+    ink: np.ndarray,
+    comp_boxes: list[tuple[float, float, float, float]],
+    text_boxes: list[tuple[float, float, float, float]],
+    junctions: list[tuple[float, float]],
+    pins: list[tuple[float, float]],
+    stroke: float,
+) -> list[tuple[int, int]]:
+    """Pairs of straight wires that stop in line, facing each other across a short gap of bare paper: one
+    wire cut in two (a scan's dropout, or a cut a repair missed).
+
+    The gap is no longer than `FACING_GAP` pen widths, lies outside every symbol box (a capacitor's plates
+    face each other inside theirs) and clear of every label box, and no other wire ends at the cut ends.
+    Each wire is at least as long as the gap, and its other end meets a wire across its line, a junction
+    dot, a pin, a symbol or ink that spreads across its line (dashes of a dashed line and the bars of an
+    equals sign end free). A wire that stops short of a wire across its line is left alone: drawings
+    show a crossing without a connection so (a hop).
+
+    Returns:
+        (index, index) into `segs`, the first wire before the second along their line.
+    """
+    tol = stroke + 3.0
+    longest = FACING_GAP * stroke + 4
+    H, W = ink.shape
+
+    def point(sg: Segment, along: float, c: float | None = None) -> tuple[float, float]:
+        c = sg.c if c is None else c
+        return (along, c) if sg.horizontal else (c, along)
+
+    def wire_at(x: float, y: float, skip: tuple[int, ...]) -> bool:
+        return any(m not in skip and sg.distance(x, y) <= tol for m, sg in enumerate(segs))
+
+    def attached(k: int, at_end: bool) -> bool:
+        """Whether wire `k` ends (at its end, else at its start) on a wire across its line, a junction dot,
+        a pin, a symbol, or on ink that spreads across its line (a terminal circle, a net label); not on
+        the next dash of a dashed line."""
+        sg = segs[k]
+        along = sg.b if at_end else sg.a
+        x, y = point(sg, along)
+        if (
+            any(o.horizontal != sg.horizontal and o.distance(x, y) <= tol + o.thick / 2 for o in segs)
+            or any(math.hypot(jx - x, jy - y) <= 2 * tol for jx, jy in junctions)
+            or any(math.hypot(px - x, py - y) <= tol for px, py in pins)
+            or any(_box_gap(b, (x, y, x, y)) <= tol for b in comp_boxes)
+        ):
+            return True
+        reach = int(math.ceil(tol))
+        lo, hi = (int(along) + 1, int(along) + 1 + reach) if at_end else (int(along) - reach, int(along))
+        side = int(math.ceil(sg.thick / 2)) + 1  # the wire's own line: ink there may be the next dash
+        c = int(round(sg.c))
+        across, steps = slice(max(0, c - side - reach), c + side + reach + 1), slice(max(0, lo), max(0, hi))
+        beyond = ink[across, steps].T if sg.horizontal else ink[steps, across]  # (along, across)
+        off_line = np.abs(np.arange(beyond.shape[1]) + across.start - c) > side
+        return bool(beyond[:, off_line].any())
+
+    def bare(horizontal: bool, c: float, along0: int, along1: int) -> bool:
+        """Whether a stretch of a wire's centre line (pixels along0..along1-1, and one pixel to each side)
+        is paper outside every symbol box, clear of every label box. Only the centre line: a junction
+        dot the cut left a crescent of may lie beside it."""
+        cross0, cross1 = max(0, int(round(c)) - 1), int(round(c)) + 2
+        if horizontal:
+            window = (slice(cross0, min(H, cross1)), slice(max(0, along0), max(0, along1)))
+            box = (float(along0), float(cross0), float(along1 - 1), float(cross1 - 1))
+        else:
+            window = (slice(max(0, along0), max(0, along1)), slice(cross0, min(W, cross1)))
+            box = (float(cross0), float(along0), float(cross1 - 1), float(along1 - 1))
+        return (
+            along1 > along0
+            and not ink[window].any()
+            and all(_box_gap(b, box) > 1 for b in text_boxes)
+            and not any(_overlap(b, box) for b in comp_boxes)
+        )
+
+    pairs = []
+    for i, s in enumerate(segs):
+        for j, t in enumerate(segs):
+            gap = t.a - s.b
+            if s.horizontal != t.horizontal or abs(s.c - t.c) > max(2.0, stroke / 2) or not 0 < gap <= longest:
+                continue
+            c = (s.c + t.c) / 2
+            if (
+                min(s.b - s.a, t.b - t.a) >= max(gap, 2 * stroke)
+                and bare(s.horizontal, c, int(s.b) + 1, math.ceil(t.a))
+                and not wire_at(*point(s, s.b, c), (i, j))
+                and not wire_at(*point(t, t.a, c), (i, j))
+                and attached(i, at_end=False)
+                and attached(j, at_end=True)
+            ):
+                pairs.append((i, j))
+    return pairs
 
 
 # -- pins -------------------------------------------------------------------------------------------

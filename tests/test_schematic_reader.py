@@ -97,6 +97,33 @@ def test_plain_crossing_does_not_connect_but_tee_does(pen: int) -> None:
 
 
 @pytest.mark.parametrize("pen", [2, 3])
+def test_a_wire_cut_short_stays_one_net_but_not_a_gap_in_a_symbol_a_label_or_a_dashed_line(pen: int) -> None:
+    """Two parts joined by one wire along y = 50 (x 60 to 160). A short bare cut through it (a scan's
+    dropout, or a cut the repair missed) leaves one net; a long cut, a cut inside another symbol's box (a
+    capacitor's plates face each other so) or under a label, and a dashed line leave two."""
+    boxes = [(20.0, 40.0, 60.0, 60.0), (160.0, 40.0, 200.0, 60.0)]
+    pins = [(0, (20.0, 50.0)), (0, (60.0, 50.0)), (1, (160.0, 50.0)), (1, (200.0, 50.0))]
+
+    def joined(runs: list[tuple[int, int]], more_boxes: tuple = (), labels: tuple = ()) -> bool:
+        img = np.full((100, 220), 255, np.uint8)
+        for x0, y0, x1, y1 in boxes:
+            cv2.rectangle(img, (int(x0) + 4, int(y0) + 4), (int(x1) - 4, int(y1) - 4), 0, pen)
+            cv2.line(img, (int(x0), 50), (int(x0) + 4, 50), 0, pen)
+            cv2.line(img, (int(x1) - 4, 50), (int(x1), 50), 0, pen)
+        for a, b in runs:
+            cv2.line(img, (a, 50), (b, 50), 0, pen)
+        ids, _, _ = trace_nets(binarize(img), [*boxes, *more_boxes], list(labels), [], pins)
+        return ids[1] == ids[2]
+
+    assert joined([(60, 160)])
+    assert joined([(60, 104), (112, 160)])  # a short cut
+    assert not joined([(60, 90), (125, 160)])  # a long one
+    assert not joined([(60, 104), (112, 160)], more_boxes=((100.0, 35.0, 116.0, 65.0),))
+    assert not joined([(60, 104), (112, 160)], labels=((98.0, 40.0, 118.0, 58.0),))
+    assert not joined([(60, 80), (88, 108), (116, 136), (144, 160)])  # dashes end free
+
+
+@pytest.mark.parametrize("pen", [2, 3])
 def test_junction_dot_joins_a_crossing(pen: int) -> None:
     net = _nets(dot=True, pen=pen)
     assert net[("R1", 1)] == net[("R3", 0)] == net[("R4", 1)] == net[("R2", 0)] == net[("R5", 0)]
