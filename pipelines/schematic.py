@@ -232,16 +232,29 @@ def standard_value(ctype: str, text: str) -> bool:
 
 def value_reading(ctype: str, probs: np.ndarray, alphabet: list[str]) -> str | None:
     """The value of a part of this type that a text crop spells, when OCR's best read is no such value:
-    among the likely readings (`VALUE_READING_SHARE` of the best one's probability at least) that are,
-    a preferred-series value first, then the likeliest. None when no likely reading is one."""
+    among the likely readings (`VALUE_READING_SHARE` of the best one's probability at least) that are a
+    quantity ('33µH', '5V1', '1:2') or a word value ('GREEN'), a preferred-series value first, then the
+    likeliest. None when no likely reading is one. Part numbers are not guessed: the search spells one
+    out of a net label as readily ('0OUT' -> '10OUT')."""
     readings = ctc_readings(probs, alphabet)
     floor = VALUE_READING_SHARE * max(readings.values(), default=0.0)
     fits = [
         (standard_value(ctype, text), p, text)
         for raw, p in readings.items()
-        if p >= floor and value_fits(ctype, text := repair_read(raw))
+        if p >= floor and value_fits(ctype, text := repair_read(raw)) and _quantity_or_word(ctype, text)
     ]
     return value_for(ctype, max(fits)[2]) if fits else None
+
+
+def _quantity_or_word(ctype: str, text: str) -> bool:
+    """Whether a value text is a quantity or one of the words a part of this type is labelled with."""
+    t = clean_text(text)
+    return bool(
+        _QUANTITY_RE.match(t)
+        or re.match(r"^\d+V\d+$", t)
+        or re.match(r"^\d+(\.\d+)?:\d+(\.\d+)?$", t)
+        or t.upper() in _WORD_VALUES.get(ctype, ())
+    )
 
 
 # -- text ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pipelines.schematic import (
     merge_text_boxes,
     ocr_char_probs,
     ocr_crops,
+    read_schematic,
     repair_read,
     split_reads,
     standard_value,
@@ -26,6 +27,8 @@ from pipelines.schematic import (
 )
 from vision.detect import Detection
 from vision.synth.raster import load_font
+from vision.synth.render import render_sample
+from vision.synth.scan import scan
 
 
 def _label_image(
@@ -203,3 +206,16 @@ def test_a_label_with_a_character_left_gray_is_reread_as_the_parts_value() -> No
     c = assemble_circuit(norm, comps, texts, ["1.8r.F"], [], [], reread_value=reread)
     assert [p.value for p in c.components] == ["1.8mF", ""] and asked == [(0, "capacitor_polarized")]
     assert [p.value for p in assemble_circuit(norm, comps, texts, ["1.8r.F"], [], []).components] == ["", ""]
+
+
+def test_a_net_label_beside_a_transistor_is_not_reread_into_a_part_number() -> None:
+    """On a scanned diff-pair drawing OCR reads the net label "OUT" beside a transistor that has no part number
+    as "0OUT". A likely reading of it, "10OUT", passes for a part number; the re-reading guesses quantities and
+    word values only, so the transistor keeps no value."""
+    seed = 900_000_425  # eval_schematic's scanned condition
+    sample = render_sample(seed)
+    sample = scan(sample, seed, float(np.random.default_rng(seed).uniform(0.5, 1.5)))
+    assert sorted(c["value"] for c in sample.truth["components"] if c["type"] == "npn") == ["", "MJE3055"]
+    read = read_schematic(sample.image)
+    assert sorted(p.value for p in read.components if p.type == "npn") == ["", "MJE3055"]
+    assert value_types("10OUT") >= {"npn"}  # why it must not be guessed
