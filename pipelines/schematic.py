@@ -973,12 +973,12 @@ def facing_wire_ends(
     """Pairs of straight wires that stop in line, facing each other across a short gap of bare paper: one
     wire cut in two (a scan's dropout, or a cut a repair missed).
 
-    The gap is no longer than `FACING_GAP` pen widths, lies outside every symbol box (a capacitor's plates
-    face each other inside theirs) and clear of every label box, and no other wire ends at the cut ends.
-    Each wire is at least as long as the gap, and its other end meets a wire across its line, a junction
-    dot, a pin, a symbol or ink that spreads across its line (dashes of a dashed line and the bars of an
-    equals sign end free). A wire that stops short of a wire across its line is left alone: drawings
-    show a crossing without a connection so (a hop).
+    The gap is no longer than `FACING_GAP` pen widths, lies outside every symbol box and not beside one (a
+    capacitor's plates face each other inside theirs, a transformer's leads under its coils), clear of every
+    label box, and no other wire ends at the cut ends. Each wire is at least as long as the gap, and its
+    other end meets a wire across its line, a junction dot, a pin, a symbol or ink that spreads across its
+    line (dashes of a dashed line and the bars of an equals sign end free). A wire that stops short of a
+    wire across its line is left alone: drawings show a crossing without a connection so (a hop).
 
     Returns:
         (index, index) into `segs`, the first wire before the second along their line.
@@ -1019,20 +1019,23 @@ def facing_wire_ends(
 
     def bare(horizontal: bool, c: float, along0: int, along1: int) -> bool:
         """Whether a stretch of a wire's centre line (pixels along0..along1-1, and one pixel to each side)
-        is paper outside every symbol box, clear of every label box. Only the centre line: a junction
-        dot the cut left a crescent of may lie beside it."""
+        is paper, clear of every label box, with no symbol box over it or beside it (within `tol` across
+        the line: the two coils of a transformer stand over the gap between their leads). Only the centre
+        line must be paper: a junction dot the cut left a crescent of may lie beside it."""
         cross0, cross1 = max(0, int(round(c)) - 1), int(round(c)) + 2
         if horizontal:
             window = (slice(cross0, min(H, cross1)), slice(max(0, along0), max(0, along1)))
             box = (float(along0), float(cross0), float(along1 - 1), float(cross1 - 1))
+            beside = (box[0], box[1] - tol, box[2], box[3] + tol)
         else:
             window = (slice(max(0, along0), max(0, along1)), slice(cross0, min(W, cross1)))
             box = (float(cross0), float(along0), float(cross1 - 1), float(along1 - 1))
+            beside = (box[0] - tol, box[1], box[2] + tol, box[3])
         return (
             along1 > along0
             and not ink[window].any()
             and all(_box_gap(b, box) > 1 for b in text_boxes)
-            and not any(_overlap(b, box) for b in comp_boxes)
+            and not any(_overlap(b, beside) for b in comp_boxes)
         )
 
     pairs = []

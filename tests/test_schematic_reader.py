@@ -100,7 +100,8 @@ def test_plain_crossing_does_not_connect_but_tee_does(pen: int) -> None:
 def test_a_wire_cut_short_stays_one_net_but_not_a_gap_in_a_symbol_a_label_or_a_dashed_line(pen: int) -> None:
     """Two parts joined by one wire along y = 50 (x 60 to 160). A short bare cut through it (a scan's
     dropout, or a cut the repair missed) leaves one net; a long cut, a cut inside another symbol's box (a
-    capacitor's plates face each other so) or under a label, and a dashed line leave two."""
+    capacitor's plates face each other so) or just beside one (a transformer's leads under its coils), a cut
+    under a label, and a dashed line leave two."""
     boxes = [(20.0, 40.0, 60.0, 60.0), (160.0, 40.0, 200.0, 60.0)]
     pins = [(0, (20.0, 50.0)), (0, (60.0, 50.0)), (1, (160.0, 50.0)), (1, (200.0, 50.0))]
 
@@ -119,6 +120,7 @@ def test_a_wire_cut_short_stays_one_net_but_not_a_gap_in_a_symbol_a_label_or_a_d
     assert joined([(60, 104), (112, 160)])  # a short cut
     assert not joined([(60, 90), (125, 160)])  # a long one
     assert not joined([(60, 104), (112, 160)], more_boxes=((100.0, 35.0, 116.0, 65.0),))
+    assert not joined([(60, 104), (112, 160)], more_boxes=((96.0, 20.0, 120.0, 47.0),))  # a box just over the gap
     assert not joined([(60, 104), (112, 160)], labels=((98.0, 40.0, 118.0, 58.0),))
     assert not joined([(60, 80), (88, 108), (116, 136), (144, 160)])  # dashes end free
 
