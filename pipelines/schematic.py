@@ -10,6 +10,7 @@ junction dot sits; pins connect to the segment ends they touch and to pins they 
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -234,16 +235,29 @@ def value_reading(ctype: str, probs: np.ndarray, alphabet: list[str]) -> str | N
     """The value of a part of this type that a text crop spells, when OCR's best read is no such value:
     among the likely readings (`VALUE_READING_SHARE` of the best one's probability at least) that are a
     quantity ('33µH', '5V1', '1:2') or a word value ('GREEN'), a preferred-series value first, then the
-    likeliest. None when no likely reading is one. Part numbers are not guessed: the search spells one
-    out of a net label as readily ('0OUT' -> '10OUT')."""
+    likeliest; it keeps at least half of OCR's read (`_kept_share`). None when no likely reading is one.
+    Part numbers are not guessed: the search spells one out of a net label as readily ('0OUT' -> '10OUT')."""
     readings = ctc_readings(probs, alphabet)
-    floor = VALUE_READING_SHARE * max(readings.values(), default=0.0)
+    top = max(readings, key=readings.__getitem__)
+    best, floor = clean_text(top), VALUE_READING_SHARE * readings[top]
     fits = [
         (standard_value(ctype, text), p, text)
         for raw, p in readings.items()
-        if p >= floor and value_fits(ctype, text := repair_read(raw)) and _quantity_or_word(ctype, text)
+        if p >= floor
+        and value_fits(ctype, text := repair_read(raw))
+        and _quantity_or_word(ctype, text)
+        and _kept_share(best, clean_text(text)) >= 0.5
     ]
     return value_for(ctype, max(fits)[2]) if fits else None
+
+
+def _kept_share(a: str, b: str) -> float:
+    """How much two texts share: the characters they have in common, in order, over the longer one's length.
+    A re-reading keeps at least half of what OCR read; junk ('#', a stray CJK glyph) spells no value."""
+    if not a or not b:
+        return 0.0
+    common = sum(m.size for m in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks())
+    return common / max(len(a), len(b))
 
 
 def _quantity_or_word(ctype: str, text: str) -> bool:

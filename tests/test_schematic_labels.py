@@ -219,3 +219,21 @@ def test_a_net_label_beside_a_transistor_is_not_reread_into_a_part_number() -> N
     read = read_schematic(sample.image)
     assert sorted(p.value for p in read.components if p.type == "npn") == ["", "MJE3055"]
     assert value_types("10OUT") >= {"npn"}  # why it must not be guessed
+
+
+def test_a_reread_keeps_half_of_what_ocr_read() -> None:
+    """Junk OCR reads off a real drawing ('#', a stray CJK glyph) must not become values because some digit is
+    likely enough at one step; a reading that keeps most of the read ('CREEN' -> 'GREEN') still counts."""
+    alphabet = ["blank", "#", "3", "C", "G", "R", "E", "N"]
+
+    def one_hot(text: str, alt: dict[int, tuple[str, float]]) -> np.ndarray:
+        probs = np.full((2 * len(text), len(alphabet)), 1e-6)
+        for k, ch in enumerate(text):
+            probs[2 * k, alphabet.index(ch)] = 1.0
+            probs[2 * k + 1, 0] = 1.0
+            if k in alt:
+                probs[2 * k, alphabet.index(alt[k][0])] = alt[k][1]
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    assert value_reading("resistor", one_hot("#", {0: ("3", 0.2)}), alphabet) is None
+    assert value_reading("led", one_hot("CREEN", {0: ("G", 0.2)}), alphabet) == "GREEN"
