@@ -246,7 +246,7 @@ def value_reading(ctype: str, probs: np.ndarray, alphabet: list[str]) -> str | N
         if p >= floor
         and value_fits(ctype, text := repair_read(raw))
         and _quantity_or_word(ctype, text)
-        and _kept_share(best, clean_text(text)) >= 0.5
+        and _kept_share(best, text) >= 0.5
     ]
     return value_for(ctype, max(fits)[2]) if fits else None
 
@@ -261,13 +261,13 @@ def _kept_share(a: str, b: str) -> float:
 
 
 def _quantity_or_word(ctype: str, text: str) -> bool:
-    """Whether a value text is a quantity or one of the words a part of this type is labelled with."""
-    t = clean_text(text)
+    """Whether a value text (as `repair_read` gives it) is a quantity or one of the words a part of this type
+    is labelled with."""
     return bool(
-        _QUANTITY_RE.match(t)
-        or re.match(r"^\d+V\d+$", t)
-        or re.match(r"^\d+(\.\d+)?:\d+(\.\d+)?$", t)
-        or t.upper() in _WORD_VALUES.get(ctype, ())
+        _QUANTITY_RE.match(text)
+        or _ZENER_RKM_RE.match(text)
+        or _RATIO_RE.match(text)
+        or text.upper() in _WORD_VALUES.get(ctype, ())
     )
 
 
@@ -275,6 +275,8 @@ def _quantity_or_word(ctype: str, text: str) -> bool:
 
 _SI = {"p": 1e-12, "n": 1e-9, "u": 1e-6, "µ": 1e-6, "μ": 1e-6, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
 _REF_RE = re.compile(r"^(#?[A-Z]{1,3})(\d{1,3})$")
+_RATIO_RE = re.compile(r"^\d+(\.\d+)?:\d+(\.\d+)?$")  # a transformer's turns ratio: 1:2
+_ZENER_RKM_RE = re.compile(r"^\d+V\d+$")  # a zener voltage in RKM: 5V1
 _QUANTITY_RE = re.compile(
     r"^(\d+(?:[.,]\d+)?|\d+[pnuµmkKMGR]\d+)([pnuµmkKMG]?)(Ω|ohms?|R|F|H|Hz|A|V|Vpp|VAC|VDC|f|h)?$"
 )  # a number, an SI prefix and a unit: a part's value
@@ -347,9 +349,9 @@ def value_types(text: str) -> set[str]:
     t = clean_text(text)
     if not t or ref_prefix_types(t):
         return set()
-    if re.match(r"^\d+(\.\d+)?:\d+(\.\d+)?$", t):
+    if _RATIO_RE.match(t):
         return {"transformer"}
-    if re.match(r"^\d+V\d+$", t):  # zener RKM: 5V1
+    if _ZENER_RKM_RE.match(t):
         return {"zener"}
     m = _QUANTITY_RE.match(t)
     if m:
