@@ -18,6 +18,7 @@ from vision.inpaint import (
     inpaint_image,
     kl_divergence,
     load_module,
+    refine_cells,
 )
 from vision.wire_complete import bridge_breaks, complete_wires
 
@@ -80,12 +81,27 @@ def test_tiles_agree_with_the_whole_image_inside_the_hole() -> None:
     assert float((tiled - whole)[mask].abs().mean()) < 0.2
 
 
+@torch.no_grad()
+def test_the_refiner_run_on_damaged_cells_matches_it_run_on_the_whole_image() -> None:
+    torch.manual_seed(0)
+    net = InpaintNet(refine=8).eval()
+    torch.nn.init.normal_(net.refiner.out[0].weight, std=0.5)  # a refiner that changes something
+    gray, logits = torch.rand(192, 320), torch.randn(192, 320)
+    mask = torch.zeros(192, 320)
+    mask[60:100, 40:230] = 1.0
+    whole = net.refinement(gray[None, None], mask[None, None], logits[None, None])[0, 0]
+    cells = refine_cells(net, gray, mask, logits)
+    assert float(whole[mask > 0].abs().min()) > 0
+    assert torch.allclose(cells[mask > 0], whole[mask > 0], atol=1e-5)
+    assert not cells[128:].any() and not cells[:, 256:].any()  # cells without damage are not run
+
+
 def test_weights_round_trip_in_fp16(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    gen = InpaintNet(widths=(8, 16, 24), latent=8, blocks=1)
+    gen = InpaintNet(widths=(8, 16, 24), latent=8, blocks=1, refine=4)
     gen.save(tmp_path / "g.safetensors")
     back = InpaintNet.load(tmp_path / "g.safetensors")
-    assert (back.widths, back.latent, back.blocks) == ((8, 16, 24), 8, 1)
+    assert (back.widths, back.latent, back.blocks, back.refine) == ((8, 16, 24), 8, 1, 4)
     for (k, a), (_, b) in zip(gen.state_dict().items(), back.state_dict().items()):
         if a.is_floating_point():
             assert torch.allclose(a, b, atol=2e-3, rtol=1e-3), k

@@ -50,7 +50,7 @@ def test_pack_crops_and_resumable_training(tmp_path: Path) -> None:
     ckpt, weights = tmp_path / "ckpt", tmp_path / "weights"
     common = ["--data", str(pack_file), "--ckpt", str(ckpt), "--weights", str(weights), "--minutes", "0"]
     common += ["--batch", "2", "--crop", "64", "--workers", "0", "--log-every", "0", "--gan-start", "0"]
-    common += ["--aim", "0.5", "--page-size", "--restore", "3"]
+    common += ["--aim", "0.5", "--page-size", "--restore", "3", "--refine", "4", "--coarse-lr", "0.5"]
     main(["train", *common, "--steps", "1"])
     state = json.loads((ckpt / "state.json").read_text())
     assert state["step"] == 1
@@ -62,8 +62,8 @@ def test_pack_crops_and_resumable_training(tmp_path: Path) -> None:
     assert any(not torch.equal(first[k], second[k]) for k in first if first[k].is_floating_point())
     assert DamageNet.load(weights / "damage_net.safetensors").widths == DamageNet().widths
     main(["export", "--ckpt", str(ckpt), "--weights", str(tmp_path / "exported")])
-    exported = InpaintNet.load(tmp_path / "exported" / "inpaint.safetensors").state_dict()
-    assert all(torch.equal(exported[k], second[k]) for k in second)
+    exported = InpaintNet.load(tmp_path / "exported" / "inpaint.safetensors")
+    assert exported.refine == 4 and all(torch.equal(exported.state_dict()[k], second[k]) for k in second)
 
 
 def test_critic_weights_sit_on_the_patches_that_see_the_hole() -> None:
@@ -122,6 +122,22 @@ def test_warm_start_from_shipped_weights(tmp_path: Path) -> None:
     assert all(torch.equal(v, ref[k]) for k, v in gen.state_dict().items())
     with pytest.raises(FileNotFoundError, match="no checkpoint or shipped weights"):
         warm_start(tmp_path, mask_net, gen, disc)
+
+
+@torch.no_grad()
+def test_a_refiner_added_to_shipped_weights_starts_from_their_output(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    shipped = tmp_path / "shipped"
+    DamageNet().save(shipped / "damage_net.safetensors")
+    InpaintNet().save(shipped / "inpaint.safetensors")
+    gen = InpaintNet(refine=8)
+    warm_start(shipped, DamageNet(), gen, PatchDiscriminator())
+    x, m = torch.rand(2, 1, 64, 64), (torch.rand(2, 1, 64, 64) > 0.7).float()
+    before = InpaintNet.load(shipped / "inpaint.safetensors")(x, m)[0]
+    assert torch.allclose(gen.eval()(x, m)[0], before, atol=1e-6)
+    gen.save(shipped / "inpaint.safetensors")
+    with pytest.raises(RuntimeError, match="do not fit"):  # a refiner's weights have no place in a net without one
+        warm_start(shipped, DamageNet(), InpaintNet(), PatchDiscriminator())
 
 
 def test_pack_without_boxes_aims_at_glyphs(tmp_path: Path) -> None:

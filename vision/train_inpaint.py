@@ -496,14 +496,24 @@ def warm_start(folder: Path, mask_net: DamageNet, gen: InpaintNet, disc: PatchDi
         FileNotFoundError: the folder holds neither.
     """
     if (folder / "models.safetensors").is_file():
-        load_weights(folder, {"mask_net": mask_net, "gen": gen, "disc": disc})
+        load_weights(folder, {"mask_net": mask_net, "disc": disc})
+        with safe_open(str(folder / "models.safetensors"), framework="pt") as f:
+            _load_new_refiner(gen, {k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("gen.")})
         return
     shipped = {"damage_net.safetensors": mask_net, "inpaint.safetensors": gen}
     if not all((folder / name).is_file() for name in shipped):
         raise FileNotFoundError(f"no checkpoint or shipped weights to start from in {folder}")
     for name, module in shipped.items():
         with safe_open(str(folder / name), framework="pt") as f:
-            module.load_state_dict({k: f.get_tensor(k) for k in f.keys()})
+            _load_new_refiner(module, {k: f.get_tensor(k) for k in f.keys()})
+
+
+def _load_new_refiner(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load weights into a module; an inpainter given a `Refiner` its weights lack keeps the refiner's fresh
+    weights (which leave the output as it was)."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("refiner.") for k in missing):
+        raise RuntimeError(f"weights do not fit {type(module).__name__}: missing {missing}, unexpected {unexpected}")
 
 
 def load_checkpoint(folder: Path, parts: dict[str, torch.nn.Module | torch.optim.Optimizer]) -> dict[str, object]:
@@ -553,10 +563,15 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     mask_net = ctx.sync_batchnorm(DamageNet()).to(device).to(memory_format=fmt)
-    gen = ctx.sync_batchnorm(InpaintNet()).to(device).to(memory_format=fmt)
+    gen = ctx.sync_batchnorm(InpaintNet(refine=args.refine)).to(device).to(memory_format=fmt)
     disc = PatchDiscriminator().to(device).to(memory_format=fmt)
     opt_m = torch.optim.AdamW(mask_net.parameters(), lr=args.lr, weight_decay=1e-4)
-    opt_g = torch.optim.AdamW(gen.parameters(), lr=args.lr, weight_decay=1e-4, betas=(0.5, 0.99))
+    refiner = [p for n, p in gen.named_parameters() if n.startswith("refiner.")]
+    coarse = [p for n, p in gen.named_parameters() if not n.startswith("refiner.")]
+    groups = [{"params": coarse, "lr_scale": args.coarse_lr}] + (
+        [{"params": refiner, "lr_scale": 1.0}] if refiner else []
+    )
+    opt_g = torch.optim.AdamW(groups, lr=args.lr, weight_decay=1e-4, betas=(0.5, 0.99))
     opt_d = torch.optim.AdamW(disc.parameters(), lr=args.lr * 0.5, weight_decay=0.0, betas=(0.5, 0.99))
     parts = {"mask_net": mask_net, "gen": gen, "disc": disc, "opt_m": opt_m, "opt_g": opt_g, "opt_d": opt_d}
     ckpt = Path(args.ckpt)
@@ -610,7 +625,7 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> None:
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
         for opt, scale in ((opt_m, 1.0), (opt_g, 1.0), (opt_d, 0.5)):
             for g in opt.param_groups:
-                g["lr"] = lr * scale
+                g["lr"] = lr * scale * g.get("lr_scale", 1.0)
         to = dict(device=device, non_blocking=True, memory_format=fmt)
         damaged = damaged.to(**to).float() / 255.0
         mask = mask.to(**to).float() / 255.0
@@ -688,7 +703,10 @@ def ship(mask_net: DamageNet, gen: InpaintNet, weights: Path) -> None:
 
 def export(ckpt: Path, weights: Path) -> None:
     """Ship the nets of a checkpoint folder (e.g. the last one a run saved before it was stopped)."""
-    mask_net, gen = DamageNet(), InpaintNet()
+    with safe_open(str(ckpt / "models.safetensors"), framework="pt") as f:
+        first = "gen.refiner.body.1.conv.weight"  # (2·width, 12, 3, 3)
+        refine = f.get_slice(first).get_shape()[0] // 2 if first in f.keys() else 0
+    mask_net, gen = DamageNet(), InpaintNet(refine=refine)
     load_weights(ckpt, {"mask_net": mask_net, "gen": gen})
     ship(mask_net, gen, weights)
     step = json.loads((ckpt / "state.json").read_text())["step"]
@@ -723,6 +741,10 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     t.add_argument("--kl", type=float, default=1e-3)
+    t.add_argument(
+        "--refine", type=int, default=0, help="channels of the inpainter's pixel-wise refiner (`Refiner`; 0: none)"
+    )
+    t.add_argument("--coarse-lr", type=float, default=1.0, help="learning-rate scale of the inpainter's coarse net")
     t.add_argument("--lovasz", type=float, default=0.5, help="weight of the Lovász hinge (IoU) term of the mask net")
     t.add_argument("--ink", type=float, default=0.0, help="weight of the inpainter's ink cross-entropy in the hole")
     t.add_argument(
