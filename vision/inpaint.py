@@ -135,7 +135,8 @@ class InpaintNet(nn.Module):
     def __init__(
         self, widths: tuple[int, int, int] = (32, 64, 96), latent: int = 32, blocks: int = 3, refine: int = 0
     ) -> None:
-        """
+        """Build the net (untrained).
+
         Args:
             refine: channels of the `Refiner` that corrects the coarse prediction pixel by pixel (0: none; the
                 coarse prediction is the output).
