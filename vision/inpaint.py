@@ -289,20 +289,11 @@ def inpaint_image(
         mm, _ = pad_to(m[None, None], STRIDE)
         logits = net.coarse(x, mm)[0][0, 0, :h, :w]
     else:
-        rows, cols = -(-h // tile), -(-w // tile)
-        size = tile + 2 * margin
-        pad = (margin, cols * tile - w + margin, margin, rows * tile - h + margin)
-        big_x = F.pad(gray[None, None], pad, mode="replicate")[0, 0]
-        big_m = F.pad(m[None, None], pad, mode="replicate")[0, 0]  # damage at the border continues past it
-        xs = torch.stack([big_x[r * tile : r * tile + size, c * tile : c * tile + size] for r, c in cells])[:, None]
-        ms = torch.stack([big_m[r * tile : r * tile + size, c * tile : c * tile + size] for r, c in cells])[:, None]
-        preds = net.coarse(xs, ms)[0][:, 0, margin : margin + tile, margin : margin + tile]
         # Cells not run keep their known pixels as the coarse net's guess (the refiner reads it across cells).
         known = torch.logit(gray.clamp(1e-3, 1 - 1e-3))
-        logits = F.pad(known[None, None], (0, cols * tile - w, 0, rows * tile - h), mode="replicate")[0, 0].clone()
-        for (r, c), p in zip(cells, preds):
-            logits[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] = p
-        logits = logits[:h, :w]
+        logits = _run_on_cells(
+            torch.stack([gray, m]), cells, tile, margin, lambda c: net.coarse(c[:, :1], c[:, 1:])[0][:, 0], known
+        )
     if net.refiner is not None:
         logits = logits + refine_cells(net, gray, m, logits)
     return composite(torch.sigmoid(logits), gray, m)
@@ -315,22 +306,37 @@ REFINE_MARGIN = 16  # ...with this much context: its reach, so a cell's correcti
 def refine_cells(net: InpaintNet, gray: torch.Tensor, mask: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """The refiner's correction (H, W) to the coarse logits, computed on the cells that hold damage only (zero
     elsewhere): damage is mostly sparse, and the refiner works at twice the coarse net's resolution."""
-    h, w = gray.shape
-    cell, margin = REFINE_CELL, REFINE_MARGIN
-    cells = _damaged_cells(mask > 0, cell)
+    return _run_on_cells(
+        torch.stack([gray, mask, logits]),
+        _damaged_cells(mask > 0, REFINE_CELL),
+        REFINE_CELL,
+        REFINE_MARGIN,
+        lambda c: net.refinement(c[:, :1], c[:, 1:2], c[:, 2:])[:, 0],
+        torch.zeros_like(gray),
+    )
+
+
+def _run_on_cells(
+    planes: torch.Tensor,
+    cells: list[list[int]],
+    cell: int,
+    margin: int,
+    run: Callable[[torch.Tensor], torch.Tensor],
+    fill: torch.Tensor,
+) -> torch.Tensor:
+    """`fill` (H, W) with the given `cell`-sized cells replaced by what `run` makes of them: it gets the cells
+    of `planes` (C, H, W) with `margin` pixels of context (edges repeated past the border) as (K, C, S, S) and
+    returns (K, S, S), of which the middle is kept."""
+    h, w = planes.shape[-2:]
     rows, cols = -(-h // cell), -(-w // cell)
     size = cell + 2 * margin
-    pad = (margin, cols * cell - w + margin, margin, rows * cell - h + margin)
-    planes = torch.stack([gray, mask, logits])[None]  # (1, 3, H, W)
-    big = F.pad(planes, pad, mode="replicate")[0]
+    big = F.pad(planes[None], (margin, cols * cell - w + margin, margin, rows * cell - h + margin), mode="replicate")[0]
     crops = torch.stack([big[:, r * cell : r * cell + size, c * cell : c * cell + size] for r, c in cells])
-    fixes = net.refinement(crops[:, :1], crops[:, 1:2], crops[:, 2:])[
-        :, 0, margin : margin + cell, margin : margin + cell
-    ]
-    out = torch.zeros(rows * cell, cols * cell)
-    for (r, c), f in zip(cells, fixes):
-        out[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell] = f
-    return out[:h, :w]
+    outs = run(crops)[:, margin : margin + cell, margin : margin + cell]
+    full = F.pad(fill[None, None], (0, cols * cell - w, 0, rows * cell - h), mode="replicate")[0, 0].clone()
+    for (r, c), out in zip(cells, outs):
+        full[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell] = out
+    return full[:h, :w]
 
 
 def _damaged_cells(mask: torch.Tensor, cell: int) -> list[list[int]]:
