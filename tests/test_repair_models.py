@@ -150,6 +150,27 @@ def test_confirming_net_keeps_true_damage_and_drops_what_real_drawings_hold() ->
     assert np.array_equal(damage_mask(net, damaged, net), alone)  # a net confirms all of its own pieces
 
 
+def test_damage_mask_takes_in_the_soft_edge_round_each_piece(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vision.damage_net as damage_net
+    from vision.synth.damage import apply_damage_by_kind
+    from vision.synth.render import render_sample
+
+    net = DamageNet.load()
+    sample = render_sample(800_007)
+    damaged, true, _ = apply_damage_by_kind(sample.image, np.random.default_rng(800_007))
+    gray = damaged if damaged.ndim == 2 else cv2.cvtColor(damaged, cv2.COLOR_RGB2GRAY)
+    grown, edge = damage_mask(net, gray), damage_net.EDGE_THRESHOLD
+    monkeypatch.setattr(damage_net, "EDGE_THRESHOLD", 1.0)  # no probability is over it: the pieces alone
+    core = damage_mask(net, gray)
+    ring = grown & ~core
+    assert not (core & ~grown).any()
+    assert ring.any() and not (ring & ~cv2.dilate(core.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)).any()
+    prob = predict_damage(net, torch.from_numpy(gray).float() / 255.0).numpy()
+    assert (prob[ring] > edge).all()
+    hole = true > 0
+    assert (grown & hole).sum() > (core & hole).sum()  # the ring holds damage the pieces left out
+
+
 # ------------------------------------------------------------------------------------------ wire completion
 def _lines() -> np.ndarray:
     img = np.full((300, 400), 255, np.uint8)

@@ -24,6 +24,8 @@ STRIDE = 32  # inputs are padded to a multiple of this
 THRESHOLD = 0.4  # on the probability; tuned for mask IoU on held-out synthetic damage
 MIN_PIECE = 6  # pixels; smaller marked pieces are specks, not damage
 CONFIRM_SHARE = 0.5  # of a marked piece's pixels that the confirming net must mark too
+EDGE_THRESHOLD = 0.2  # a marked piece takes in the pixels around it over this probability (hysteresis): damage's
+# soft edges (a stain's rim, the ends of a cut) fall short of THRESHOLD and would stay half-damaged
 
 
 def conv_block(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -83,7 +85,8 @@ def predict_damage(net: DamageNet, gray: torch.Tensor) -> torch.Tensor:
 
 
 def damage_mask(net: DamageNet, gray: np.ndarray, confirm: DamageNet | None = None) -> np.ndarray:
-    """The net's verdict on a gray uint8 image: bool (H, W), probability over `THRESHOLD`, specks dropped.
+    """The net's verdict on a gray uint8 image: bool (H, W), probability over `THRESHOLD`, specks dropped, and the
+    pixels next to what is left over `EDGE_THRESHOLD`.
 
     Args:
         confirm: a second opinion. The net trained on synthetic drawings alone takes the dashed lines and thin
@@ -100,4 +103,6 @@ def damage_mask(net: DamageNet, gray: np.ndarray, confirm: DamageNet | None = No
         confirmed = predict_damage(confirm, image).numpy() > THRESHOLD
         agreed = np.bincount(labels.ravel(), weights=confirmed.ravel(), minlength=n)  # confirmed pixels per piece
         keep &= agreed >= CONFIRM_SHARE * stats[:, cv2.CC_STAT_AREA]
-    return keep[labels]
+    marked = keep[labels]
+    beside = cv2.dilate(marked.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return marked | (beside & (prob > EDGE_THRESHOLD))
