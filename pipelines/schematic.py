@@ -236,7 +236,8 @@ def value_reading(ctype: str, probs: np.ndarray, alphabet: list[str]) -> str | N
     among the likely readings (`VALUE_READING_SHARE` of the best one's probability at least) that are a
     quantity ('33µH', '5V1', '1:2') or a word value ('GREEN'), a preferred-series value first, then the
     likeliest; it keeps at least half of OCR's read (`_kept_share`). None when no likely reading is one.
-    Part numbers are not guessed: the search spells one out of a net label as readily ('0OUT' -> '10OUT')."""
+    Part numbers are not guessed: the search spells one out of a net label as readily ('0OUT' -> '10OUT'). A word
+    of five letters or more one letter off a word value of the type is that word ('YELLOV' -> 'YELLOW')."""
     readings = ctc_readings(probs, alphabet)
     top = max(readings, key=readings.__getitem__)
     best, floor = clean_text(top), VALUE_READING_SHARE * readings[top]
@@ -244,11 +245,22 @@ def value_reading(ctype: str, probs: np.ndarray, alphabet: list[str]) -> str | N
         (standard_value(ctype, text), p, text)
         for raw, p in readings.items()
         if p >= floor
-        and value_fits(ctype, text := repair_read(raw))
+        and value_fits(ctype, text := _word_value_slip(ctype, repair_read(raw)))
         and _quantity_or_word(ctype, text)
         and _kept_share(best, text) >= 0.5
     ]
     return value_for(ctype, max(fits)[2]) if fits else None
+
+
+def _word_value_slip(ctype: str, text: str) -> str:
+    """The word value of a part of this type that `text` misspells by one letter (five letters or more, so that
+    one letter is at most a fifth of the word), or `text` as it is. OCR reads a W as V at the end of 'YELLOW', and no
+    likely reading puts the W back."""
+    t = text.upper()
+    if len(t) < 5 or not t.isalpha() or t in _WORD_VALUES.get(ctype, ()):
+        return text
+    near = [w for w in _WORD_VALUES.get(ctype, ()) if len(w) == len(t) and sum(a != b for a, b in zip(w, t)) == 1]
+    return near[0] if len(near) == 1 else text
 
 
 def _kept_share(a: str, b: str) -> float:

@@ -237,3 +237,22 @@ def test_a_reread_keeps_half_of_what_ocr_read() -> None:
 
     assert value_reading("resistor", one_hot("#", {0: ("3", 0.2)}), alphabet) is None
     assert value_reading("led", one_hot("CREEN", {0: ("G", 0.2)}), alphabet) == "GREEN"
+
+
+def test_a_word_value_one_letter_off_is_that_word() -> None:
+    """OCR reads a repaired 'YELLOW' as 'YELLOV' with no likely W; beside an LED that is its colour. Short words and
+    words one letter off no word value of the type stay as read."""
+    alphabet = ["blank", "Y", "E", "L", "O", "V", "W", "R", "I", "T", "H"]
+
+    def spelled(text: str) -> np.ndarray:
+        probs = np.full((2 * len(text), len(alphabet)), 1e-6)
+        for k, ch in enumerate(text):
+            probs[2 * k, alphabet.index(ch)] = 1.0
+            probs[2 * k + 1, 0] = 1.0
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    assert value_reading("led", spelled("YELLOV"), alphabet) == "YELLOW"
+    assert value_reading("led", spelled("WHITE"), alphabet) == "WHITE"
+    assert value_reading("led", spelled("YELLOVV"), alphabet) is None
+    assert value_reading("resistor", spelled("YELLOV"), alphabet) is None
+    assert value_reading("led", spelled("REO"), alphabet) is None
