@@ -33,6 +33,7 @@ import math
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -479,13 +480,18 @@ def save_checkpoint(
         os.replace(folder / f".{name}.tmp", folder / name)
 
 
-def load_weights(folder: Path, modules: dict[str, torch.nn.Module]) -> None:
-    """Load the given modules' weights from a checkpoint folder's models.safetensors (no optimizer state)."""
+def load_weights(
+    folder: Path,
+    modules: dict[str, torch.nn.Module],
+    load: Callable[[torch.nn.Module, dict[str, torch.Tensor]], object] = torch.nn.Module.load_state_dict,
+) -> None:
+    """Load the given modules' weights from a checkpoint folder's models.safetensors (no optimizer state), each
+    with `load` (module, its state dict)."""
     with safe_open(str(folder / "models.safetensors"), framework="pt") as f:
         models = {k: f.get_tensor(k) for k in f.keys()}
     for name, module in modules.items():
         prefix = name + "."
-        module.load_state_dict({k[len(prefix) :]: v for k, v in models.items() if k.startswith(prefix)})
+        load(module, {k[len(prefix) :]: v for k, v in models.items() if k.startswith(prefix)})
 
 
 def warm_start(folder: Path, mask_net: DamageNet, gen: InpaintNet, disc: PatchDiscriminator) -> None:
@@ -496,9 +502,7 @@ def warm_start(folder: Path, mask_net: DamageNet, gen: InpaintNet, disc: PatchDi
         FileNotFoundError: the folder holds neither.
     """
     if (folder / "models.safetensors").is_file():
-        load_weights(folder, {"mask_net": mask_net, "disc": disc})
-        with safe_open(str(folder / "models.safetensors"), framework="pt") as f:
-            _load_new_refiner(gen, {k[4:]: f.get_tensor(k) for k in f.keys() if k.startswith("gen.")})
+        load_weights(folder, {"mask_net": mask_net, "gen": gen, "disc": disc}, _load_new_refiner)
         return
     shipped = {"damage_net.safetensors": mask_net, "inpaint.safetensors": gen}
     if not all((folder / name).is_file() for name in shipped):
@@ -509,8 +513,8 @@ def warm_start(folder: Path, mask_net: DamageNet, gen: InpaintNet, disc: PatchDi
 
 
 def _load_new_refiner(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load weights into a module; an inpainter given a `Refiner` its weights lack keeps the refiner's fresh
-    weights (which leave the output as it was)."""
+    """Load weights into a module, strictly but for one thing: an inpainter given a `Refiner` its weights lack keeps
+    the refiner's fresh weights (which leave the output as it was)."""
     missing, unexpected = module.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("refiner.") for k in missing):
         raise RuntimeError(f"weights do not fit {type(module).__name__}: missing {missing}, unexpected {unexpected}")
