@@ -15,7 +15,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import networkx as nx
 import numpy as np
 
 from pipelines.document import Circuit, Component, Pin, write_atomic
+from pipelines.parts import COMMON_PARTS
 from vision.synth import NET_SYMBOLS, OPTIONAL_PINS, REF_PREFIXES, TYPE_PINS
 from vision.synth.spice import spice_line, spice_netlist, spice_node
 
@@ -42,6 +43,12 @@ FACING_GAP = 4.0  # two wire ends facing across bare paper are one cut wire up t
 CTC_TOP = 6  # symbols per step a re-reading of a label considers
 CTC_BEAM = 64  # readings kept per step
 VALUE_READING_SHARE = 0.005  # a label's re-reading as a part's value is this likely against OCR's best read at least
+REDRAWN_TRUST = 0.1  # share of OCR's judgement a character keeps where a repair redrew it whole (the glyph net's guess)
+REDRAWN_WHOLE = 0.75  # share of a character's ink a repair drew at which it counts as redrawn whole
+BARE_PAPER = 235  # paper-normalised gray from which a damaged pixel shows no ink at all (faded ink is darker)
+REDRAWN_ODDS = 1 / 16  # a redrawn character's probability under no judgement at all: one of the digits, marks, prefixes
+SERIES_PRIOR = {12: 1.0, 24: 0.3, 0: 0.02}  # how often a part value is in E12, only in E24, or in neither
+UNLISTED_PART = 0.02  # how often a semiconductor's part number is none of the common ones (pipelines.parts)
 
 
 class SchematicInputError(ValueError):
@@ -229,6 +236,103 @@ def standard_value(ctype: str, text: str) -> bool:
         return False
     mantissa = v / 10 ** (math.floor(math.log10(v) + 1e-9) - 1)  # two significant digits: 10.0 .. 99.9
     return abs(mantissa - round(mantissa)) < 1e-6 and round(mantissa) in _E24
+
+
+_E12 = frozenset((10, 12, 15, 18, 22, 27, 33, 39, 47, 56, 68, 82))
+
+
+def value_series(text: str) -> int:
+    """The narrowest of the E12 and E24 series that a value's number belongs to: 12, 24, or 0 for neither."""
+    v = parse_value(text)
+    if not v or v <= 0:
+        return 0
+    mantissa = v / 10 ** (math.floor(math.log10(v) + 1e-9) - 1)  # two significant digits: 10.0 .. 99.9
+    if abs(mantissa - round(mantissa)) >= 1e-6:
+        return 0
+    return 12 if round(mantissa) in _E12 else 24 if round(mantissa) in _E24 else 0
+
+
+def ctc_log_likelihood(probs: np.ndarray, symbols: list[int]) -> float:
+    """Log-probability that a CTC output (steps, alphabet) spells the symbol indices `symbols`, summed over all
+    alignments (the forward algorithm)."""
+    ext = [0]
+    for c in symbols:
+        ext += [c, 0]  # blanks between and round the symbols
+    logp = np.log(np.maximum(probs[:, ext], 1e-30))  # (steps, 2 * len(symbols) + 1)
+    ext_arr = np.array(ext)
+    skip = np.zeros(len(ext), bool)  # a symbol may follow the symbol before the blank between them when they differ
+    skip[2:] = (ext_arr[2:] != 0) & (ext_arr[2:] != ext_arr[:-2])
+    alpha = np.full(len(ext), -np.inf)
+    alpha[: min(2, len(ext))] = logp[0, : min(2, len(ext))]
+    for t in range(1, len(probs)):
+        stay, step, jump = alpha, np.r_[-np.inf, alpha[:-1]], np.r_[-np.inf, -np.inf, alpha[:-2]]
+        alpha = np.logaddexp(np.logaddexp(stay, step), np.where(skip, jump, -np.inf)) + logp[t]
+    return float(np.logaddexp(alpha[-1], alpha[-2]) if len(ext) > 1 else alpha[-1])
+
+
+def _series_numbers() -> list[str]:
+    """The E24 numbers from 1 to 910 as a label writes them: '1', '4.7', '47', '470'."""
+    return [f"{m / 10:g}" for m in sorted(_E24)] + [str(m) for m in sorted(_E24)] + [str(10 * m) for m in sorted(_E24)]
+
+
+_SERIES_TYPES = ("resistor", "potentiometer", "capacitor", "capacitor_polarized", "inductor")
+_NUMBER_TAIL_RE = re.compile(r"^(\d+(?:\.\d+)?|\d+([pnuµmkKMGR])\d+)(\D*)$")  # '4.7', '4k7' or '47'; then prefix, unit
+
+
+def redrawn_value(ctype: str, probs: np.ndarray, alphabet: list[str], redrawn: np.ndarray) -> str | None:
+    """The value a part's label spells when a repair redrew some of its characters.
+
+    OCR's judgement of each step is kept only in part where the repair drew the character (`redrawn`, per step
+    0..1, `redrawn_steps`): the glyph net's drawing of a character erased whole is a guess. The texts of the same
+    length as OCR's read that a part of the type is most often labelled with are weighed by how well they fit the
+    steps and by how common they are: for resistors, capacitors and inductors the E24 numbers in the label's
+    writing (`_series_choices`, `SERIES_PRIOR`), for semiconductors the common part numbers (`pipelines.parts`,
+    `UNLISTED_PART` for any other). None when OCR's read stands, or when no likely reading is a value of the type.
+    """
+    if not redrawn.any() or (ctype not in _SERIES_TYPES and ctype not in COMMON_PARTS):
+        return None
+    trust = 1.0 - (1.0 - REDRAWN_TRUST) * redrawn[:, None]
+    soft = probs * trust + (1.0 - trust) * REDRAWN_ODDS  # (steps, alphabet)
+    path = probs.argmax(1)
+    own = repair_read("".join(alphabet[c] for i, c in enumerate(path) if c and (i == 0 or c != path[i - 1])))
+    if ctype in _SERIES_TYPES:
+        choices = _series_choices(ctype, own, soft, alphabet)
+    elif value_fits(ctype, own):
+        listed = COMMON_PARTS[ctype]
+        choices = {part: 1.0 for part in listed if len(part) == len(own)}
+        choices.setdefault(own, 1.0 if own.upper() in {part.upper() for part in listed} else UNLISTED_PART)
+    else:
+        return None
+    index = {ch: i for i, ch in enumerate(alphabet)}
+    scored = {
+        text: ctc_log_likelihood(soft, [index[ch] for ch in text]) + math.log(prior)
+        for text, prior in choices.items()
+        if all(ch in index for ch in text)
+    }
+    best = max(scored, key=scored.__getitem__, default=own)
+    return None if best == own else value_for(ctype, best)
+
+
+def _series_choices(ctype: str, own: str, soft: np.ndarray, alphabet: list[str]) -> dict[str, float]:
+    """Values a resistor's, capacitor's or inductor's label may spell, with how often part values are so
+    (`SERIES_PRIOR`): every E24 number with as many characters as the read one, in its writing (prefix, unit, 4.7k
+    or 4k7). The read is OCR's own (`own`), or, when that is no value of the type, the likeliest reading of the
+    softened steps that is."""
+    read = own
+    if not value_fits(ctype, own):
+        readings = ctc_readings(soft, alphabet)
+        likely = (repair_read(raw) for raw in sorted(readings, key=readings.__getitem__, reverse=True))
+        read = next((text for text in likely if value_fits(ctype, text)), "")
+    if not (m := _NUMBER_TAIL_RE.match(read)):
+        return {}
+    read_number, letter, tail = m.group(1), m.group(2), m.group(3)
+    choices = {}
+    for number in (read_number, *_series_numbers()):
+        if letter and number != read_number:
+            number = number.replace(".", letter) if "." in number else number + letter
+        if len(number) == len(read_number) and value_fits(ctype, number + tail):
+            choices[number + tail] = SERIES_PRIOR[value_series(number + tail)]
+    return choices
 
 
 def value_reading(ctype: str, probs: np.ndarray, alphabet: list[str]) -> str | None:
@@ -976,6 +1080,10 @@ def trace_nets(
     for i, j in facing_wire_ends(segs, ink, comp_boxes, text_boxes, juncs, [xy for _, xy in pins], stroke):
         if seg_labels[i] and seg_labels[j]:
             uf.union(seg_labels[i], seg_labels[j])
+    for i, j in wire_ends_short_of_wires(segs, lab2, seg_labels, comp_boxes, [xy for _, xy in pins], stroke):
+        uf.union(seg_labels[i], seg_labels[j])
+    for i, dot in dots_missing_an_arm(segs, lab2, seg_labels, juncs, comp_boxes, [xy for _, xy in pins], stroke):
+        uf.union(seg_labels[i], dot)
     seg_nets = [uf.find(lbl) if lbl else None for lbl in seg_labels]
     return [uf.find(n2 + k) for k in range(len(pins))], segs, seg_nets
 
@@ -1049,7 +1157,9 @@ def facing_wire_ends(
         """Whether a stretch of a wire's centre line (pixels along0..along1-1, and one pixel to each side)
         is paper, clear of every label box, with no symbol box over it or beside it (within `tol` across
         the line: the two coils of a transformer stand over the gap between their leads). Only the centre
-        line must be paper: a junction dot the cut left a crescent of may lie beside it."""
+        line must be paper: a junction dot the cut left a crescent of may lie beside it. Its first and last
+        pixel may hold ink, one of them at least paper: a wire's end is found to a pixel, and a slanted cut
+        leaves a ragged end."""
         cross0, cross1 = max(0, int(round(c)) - 1), int(round(c)) + 2
         if horizontal:
             window = (slice(cross0, min(H, cross1)), slice(max(0, along0), max(0, along1)))
@@ -1059,9 +1169,11 @@ def facing_wire_ends(
             window = (slice(max(0, along0), max(0, along1)), slice(cross0, min(W, cross1)))
             box = (float(cross0), float(along0), float(cross1 - 1), float(along1 - 1))
             beside = (box[0] - tol, box[1], box[2] + tol, box[3])
+        inked = ink[window].any(axis=0 if horizontal else 1)  # per pixel along the line
         return (
             along1 > along0
-            and not ink[window].any()
+            and not inked[1:-1].any()
+            and not inked.all()
             and all(_box_gap(b, box) > 1 for b in text_boxes)
             and not any(_overlap(b, beside) for b in comp_boxes)
         )
@@ -1083,6 +1195,154 @@ def facing_wire_ends(
             ):
                 pairs.append((i, j))
     return pairs
+
+
+def wire_ends_short_of_wires(
+    segs: list[Segment],
+    lab: np.ndarray,
+    seg_labels: list[int],
+    comp_boxes: list[tuple[float, float, float, float]],
+    pins: list[tuple[float, float]],
+    stroke: float,
+) -> list[tuple[int, int]]:
+    """Straight wires that stop just short of a wire across their line, with nothing on its far side: a T-joint
+    cut at the joint (a gap beside a junction dot a repair missed).
+
+    Walking on from the wire's free end along its line, over two pixels of bare paper at least (one may be the light
+    rim between strokes drawn to touch: a clean drawing, seed 900000277, has one beside a slanted wire that its truth
+    leaves apart) and no more than `FACING_GAP` pen widths (+4 px), the first ink met is the piece of a wire across
+    its line (or of its junction dot), and the crossing point lies inside that wire, not at its end: a wire that stops
+    short of another's corner is drawn so at times (a potentiometer's wiper lead beside its pin's). The end is free: no
+    other wire ends there, and no pin or symbol box is near it. A wire that goes on beyond the wire across (a hop: a
+    crossing drawn without a connection) is left alone.
+
+    Args:
+        lab: the labelled ink pieces the wires lie on (`cv2.connectedComponents`).
+        seg_labels: each wire's piece in `lab` (0 for none).
+
+    Returns:
+        (index of the wire that stops, index of the wire across its line) into `segs`.
+    """
+    tol = stroke + 3.0
+    reach = int(math.ceil(FACING_GAP * stroke + 4))
+    pairs = []
+    for i, along, step in _free_ends(segs, comp_boxes, pins, stroke):
+        s = segs[i]
+        if not seg_labels[i]:
+            continue
+        c = int(round(s.c))
+        ahead = [int(round(along)) + step * k for k in range(2, reach + 2)]
+        met, paper, n = _first_piece(lab, [(c, at) if s.horizontal else (at, c) for at in ahead])
+        if not met or met == seg_labels[i] or paper < 2:
+            continue
+        hit = ahead[n]
+        across = [
+            k
+            for k, o in enumerate(segs)
+            if o.horizontal != s.horizontal
+            and seg_labels[k] == met
+            and abs(o.c - hit) <= reach
+            and o.a + tol <= s.c <= o.b - tol  # a T: a wire that stops short of a corner may be drawn so
+        ]
+        if not across:
+            continue
+        j = min(across, key=lambda k: abs(segs[k].c - hit))
+        far = segs[j].c + step * (segs[j].thick / 2 + 1)  # just past the wire across
+        lo, hi = sorted((far, far + step * reach))
+        hop = any(
+            k != i
+            and o.horizontal == s.horizontal
+            and abs(o.c - s.c) <= max(2.0, stroke / 2)
+            and o.b >= lo
+            and o.a <= hi
+            for k, o in enumerate(segs)
+        )
+        if not hop:
+            pairs.append((i, j))
+    return pairs
+
+
+def dots_missing_an_arm(
+    segs: list[Segment],
+    lab: np.ndarray,
+    seg_labels: list[int],
+    junctions: list[tuple[float, float]],
+    comp_boxes: list[tuple[float, float, float, float]],
+    pins: list[tuple[float, float]],
+    stroke: float,
+) -> list[tuple[int, int]]:
+    """Junction dots that lost an arm, and the wire end it led to: a dot that joins fewer than three wire arms,
+    with a wire's free end straight across from it (the wire turned there: a corner whose short leg a cut erased),
+    bare paper between them and no more than `FACING_GAP` pen widths (+4 px) past the dot's rim.
+
+    Returns:
+        (index of the wire whose end it is into `segs`, the dot's ink piece in `lab`).
+    """
+    tol = stroke + 3.0
+    reach = int(math.ceil((FACING_GAP + 2) * stroke + 4))
+    H, W = lab.shape
+    pairs = []
+    for jx, jy in junctions:
+        dot = int(lab[min(H - 1, max(0, int(round(jy)))), min(W - 1, max(0, int(round(jx))))])
+        arms = 0
+        for o in segs:
+            along = jx if o.horizontal else jy
+            if o.distance(jx, jy) <= tol:
+                arms += 2 if o.a + tol < along < o.b - tol else 1
+        if not dot or arms >= 3:
+            continue
+        for i, along, _step in _free_ends(segs, comp_boxes, pins, stroke):
+            s = segs[i]
+            j_along, j_across = (jx, jy) if s.horizontal else (jy, jx)
+            if not seg_labels[i] or seg_labels[i] == dot or abs(j_along - along) > max(2.0, stroke / 2):
+                continue
+            if not 0 < abs(j_across - s.c) <= reach:
+                continue
+            toward = 1 if j_across > s.c else -1
+            line = int(round(along))
+            across = range(int(round(s.c)), int(round(j_across)) + toward, toward)
+            pixels = [(k, line) if s.horizontal else (line, k) for k in across]
+            met, paper, _ = _first_piece(lab, pixels, own=seg_labels[i])
+            if met == dot and paper >= 2:
+                pairs.append((i, dot))
+    return pairs
+
+
+def _first_piece(lab: np.ndarray, pixels: list[tuple[int, int]], own: int = 0) -> tuple[int, int, int]:
+    """Walking over `pixels` ((y, x) in order) of the labelled ink pieces `lab`: the first piece met (0 for none,
+    and the `own` piece is walked through until paper starts), how many paper pixels came before it, and where in
+    `pixels` it was met."""
+    paper = 0
+    for n, (py, px) in enumerate(pixels):
+        if not (0 <= py < lab.shape[0] and 0 <= px < lab.shape[1]):
+            break
+        here = int(lab[py, px])
+        if here and not (here == own and not paper):
+            return here, paper, n
+        if not here:
+            paper += 1
+    return 0, paper, -1
+
+
+def _free_ends(
+    segs: list[Segment],
+    comp_boxes: list[tuple[float, float, float, float]],
+    pins: list[tuple[float, float]],
+    stroke: float,
+) -> Iterator[tuple[int, float, int]]:
+    """The wire ends no other wire goes on from in line and no pin or symbol box is near: (index into `segs`,
+    the end's coordinate along its wire, -1 at its start or 1 at its end)."""
+    tol = stroke + 3.0
+    for i, s in enumerate(segs):
+        for along, step in ((s.a, -1), (s.b, 1)):
+            x, y = (along, s.c) if s.horizontal else (s.c, along)
+            if (
+                any(k != i and o.distance(x, y) <= tol and o.horizontal == s.horizontal for k, o in enumerate(segs))
+                or any(math.hypot(px - x, py - y) <= tol for px, py in pins)
+                or any(_box_gap(b, (x, y, x, y)) <= tol for b in comp_boxes)
+            ):
+                continue
+            yield i, along, step
 
 
 # -- pins -------------------------------------------------------------------------------------------
@@ -1439,14 +1699,58 @@ def merge_text_boxes(texts: list[Any]) -> list[Any]:
     return out
 
 
-def _crop_for_ocr(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-    H, W = gray.shape
+def _ocr_window(shape: tuple[int, ...], box: tuple[float, float, float, float]) -> tuple[slice, slice]:
+    """The rows and columns of a drawing that OCR reads for a text box: the box and a margin."""
+    H, W = shape[:2]
     x0, y0, x1, y1 = box
     pad = max(2.0, 0.15 * (y1 - y0))
-    c = gray[
-        max(0, int(y0 - pad)) : min(H, int(math.ceil(y1 + pad))),
-        max(0, int(x0 - pad)) : min(W, int(math.ceil(x1 + pad))),
-    ]
+    return (
+        slice(max(0, int(y0 - pad)), min(H, int(math.ceil(y1 + pad)))),
+        slice(max(0, int(x0 - pad)), min(W, int(math.ceil(x1 + pad)))),
+    )
+
+
+def redrawn_steps(
+    drawn: np.ndarray, ink: np.ndarray, box: tuple[float, float, float, float], steps: int, rec_shape: tuple[int, int]
+) -> np.ndarray:
+    """How much of the character under each OCR step of a text box a repair drew, 0..1 (steps,): the share of the
+    ink (bool (H, W)) over a character's width round the step that is `drawn` ink, against `REDRAWN_WHOLE`.
+
+    Args:
+        steps: the number of steps the recogniser gave for the box's crop (`ocr_char_probs`).
+        rec_shape: the recogniser's input height and least width, which fix how the crop maps onto its steps.
+    """
+    ys, xs = _ocr_window(ink.shape, box)
+    rows = slice(max(ys.start, int(box[1])), min(ys.stop, int(math.ceil(box[3]))))
+    new, old = drawn[rows, xs] & ink[rows, xs], ink[rows, xs]
+    h, w = ys.stop - ys.start, xs.stop - xs.start
+    out = np.zeros(steps, np.float32)
+    if old.size == 0 or h <= 0:
+        return out
+    rec_h, rec_w = rec_shape
+    padded = int(rec_h * max(rec_w / rec_h, w / h))  # the recogniser's input width; the crop fills its left part
+    filled = min(padded, math.ceil(rec_h * w / h))
+    half = 0.3 * old.shape[0]  # half a character's width
+    for t in range(steps):
+        centre = (t + 0.5) * padded / steps * w / filled
+        if centre >= w:
+            break
+        cols = slice(max(0, int(centre - half)), int(math.ceil(centre + half)) + 1)
+        out[t] = new[:, cols].sum() / max(1, old[:, cols].sum())
+    return np.clip(out / REDRAWN_WHOLE, 0.0, 1.0)
+
+
+def drawn_ink(before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The ink a repair drew: pixels of its `mask` that are ink in the repaired gray drawing where the damaged one
+    showed bare paper (`BARE_PAPER`; ink a fade or a stain left faintly visible was restored, not guessed), bool
+    (H, W)."""
+    from vision.detect import normalize_paper
+
+    return mask.astype(bool) & binarize(normalize_paper(after)) & (normalize_paper(before) >= BARE_PAPER)
+
+
+def _crop_for_ocr(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    c = gray[_ocr_window(gray.shape, box)]
     if c.size == 0:
         c = np.full((8, 8), 255, np.uint8)
     if c.shape[0] < 24:
@@ -1460,6 +1764,7 @@ def read_schematic(
     *,
     repair: str = "off",
     labels: list[tuple[str, tuple[float, float, float, float]]] | None = None,
+    redrawn: np.ndarray | None = None,
 ) -> Circuit:
     """Read a schematic drawing into a `Circuit` (pixel coordinates of the input image).
 
@@ -1468,13 +1773,24 @@ def read_schematic(
         repair: "off", or "auto" to repair damage first (pipelines.repair) when the drawing allows.
         labels: the drawing's texts with their boxes in image pixels when they are known exactly (a PDF's
             text layer); they replace text detection and OCR.
+        redrawn: for a drawing repaired already, the ink the repair drew (the image's size, nonzero = drawn;
+            `drawn_ink`); "auto" repair finds it itself. Values of the labels it touches are read with the
+            redrawn characters taken as a guess (`redrawn_value`).
 
     Raises:
-        SchematicInputError: unreadable, too small or too large input, or a bad `repair` value.
+        SchematicInputError: unreadable, too small or too large input, a bad `repair` value, or a `redrawn` mask
+            of another size than the image.
     """
     if repair not in ("off", "auto"):
         raise SchematicInputError(f"repair must be 'off' or 'auto', not {repair!r}")
     arr = load_image(image)
+    if redrawn is not None:
+        if redrawn.shape != arr.shape[:2]:
+            raise SchematicInputError(
+                f"the redrawn mask is {redrawn.shape[1]}x{redrawn.shape[0]} but the image is "
+                f"{arr.shape[1]}x{arr.shape[0]}; they must match"
+            )
+        redrawn = redrawn.astype(bool)
     from vision.detect import Detection, detect, normalize_paper, reading_side, to_gray
 
     warnings: list[str] = []
@@ -1491,6 +1807,7 @@ def read_schematic(
 
         try:
             fixed = repair_drawing(arr)
+            redrawn = drawn_ink(gray, to_gray(fixed.image), fixed.mask > 0)
             gray = to_gray(fixed.image)
             if fixed.stats.get("damaged_share", 0) > 0:
                 warnings.append(f"repaired {fixed.stats['damaged_share']:.1%} of the image before reading")
@@ -1527,12 +1844,22 @@ def read_schematic(
     texts, reads = split_reads(texts, read_boxes([t.box for t in texts]), ink, read_boxes)
     outputs: dict[int, tuple[np.ndarray, list[str]]] = {}
 
-    def reread_value(ti: int, ctype: str) -> str | None:
+    def char_probs(ti: int) -> tuple[np.ndarray, list[str]]:
         if ti not in outputs:
             outputs[ti] = ocr_char_probs(ocr, _crop_for_ocr(norm, texts[ti].box))
-        return value_reading(ctype, *outputs[ti])
+        return outputs[ti]
 
-    return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings, stroke, reread_value)
+    def reread_value(ti: int, ctype: str) -> str | None:
+        return recheck_value(ti, ctype) or value_reading(ctype, *char_probs(ti))
+
+    def recheck_value(ti: int, ctype: str) -> str | None:
+        if redrawn is None or not redrawn[_ocr_window(redrawn.shape, texts[ti].box)].any():
+            return None
+        probs, alphabet = char_probs(ti)
+        steps = redrawn_steps(redrawn, ink, texts[ti].box, len(probs), tuple(ocr.text_rec.rec_image_shape[1:3]))
+        return redrawn_value(ctype, probs, alphabet, steps)
+
+    return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings, stroke, reread_value, recheck_value)
 
 
 def _label_block_rank(ref: tuple[float, ...], other: tuple[float, ...]) -> float | None:
@@ -1566,6 +1893,7 @@ def assemble_circuit(
     warnings: list[str] | None = None,
     stroke: float | None = None,
     reread_value: Callable[[int, str], str | None] | None = None,
+    recheck_value: Callable[[int, str], str | None] | None = None,
 ) -> Circuit:
     """Build the circuit from detections (boxes with `cls`, `score`, `box`; pins with `role`, `score`, `xy`)
     and the texts read in the label boxes: pins are named, wires traced and labels assigned.
@@ -1574,6 +1902,8 @@ def assemble_circuit(
         stroke: the drawing's pen width (`stroke_width` of `binarize(norm)`), when the caller has it already.
         reread_value: (text index, part type) -> the value of that type the text's box spells, or None; asked
             for the labels left over beside parts that got no value (OCR texts; `value_reading`).
+        recheck_value: (text index, part type) -> another value for a part whose value that text gave, or None to
+            keep it; asked for every value (a repaired drawing's redrawn labels; `redrawn_value`).
     """
     warnings = list(warnings or [])
     ink = binarize(norm)
@@ -1619,6 +1949,7 @@ def assemble_circuit(
     # labels: net names beside open wire ends first, then references and values by distance
     refs: dict[int, str] = {}
     values: dict[int, str] = {}
+    value_text: dict[int, int] = {}  # part -> the text its value came from
     used: set[int] = set()
     net_names: dict[int, str] = {}
     scale = float(np.median([max(d.box[2] - d.box[0], d.box[3] - d.box[1]) for d in comps]))
@@ -1674,6 +2005,7 @@ def assemble_circuit(
             continue
         if value_fits(comps[ci].cls, text):
             values[ci] = value_for(comps[ci].cls, text)
+            value_text[ci] = ti
             used.add(ti)
     for _dist, ti, ci in pairs:
         text = clean_text(reads[ti])
@@ -1682,6 +2014,7 @@ def assemble_circuit(
         ctype = comps[ci].cls
         if ci not in values and (ctype == "supply" or value_fits(ctype, text)):
             values[ci] = value_for(ctype, text)
+            value_text[ci] = ti
             used.add(ti)
     if reread_value is not None:
         # a part still without a value takes a label OCR misread, if the label spells one of its values; only
@@ -1696,7 +2029,12 @@ def assemble_circuit(
                 continue
             if (text := reread_value(ti, ctype)) is not None:
                 values[ci] = text
+                value_text[ci] = ti
                 used.add(ti)
+    if recheck_value is not None:
+        for ci, ti in value_text.items():
+            if (text := recheck_value(ti, comps[ci].cls)) is not None:
+                values[ci] = text
     for ci, d in enumerate(comps):
         if d.cls in NET_SYMBOLS:
             name = "0" if d.cls == "ground" else spice_node(values[ci]) if values.get(ci) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -13,16 +14,20 @@ from pipelines.schematic import (
     _Models,
     assemble_circuit,
     binarize,
+    ctc_log_likelihood,
     ctc_readings,
     merge_text_boxes,
     ocr_char_probs,
     ocr_crops,
     read_schematic,
+    redrawn_steps,
+    redrawn_value,
     repair_read,
     split_reads,
     standard_value,
     value_for,
     value_reading,
+    value_series,
     value_types,
 )
 from vision.detect import Detection
@@ -256,3 +261,76 @@ def test_a_word_value_one_letter_off_is_that_word() -> None:
     assert value_reading("led", spelled("YELLOVV"), alphabet) is None
     assert value_reading("resistor", spelled("YELLOV"), alphabet) is None
     assert value_reading("led", spelled("REO"), alphabet) is None
+
+
+def test_ctc_log_likelihood_matches_torch_ctc_loss() -> None:
+    """The forward algorithm against torch's CTC loss (the reference), with repeated symbols that need a blank
+    between them and a symbol that takes two steps."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.full(7, 0.5), size=12)  # (steps, alphabet), blank first
+    for symbols in ([1, 2, 3], [2, 2], [4], [1, 5, 1, 5, 6]):
+        want = -torch.nn.functional.ctc_loss(
+            torch.log(torch.from_numpy(probs))[:, None],
+            torch.tensor([symbols]),
+            torch.tensor([len(probs)]),
+            torch.tensor([len(symbols)]),
+            reduction="sum",
+        ).item()
+        assert abs(ctc_log_likelihood(probs, symbols) - want) < 1e-6, symbols
+
+
+def test_a_character_the_repair_drew_is_read_as_the_series_value_that_fits_what_is_left() -> None:
+    """A gap erased the '2' of "8.2pF" whole and the glyph net drew a clean '0': OCR is sure of "8.0pF", which is
+    no E24 value. With the steps over the drawn '0' taken as a guess, the series value that fits the '8.' and
+    'pF' left is 8.2pF. A value the repair did not touch, and one whose drawn character leaves an E12 value,
+    stay as read; the step applies to resistors, capacitors and inductors only."""
+    page, box = _label_image("8.0pF", font="DejaVuSans.ttf")
+    font = load_font("DejaVuSans.ttf", 20)
+    left, right = 40 + font.getlength("8."), 40 + font.getlength("8.0")
+    ink = binarize(page)
+    drawn = np.zeros_like(ink)
+    drawn[:, int(left) : int(math.ceil(right))] = True
+    drawn &= ink
+    _, ocr = _Models.get()
+    probs, alphabet = ocr_char_probs(ocr, _crop_for_ocr(page, box))
+    rec_shape = tuple(ocr.text_rec.rec_image_shape[1:3])
+    steps = redrawn_steps(drawn, ink, box, len(probs), rec_shape)
+    assert steps.max() == 1.0 and (steps > 0).sum() <= 6  # one character's steps
+    assert value_series("8.0pF") == 0 and value_series("8.2pF") == 12 and value_series("4.3k") == 24
+    assert redrawn_value("capacitor", probs, alphabet, steps) == "8.2pF"
+    assert redrawn_value("capacitor", probs, alphabet, np.zeros_like(steps)) is None
+    assert redrawn_value("vsource", probs, alphabet, steps) is None
+
+    page, box = _label_image("150k", font="DejaVuSans.ttf")
+    ink = binarize(page)
+    drawn = np.zeros_like(ink)
+    drawn[:, int(40 + font.getlength("1")) : int(math.ceil(40 + font.getlength("15")))] = True
+    probs, alphabet = ocr_char_probs(ocr, _crop_for_ocr(page, box))
+    steps = redrawn_steps(drawn & ink, ink, box, len(probs), rec_shape)
+    assert steps.max() == 1.0 and redrawn_value("resistor", probs, alphabet, steps) is None
+
+
+def test_a_part_number_the_repair_drew_a_character_of_is_read_as_the_common_part_that_fits() -> None:
+    """A transistor's label whose first character the repair drew reads "1N3904": a diode's prefix, no NPN
+    transistor. With that character taken as a guess, the common NPN part that fits the rest is the 2N3904. A
+    listed part ("BC548") stays as read, and so does a label the repair did not touch."""
+    font = load_font("DejaVuSans.ttf", 20)
+    _, ocr = _Models.get()
+    rec_shape = tuple(ocr.text_rec.rec_image_shape[1:3])
+
+    def reading(text: str, drawn_char: int, ctype: str) -> str | None:
+        page, box = _label_image(text, font="DejaVuSans.ttf")
+        ink = binarize(page)
+        drawn = np.zeros_like(ink)
+        left, right = 40 + font.getlength(text[:drawn_char]), 40 + font.getlength(text[: drawn_char + 1])
+        drawn[:, int(left) : int(math.ceil(right))] = True
+        probs, alphabet = ocr_char_probs(ocr, _crop_for_ocr(page, box))
+        assert ocr_crops(ocr, [_crop_for_ocr(page, box)])[0][0] == text
+        steps = redrawn_steps(drawn & ink, ink, box, len(probs), rec_shape)
+        assert steps.max() == 1.0
+        assert redrawn_value(ctype, probs, alphabet, np.zeros_like(steps)) is None
+        return redrawn_value(ctype, probs, alphabet, steps)
+
+    assert reading("1N3904", 0, "npn") == "2N3904"
+    assert reading("BC548", 4, "npn") is None

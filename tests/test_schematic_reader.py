@@ -13,11 +13,13 @@ import pytest
 from pipelines.document import Circuit, Component, Pin
 from pipelines.schematic import (
     SchematicInputError,
+    Segment,
     arrow_head_side,
     assemble_circuit,
     binarize,
     canonical_value,
     detection_side,
+    facing_wire_ends,
     parse_source,
     parse_value,
     read_schematic,
@@ -388,6 +390,8 @@ def test_bad_inputs(tmp_path: Path) -> None:
         read_schematic(np.zeros((8, 8), np.uint8))
     with pytest.raises(SchematicInputError, match="repair"):
         read_schematic(np.full((64, 64), 255, np.uint8), repair="always")
+    with pytest.raises(SchematicInputError, match="redrawn mask is 40x30 but the image is 64x64"):
+        read_schematic(np.full((64, 64), 255, np.uint8), redrawn=np.zeros((30, 40), bool))
     blank = read_schematic(np.full((300, 400), 255, np.uint8))
     assert blank.components == [] and any("blank" in w for w in blank.warnings)
     with pytest.raises(SchematicInputError, match="file not found"):
@@ -479,3 +483,72 @@ def test_enlarged_reading_pools_symbols_and_keeps_the_base_labels_and_pins() -> 
     for d in dets:
         if d.cls not in ("text", "junction"):
             assert _box_iou(np.array([d.box]), np.array([s.box for s in symbols])).max() >= 0.5
+
+
+@pytest.mark.parametrize("pen", [2, 3])
+def test_a_wire_cut_at_a_tee_joins_the_wire_across_but_not_at_a_hop_or_a_corner(pen: int) -> None:
+    """A wire from a part on the left stops a few pixels short of a vertical wire between two parts (a cut at a
+    T-joint, or beside its junction dot, that a repair missed): one net. Not so where the wire goes on beyond
+    the vertical one (a hop: a crossing drawn without a connection), where the vertical wire ends there (a wire
+    may stop short of a corner in a drawing), or across a long gap."""
+    parts = [(20.0, 90.0, 60.0, 110.0), (130.0, 0.0, 170.0, 40.0), (130.0, 160.0, 170.0, 200.0)]
+    parts.append((200.0, 90.0, 240.0, 110.0))
+    pins = [(0, (60.0, 100.0)), (1, (150.0, 40.0)), (2, (150.0, 160.0)), (3, (200.0, 100.0))]
+
+    def joined(stop: int, dot: bool = False, beyond: bool = False, down_from: int = 40) -> bool:
+        img = np.full((200, 260), 255, np.uint8)
+        for x0, y0, x1, y1 in parts:
+            cv2.rectangle(img, (int(x0) + 4, int(y0) + 4), (int(x1) - 4, int(y1) - 4), 0, pen)
+        cv2.line(img, (150, down_from), (150, 160), 0, pen)
+        cv2.line(img, (60, 100), (stop, 100), 0, pen)
+        if dot:
+            cv2.circle(img, (150, 100), 2 * pen, 0, -1)
+        if beyond:
+            cv2.line(img, (300 - stop, 100), (200, 100), 0, pen)
+        ids, _, _ = trace_nets(binarize(img), parts, [], [], pins)
+        return ids[0] == ids[2]
+
+    edge = 150 - pen  # the left edge of the vertical wire's ink
+    assert joined(edge - 6)  # a cut at the T
+    assert joined(150 - 2 * pen - 7, dot=True)  # beside the junction dot
+    assert not joined(edge - 6, beyond=True)  # a hop
+    assert not joined(edge - 30)  # a long gap
+    assert not joined(edge - 6, down_from=100)  # a corner
+
+
+def test_a_cut_wire_is_joined_when_its_ends_are_found_a_pixel_into_the_ink() -> None:
+    """Segment ends are found to a pixel: on a repaired drawing (seed 920020) the wire on the left of a three-pixel
+    cut was found to end a pixel into the cut and the wire on the right to start a pixel into its own ink, so the
+    stretch between them held ink at one end and was taken for no cut. The first and last pixel may hold ink."""
+    boxes = [(20.0, 40.0, 60.0, 60.0), (160.0, 40.0, 200.0, 60.0)]
+    pins = [(20.0, 50.0), (60.0, 50.0), (160.0, 50.0), (200.0, 50.0)]
+    ink = np.zeros((100, 220), bool)
+    ink[49:52, 60:117] = ink[49:52, 120:160] = True  # paper at x 117..119
+    segs = [Segment(True, 60.0, 118.0, 50.0, 3.0), Segment(True, 121.0, 159.0, 50.0, 3.0)]
+    assert facing_wire_ends(segs, ink, boxes, [], [], pins, 3.0) == [(0, 1)]
+    ink[49:52, 117:120] = True  # no cut
+    assert facing_wire_ends(segs, ink, boxes, [], [], pins, 3.0) == []
+
+
+@pytest.mark.parametrize("pen", [2, 3])
+def test_a_corner_whose_short_leg_a_cut_erased_joins_the_dot_it_led_to(pen: int) -> None:
+    """A wire from a part on the left turns up at x = 150 into a junction dot that also joins a part above and one
+    on the right. A cut erased the short leg between the corner and the dot: the dot keeps two arms, and the wire's
+    end lies straight under it. One net; not when the wire ends off the dot's line or far below it."""
+
+    def joined(corner_x: int, dot_y: int = 100) -> bool:
+        parts = [(20.0, 110.0, 60.0, 130.0), (130.0, 0.0, 170.0, 30.0), (200.0, dot_y - 10.0, 240.0, dot_y + 10.0)]
+        pins = [(0, (60.0, 120.0)), (1, (150.0, 30.0)), (2, (200.0, float(dot_y)))]
+        img = np.full((220, 260), 255, np.uint8)
+        for x0, y0, x1, y1 in parts:
+            cv2.rectangle(img, (int(x0) + 4, int(y0) + 4), (int(x1) - 4, int(y1) - 4), 0, pen)
+        cv2.line(img, (150, 30), (150, dot_y), 0, pen)
+        cv2.line(img, (150, dot_y), (200, dot_y), 0, pen)
+        cv2.circle(img, (150, dot_y), 2 * pen, 0, -1)
+        cv2.line(img, (60, 120), (corner_x, 120), 0, pen)
+        ids, _, _ = trace_nets(binarize(img), parts, [], [], pins)
+        return ids[0] == ids[1] == ids[2]
+
+    assert joined(150)
+    assert not joined(125)  # the wire ends off the dot's line
+    assert not joined(150, dot_y=60)  # far below it
