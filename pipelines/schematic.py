@@ -1273,7 +1273,8 @@ def dots_missing_an_arm(
 ) -> list[tuple[int, int]]:
     """Junction dots that lost an arm, and the wire end it led to: a dot that joins fewer than three wire arms,
     with a wire's free end straight across from it (the wire turned there: a corner whose short leg a cut erased),
-    bare paper between them and no more than `FACING_GAP` pen widths (+4 px) past the dot's rim.
+    two pixels of bare paper at least between them, and the dot's centre no more than `FACING_GAP` + 2 pen widths
+    (+4 px; two for the dot's radius) from the wire.
 
     Returns:
         (index of the wire whose end it is into `segs`, the dot's ink piece in `lab`).
@@ -1281,7 +1282,8 @@ def dots_missing_an_arm(
     tol = stroke + 3.0
     reach = int(math.ceil((FACING_GAP + 2) * stroke + 4))
     H, W = lab.shape
-    pairs = []
+    pairs: list[tuple[int, int]] = []
+    ends: list[tuple[int, float, int]] | None = None  # found once, for the first dot that lost an arm
     for jx, jy in junctions:
         dot = int(lab[min(H - 1, max(0, int(round(jy)))), min(W - 1, max(0, int(round(jx))))])
         arms = 0
@@ -1291,7 +1293,9 @@ def dots_missing_an_arm(
                 arms += 2 if o.a + tol < along < o.b - tol else 1
         if not dot or arms >= 3:
             continue
-        for i, along, _step in _free_ends(segs, comp_boxes, pins, stroke):
+        if ends is None:
+            ends = list(_free_ends(segs, comp_boxes, pins, stroke))
+        for i, along, _step in ends:
             s = segs[i]
             j_along, j_across = (jx, jy) if s.horizontal else (jy, jx)
             if not seg_labels[i] or seg_labels[i] == dot or abs(j_along - along) > max(2.0, stroke / 2):
