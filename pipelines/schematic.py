@@ -229,16 +229,11 @@ _E24 = frozenset((10, 11, 12, 13, 15, 16, 18, 20, 22, 24, 27, 30, 33, 36, 39, 43
 def standard_value(ctype: str, text: str) -> bool:
     """Whether a resistor, capacitor or inductor value is a preferred number of the E24 series (or of
     E12 and E6, its subsets): '680k' yes, '660k' no."""
-    if ctype not in ("resistor", "potentiometer", "capacitor", "capacitor_polarized", "inductor"):
-        return False
-    v = parse_value(text)
-    if not v or v <= 0:
-        return False
-    mantissa = v / 10 ** (math.floor(math.log10(v) + 1e-9) - 1)  # two significant digits: 10.0 .. 99.9
-    return abs(mantissa - round(mantissa)) < 1e-6 and round(mantissa) in _E24
+    return ctype in _SERIES_TYPES and value_series(text) > 0
 
 
 _E12 = frozenset((10, 12, 15, 18, 22, 27, 33, 39, 47, 56, 68, 82))
+_SERIES_TYPES = ("resistor", "potentiometer", "capacitor", "capacitor_polarized", "inductor")
 
 
 def value_series(text: str) -> int:
@@ -270,12 +265,7 @@ def ctc_log_likelihood(probs: np.ndarray, symbols: list[int]) -> float:
     return float(np.logaddexp(alpha[-1], alpha[-2]) if len(ext) > 1 else alpha[-1])
 
 
-def _series_numbers() -> list[str]:
-    """The E24 numbers from 1 to 910 as a label writes them: '1', '4.7', '47', '470'."""
-    return [f"{m / 10:g}" for m in sorted(_E24)] + [str(m) for m in sorted(_E24)] + [str(10 * m) for m in sorted(_E24)]
-
-
-_SERIES_TYPES = ("resistor", "potentiometer", "capacitor", "capacitor_polarized", "inductor")
+_SERIES_NUMBERS = tuple(f"{m * k / 10:g}" for k in (1, 10, 100) for m in sorted(_E24))  # '1', '4.7', '47', '470'
 _NUMBER_TAIL_RE = re.compile(r"^(\d+(?:\.\d+)?|\d+([pnuµmkKMGR])\d+)(\D*)$")  # '4.7', '4k7' or '47'; then prefix, unit
 
 
@@ -327,7 +317,7 @@ def _series_choices(ctype: str, own: str, soft: np.ndarray, alphabet: list[str])
         return {}
     read_number, letter, tail = m.group(1), m.group(2), m.group(3)
     choices = {}
-    for number in (read_number, *_series_numbers()):
+    for number in (read_number, *_SERIES_NUMBERS):
         if letter and number != read_number:
             number = number.replace(".", letter) if "." in number else number + letter
         if len(number) == len(read_number) and value_fits(ctype, number + tail):
