@@ -11,6 +11,7 @@ junction dot sits; pins connect to the segment ends they touch and to pins they 
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import re
@@ -1846,6 +1847,7 @@ def read_schematic(
     def reread_value(ti: int, ctype: str) -> str | None:
         return recheck_value(ti, ctype) or value_reading(ctype, *char_probs(ti))
 
+    @functools.cache  # asked again for a part whose value `reread_value` found
     def recheck_value(ti: int, ctype: str) -> str | None:
         if redrawn is None or not redrawn[_ocr_window(redrawn.shape, texts[ti].box)].any():
             return None
