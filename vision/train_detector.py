@@ -9,7 +9,9 @@ samples come from a packed copy of `circuits-real` (see `pack_real`). Checkpoint
 
 `--real-aug strong` turns, distorts, crops, re-inks and degrades the real samples (`RealDataset`); `--real-scale` and
 `--synth-scale` set the size range of real and synthetic drawings on the canvas (above 1: zoomed-in crops, whose
-cut symbols become ignore regions). The defaults reproduce the earlier runs.
+cut symbols become ignore regions). `--repaired DIR` mixes in damaged drawings as the repair pipeline left them
+(packed by `python -m pipelines.pack_repaired`), every `--repaired-period`-th sample. The defaults reproduce the
+earlier runs.
 
 Under `torchrun --nproc_per_node N` the same command trains with DDP (see `vision.distributed`): `--batch` stays
 the global batch, and losses, weights and checkpoints are those of one process, so a run resumes on any number
@@ -387,18 +389,53 @@ class SynthDataset(torch.utils.data.Dataset):
             sample = scan(sample, seed, float(rng.uniform(0.3, 1.8)))
         elif u < self.p_scan + self.p_damage:
             sample = _damaged(sample, rng)
-        gray = normalize_paper(to_gray(sample.image))
-        canvas, k2, ox, oy = _place(gray, self.side, rng, 0.0, self.scale)
-        boxes, pins = synth_objects(sample.truth)
-        boxes = [(c, x0 * k2 + ox, y0 * k2 + oy, x1 * k2 + ox, y1 * k2 + oy) for c, x0, y0, x1, y1 in boxes]
-        pins = [(r, x * k2 + ox, y * k2 + oy) for r, x, y in pins]
-        ignore: list[tuple[float, float, float, float]] = []
-        if _cropped(gray.shape, k2, self.side):
-            boxes, ignore = crop_boxes(boxes, ignore, self.side)
-        hw = (self.side // STRIDE, self.side // STRIDE)
-        t = build_targets(hw, boxes, pins, ignore, np.ones(len(DETECT_CLASSES) + len(PIN_ROLES)))
-        t["image"] = canvas[None]
-        return t
+        return synth_targets(normalize_paper(to_gray(sample.image)), sample.truth, self.side, rng, self.scale)
+
+
+def synth_targets(
+    gray: np.ndarray, truth: dict[str, Any], side: int, rng: np.random.Generator, scale: tuple[float, float]
+) -> dict[str, np.ndarray]:
+    """A paper-normalised drawing placed on a training canvas (`_place`), with the targets of its synthetic truth."""
+    canvas, k, ox, oy = _place(gray, side, rng, 0.0, scale)
+    boxes, pins = synth_objects(truth)
+    boxes = [(c, x0 * k + ox, y0 * k + oy, x1 * k + ox, y1 * k + oy) for c, x0, y0, x1, y1 in boxes]
+    pins = [(r, x * k + ox, y * k + oy) for r, x, y in pins]
+    ignore: list[tuple[float, float, float, float]] = []
+    if _cropped(gray.shape, k, side):
+        boxes, ignore = crop_boxes(boxes, ignore, side)
+    hw = (side // STRIDE, side // STRIDE)
+    t = build_targets(hw, boxes, pins, ignore, np.ones(len(DETECT_CLASSES) + len(PIN_ROLES)))
+    t["image"] = canvas[None]
+    return t
+
+
+class RepairedDataset(torch.utils.data.Dataset):
+    """Damaged synthetic drawings as the repair pipeline left them (packed by `pipelines.pack_repaired`): what the
+    reader is given after `--repair auto`. Item i is stored drawing i modulo the pack's size, placed on the canvas
+    at random (seeded by `seed` and i), so a small pack serves a long run.
+
+    Args:
+        root: The pack's folder (`SEED.png` with its ground truth `SEED.json`).
+        side: Square canvas side in network pixels.
+        seed: Placement seed of the run.
+        scale: Range of the drawing's longer side as a fraction of `side`.
+    """
+
+    def __init__(self, root: Path, side: int, seed: int, scale: tuple[float, float] = (0.6, 1.0)) -> None:
+        self.items = sorted(p.with_suffix("") for p in root.glob("*.json"))
+        if not self.items:
+            raise ValueError(f"no packed repaired drawings in {root}")
+        self.side, self.seed, self.scale = side, seed, scale
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        stem = self.items[i % len(self.items)]
+        gray = cv2.imread(str(stem.with_suffix(".png")), cv2.IMREAD_GRAYSCALE)
+        truth = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+        rng = np.random.default_rng([self.seed, i])
+        return synth_targets(normalize_paper(gray), truth, self.side, rng, self.scale)
 
 
 def _damaged(sample: Any, rng: np.random.Generator) -> Any:
@@ -584,10 +621,19 @@ def repeat_rare(items: list[dict[str, Any]], threshold: float, rng: np.random.Ge
 
 
 class Mixed(torch.utils.data.Dataset):
-    """Interleave synthetic and real samples: every `period`-th item (counted from the start of training) is real."""
+    """Interleave synthetic, real and repaired samples, counted from the start of training: item i is real when
+    `i % period == 0`, else repaired when `i % repaired_period == repaired_period - 1`, else synthetic."""
 
-    def __init__(self, synth: SynthDataset, real: RealDataset | None, period: int = 6) -> None:
+    def __init__(
+        self,
+        synth: SynthDataset,
+        real: RealDataset | None,
+        period: int = 6,
+        repaired: RepairedDataset | None = None,
+        repaired_period: int = 4,
+    ) -> None:
         self.synth, self.real, self.period = synth, real, period
+        self.repaired, self.repaired_period = repaired, repaired_period
 
     def __len__(self) -> int:
         return len(self.synth)
@@ -595,6 +641,8 @@ class Mixed(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         if self.real is not None and len(self.real) and i % self.period == 0:
             return self.real[i // self.period]
+        if self.repaired is not None and i % self.repaired_period == self.repaired_period - 1:
+            return self.repaired[i // self.repaired_period]
         return self.synth[i]
 
 
@@ -739,8 +787,9 @@ def _train(args: argparse.Namespace, ctx: DistContext) -> dict[str, Any]:
         if args.real
         else None
     )
+    repaired = RepairedDataset(Path(args.repaired), args.side, args.seed, args.synth_scale) if args.repaired else None
     loader = torch.utils.data.DataLoader(
-        Mixed(synth, real, args.real_period),
+        Mixed(synth, real, args.real_period, repaired, args.repaired_period),
         batch_size=local_batch,
         sampler=ShardSampler(args.batch, ctx.rank, ctx.world_size, step * args.batch, args.steps * args.batch),
         num_workers=args.workers,
@@ -854,6 +903,10 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="repeat-factor threshold for real images (0: each once; e.g. 0.3 shows rare classes more often)",
     )
+    tr.add_argument("--repaired", default="", help="packed repaired drawings (`python -m pipelines.pack_repaired`)")
+    tr.add_argument(
+        "--repaired-period", type=int, default=4, help="every N-th sample is a repaired drawing (with --repaired)"
+    )
     tr.add_argument("--seed", type=int, default=1)
     tr.add_argument("--log-every", type=int, default=20)
     tr.add_argument("--save-every", type=float, default=60.0, help="seconds between checkpoints")
@@ -862,6 +915,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "pack-real":
         print(json.dumps(pack_real(Path(args.src), Path(args.out))))
         return
+    if args.repaired_period < 1:
+        ap.error("--repaired-period must be at least 1")
+    if args.repaired and not any(Path(args.repaired).glob("*.json")):
+        ap.error(f"no packed repaired drawings in {args.repaired} (python -m pipelines.pack_repaired)")
     try:
         with process_group(args.cpu) as ctx:
             summary = train(args, ctx)
