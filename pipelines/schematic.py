@@ -46,7 +46,8 @@ CTC_BEAM = 64  # readings kept per step
 VALUE_READING_SHARE = 0.005  # a label's re-reading as a part's value is this likely against OCR's best read at least
 REDRAWN_TRUST = 0.1  # share of OCR's judgement a character keeps where a repair redrew it whole (the glyph net's guess)
 REDRAWN_WHOLE = 0.75  # share of a character's ink a repair drew at which it counts as redrawn whole
-BARE_PAPER = 235  # paper-normalised gray from which a damaged pixel shows no ink at all (faded ink is darker)
+INK_SHOWN = 60  # gray levels by which ink a damaged drawing still shows is darker than its surroundings (black top-hat)
+INK_SHOWN_REACH = 9  # side of the black top-hat's square: strokes up to this wide show as ink, wider dark areas do not
 REDRAWN_ODDS = 1 / 16  # a redrawn character's probability under no judgement at all: one of the digits, marks, prefixes
 SERIES_PRIOR = {12: 1.0, 24: 0.3, 0: 0.02}  # how often a part value is in E12, only in E24, or in neither
 UNLISTED_PART = 0.02  # how often a semiconductor's part number is none of the common ones (pipelines.parts)
@@ -1737,11 +1738,16 @@ def redrawn_steps(
 
 def drawn_ink(before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The ink a repair drew: pixels of its `mask` that are ink in the repaired gray drawing where the damaged one
-    showed bare paper (`BARE_PAPER`; ink a fade or a stain left faintly visible was restored, not guessed), bool
-    (H, W)."""
+    showed no ink, bool (H, W). Ink shows as a stroke `INK_SHOWN` darker than what a closing over
+    `INK_SHOWN_REACH` px fills it with (black top-hat): ink a fade or a translucent stain left visible was restored,
+    not guessed; bare paper, and the flat dark backing a hole or a tear shows (wider than a stroke), hide what was
+    there."""
     from vision.detect import normalize_paper
 
-    return mask.astype(bool) & binarize(normalize_paper(after)) & (normalize_paper(before) >= BARE_PAPER)
+    # Raw gray: paper normalisation would stretch a large hole's backing to paper and its grain to ink contrast.
+    square = np.ones((INK_SHOWN_REACH, INK_SHOWN_REACH), np.uint8)
+    shown = cv2.morphologyEx(before, cv2.MORPH_BLACKHAT, square) >= INK_SHOWN
+    return mask.astype(bool) & binarize(normalize_paper(after)) & ~shown
 
 
 def _crop_for_ocr(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:

@@ -16,6 +16,7 @@ from pipelines.schematic import (
     binarize,
     ctc_log_likelihood,
     ctc_readings,
+    drawn_ink,
     merge_text_boxes,
     ocr_char_probs,
     ocr_crops,
@@ -278,6 +279,31 @@ def test_ctc_log_likelihood_matches_torch_ctc_loss() -> None:
             reduction="sum",
         ).item()
         assert abs(ctc_log_likelihood(probs, symbols) - want) < 1e-6, symbols
+
+
+def test_drawn_ink_is_the_ink_a_repair_put_where_the_damage_showed_none() -> None:
+    """Three characters of a label damaged three ways and repaired to the intact label: a gap left bare paper, a hole
+    shows a flat dark backing (most of the simulator's holes and tears), a translucent stain leaves the ink visible.
+    The repair's ink is a guess in the first two, rim of the hole included, and a restoration under the stain.
+    Outside the mask nothing counts."""
+    img = Image.new("L", (300, 90), 255)
+    font = load_font("DejaVuSans.ttf", 48)
+    ImageDraw.Draw(img).text((40, 15), "150k", font=font, fill=0)
+    intact = np.asarray(img).copy()
+    ink = binarize(intact)
+    cells = [(int(40 + font.getlength("150k"[:i])), int(40 + font.getlength("150k"[: i + 1]))) for i in range(4)]
+    damaged, mask = intact.copy(), np.zeros(intact.shape, bool)
+    rng = np.random.default_rng(0)
+    (g0, g1), (h0, h1), (s0, s1) = cells[:3]
+    damaged[:, g0:g1] = 255
+    damaged[:, h0:h1] = np.clip(rng.normal(60, 8, (90, h1 - h0)), 0, 255).astype(np.uint8)
+    damaged[:, s0:s1] = (damaged[:, s0:s1] * 0.6).astype(np.uint8)
+    mask[:, g0:s1] = True
+    drawn = drawn_ink(damaged, intact, mask)
+    assert drawn[:, g0:g1].sum() == ink[:, g0:g1].sum() > 0
+    assert drawn[:, h0:h1].sum() == ink[:, h0:h1].sum() > 0
+    assert drawn[:, s0:s1].sum() == 0 and drawn[:, s1:].sum() == 0
+    assert drawn_ink(damaged, intact, np.zeros_like(mask)).sum() == 0
 
 
 def test_a_character_the_repair_drew_is_read_as_the_series_value_that_fits_what_is_left() -> None:
