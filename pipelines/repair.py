@@ -346,15 +346,20 @@ def repair_gray(
     repaired = inpaint_image(inpainter, torch.from_numpy(gray).float() / 255.0, torch.from_numpy(mask))
     out = np.clip(np.round(repaired.numpy() * 255.0), 0, 255).astype(np.uint8)
     out, seen = see_through(gray, mask, out)
-    joined, wires = complete_wires(out, mask, beside=WIRE_BESIDE if predicted else 0.0)
+    _, glyph_net, finder = _text_models()
+    # Texts are found on the repaired drawing (the damaged one hides some of them under stains and blots), before
+    # wires are joined: no join may cross a label.
+    boxes = text_boxes(out)
+    labels = np.zeros(gray.shape, bool)
+    for box in boxes:
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        labels[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = True
+    joined, wires = complete_wires(out, mask, beside=WIRE_BESIDE if predicted else 0.0, avoid=labels)
     bridged, out = (joined != out) & ~mask, joined  # joins painted beside a predicted mask join the mask used
     closed = 0
     if predicted:
         filled, closed = bridge_breaks(out, mask)
         bridged, out = bridged | (filled != out), filled
-    _, glyph_net, finder = _text_models()
-    # Texts are found on the repaired drawing: the damaged one hides some of them under stains and blots.
-    boxes = text_boxes(out)
     used = find_text_damage(finder, gray, mask, boxes) if predicted else mask
     cleared = mask & ~used
     out[cleared] = gray[cleared]

@@ -246,6 +246,26 @@ def test_wire_stems_reach_wires_through_stray_marks_but_never_labels_or_diagonal
     assert np.array_equal(out[64:131, 220:301], damaged[64:131, 220:301])  # nor along the diagonal
 
 
+def test_no_wire_is_extended_through_a_damaged_label() -> None:
+    """A battery's plate ends where a fade over its label begins; the label's characters lie inside the damage, and a
+    wire runs beyond them. Through damage the ray passes over ink that is no wire (the inpainter's guesses), so the
+    plate would be drawn on through the label onto that wire; with the label's box to avoid, nothing is drawn."""
+    img = np.full((200, 400), 255, np.uint8)
+    cv2.line(img, (60, 100), (140, 100), 0, 3)  # a plate, long enough to count as a wire's stem
+    cv2.line(img, (100, 100), (100, 190), 0, 3)  # its lead
+    cv2.putText(img, "3.3V", (150, 106), cv2.FONT_HERSHEY_SIMPLEX, 0.45, 0, 1)
+    cv2.line(img, (196, 20), (196, 180), 0, 3)  # a wire beyond the label
+    mask = np.zeros(img.shape, bool)
+    mask[85:120, 141:190] = True  # the fade: from the plate's end over the label, short of the wire
+    label = np.zeros(img.shape, bool)
+    label[92:110, 148:188] = True
+    assert (img[label] < 128).any()
+    out, stats = complete_wires(img, mask)
+    assert stats.extended == 1 and (out[100, 141:148] < 128).all()  # drawn on through the label
+    out, stats = complete_wires(img, mask, avoid=label)
+    assert stats.extended == 0 and np.array_equal(out, img)
+
+
 def test_a_stem_is_joined_to_its_rail_across_a_break_thinner_than_the_stroke() -> None:
     img = np.full((300, 400), 255, np.uint8)
     cv2.line(img, (20, 60), (380, 60), 0, 3)  # a rail

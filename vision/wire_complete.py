@@ -129,6 +129,7 @@ def complete_wires(
     inside: float = 0.6,
     solid: float = 0.55,
     beside: float = 0.0,
+    avoid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, WireStats]:
     """Join broken straight wires across damaged regions.
 
@@ -141,6 +142,8 @@ def complete_wires(
             half-restored strokes as broken, so they get re-drawn solid.
         beside: pixels this many stroke widths from the mask count as damaged for the joins (0: the mask only): they
             may be painted and count as inside. A predicted mask often misses the end of a cut through a wire.
+        avoid: pixels no join or extension crosses, bool (H, W): the drawing's labels. A symbol's short stroke
+            (a battery plate) extended through a damaged label paints bars over its characters.
 
     Returns:
         The drawing with the joins painted in, and what was done.
@@ -169,6 +172,7 @@ def complete_wires(
     widest = 1.5 * stroke + 0.5  # a join is drawn no wider: the ink mass beside an end can include a label's glyphs
     wire_len = max(12, int(round(4 * stroke + 4)))  # straight strokes this long are wires, not glyphs
     out = gray.copy()
+    keep_out = np.zeros((h, w), bool) if avoid is None else avoid.astype(bool)
     n, labels, boxes, _ = cv2.connectedComponentsWithStats(grown.astype(np.uint8), connectivity=8)
     margin = 3 * min_len + 2
     for i in range(1, n):
@@ -198,7 +202,7 @@ def complete_wires(
                 continue
             a, b = ends[p], ends[q]
             sy, sx = _segment((a.y, a.x), (b.y, b.x))
-            if roi_mask[sy, sx].mean() < inside:
+            if roi_mask[sy, sx].mean() < inside or keep_out[sy + ya, sx + xa].any():
                 continue
             used.update((p, q))
             width = min(max(a.width, b.width), widest)
@@ -218,7 +222,7 @@ def complete_wires(
             if hit is None:
                 continue
             sy, sx = _segment((a.y, a.x), hit)
-            if roi_mask[sy, sx].mean() < inside:
+            if roi_mask[sy, sx].mean() < inside or keep_out[sy + ya, sx + xa].any():
                 continue
             _paint(out, paintable, (a.fx + xa, a.fy + ya), (hit[1] + xa, hit[0] + ya), min(a.width, widest), ink_level)
             stats.extended += 1
