@@ -48,7 +48,6 @@ REDRAWN_TRUST = 0.1  # share of OCR's judgement a character keeps where a repair
 REDRAWN_WHOLE = 0.75  # share of a character's ink a repair drew at which it counts as redrawn whole
 INK_SHOWN = 60  # gray levels by which ink a damaged drawing still shows is darker than its surroundings (black top-hat)
 INK_SHOWN_REACH = 9  # side of the black top-hat's square: strokes up to this wide show as ink, wider dark areas do not
-OPEN_CHAR = 0.35  # text heights of ink-free paper a repair left in a label's line that may hold an erased character
 REDRAWN_ODDS = 1 / 16  # a redrawn character's probability under no judgement at all: one of the digits, marks, prefixes
 SERIES_PRIOR = {12: 1.0, 24: 0.3, 0: 0.02}  # how often a part value is in E12, only in E24, or in neither
 UNLISTED_PART = 0.02  # how often a semiconductor's part number is none of the common ones (pipelines.parts)
@@ -272,39 +271,27 @@ _SERIES_NUMBERS = tuple(f"{m * k / 10:g}" for k in (1, 10, 100) for m in sorted(
 _NUMBER_TAIL_RE = re.compile(r"^(\d+(?:\.\d+)?|\d+([pnuµmkKMGR])\d+)(\D*)$")  # '4.7', '4k7' or '47'; then prefix, unit
 
 
-def redrawn_value(
-    ctype: str, probs: np.ndarray, alphabet: list[str], redrawn: np.ndarray, left_open: np.ndarray | None = None
-) -> str | None:
-    """The value a part's label spells when a repair redrew some of its characters, or left some undrawn.
+def redrawn_value(ctype: str, probs: np.ndarray, alphabet: list[str], redrawn: np.ndarray) -> str | None:
+    """The value a part's label spells when a repair redrew some of its characters.
 
     OCR's judgement of each step is kept only in part where the repair drew the character (`redrawn`, per step
-    0..1, `redrawn_steps`): the glyph net's drawing of a character erased whole is a guess. Where it left paper
-    (`left_open`, per step 0..1, `open_steps`) nothing is judged: a character is as likely there as none, and the
-    texts may be one or two characters longer than OCR's read. The texts of those lengths that a part of the type is
-    most often labelled with are weighed by how well they fit the steps and by how common they are: for resistors,
-    capacitors and inductors the E24 numbers in the label's writing (`_series_choices`, `SERIES_PRIOR`), for
-    semiconductors the common part numbers (`pipelines.parts`, `UNLISTED_PART` for any other). None when OCR's read
-    stands, or when no likely reading is a value of the type.
+    0..1, `redrawn_steps`): the glyph net's drawing of a character erased whole is a guess. The texts of the same
+    length as OCR's read that a part of the type is most often labelled with are weighed by how well they fit the
+    steps and by how common they are: for resistors, capacitors and inductors the E24 numbers in the label's
+    writing (`_series_choices`, `SERIES_PRIOR`), for semiconductors the common part numbers (`pipelines.parts`,
+    `UNLISTED_PART` for any other). None when OCR's read stands, or when no likely reading is a value of the type.
     """
-    opened = left_open is not None and bool(left_open.any())
-    if not (redrawn.any() or opened) or (ctype not in _SERIES_TYPES and ctype not in COMMON_PARTS):
+    if not redrawn.any() or (ctype not in _SERIES_TYPES and ctype not in COMMON_PARTS):
         return None
     trust = 1.0 - (1.0 - REDRAWN_TRUST) * redrawn[:, None]
     soft = probs * trust + (1.0 - trust) * REDRAWN_ODDS  # (steps, alphabet)
-    if opened:
-        soft = soft * (1.0 - left_open[:, None]) + left_open[:, None] * REDRAWN_ODDS
     path = probs.argmax(1)
-    raw = "".join(alphabet[c] for i, c in enumerate(path) if c and (i == 0 or c != path[i - 1]))
-    own = repair_read(raw)
-    # Paper left beyond a label's ends may have held nothing; a gap inside it, a read that is no value, or one that
-    # starts with its point (".7pF" where the repair left paper before it) needs a character.
-    opened = opened and (_inside_text(left_open, path) or raw.startswith(".") or not value_fits(ctype, own))
-    lengths = {len(own), len(own) + 1, len(own) + 2} if opened else {len(own)}
+    own = repair_read("".join(alphabet[c] for i, c in enumerate(path) if c and (i == 0 or c != path[i - 1])))
     if ctype in _SERIES_TYPES:
-        choices = _series_choices(ctype, own, soft, alphabet, lengths)
+        choices = _series_choices(ctype, own, soft, alphabet)
     elif value_fits(ctype, own):
         listed = COMMON_PARTS[ctype]
-        choices = {part: 1.0 for part in listed if len(part) in lengths}
+        choices = {part: 1.0 for part in listed if len(part) == len(own)}
         choices.setdefault(own, 1.0 if own.upper() in {part.upper() for part in listed} else UNLISTED_PART)
     else:
         return None
@@ -318,18 +305,11 @@ def redrawn_value(
     return None if best == own else value_for(ctype, best)
 
 
-def _inside_text(left_open: np.ndarray, path: np.ndarray) -> bool:
-    """Whether some mostly open step lies between two steps OCR read a character at (`path`: best symbol per step,
-    0 = blank)."""
-    read = np.flatnonzero(path)
-    return bool(read.size) and any(read[0] < t < read[-1] for t in np.flatnonzero(left_open > 0.5))
-
-
-def _series_choices(ctype: str, own: str, soft: np.ndarray, alphabet: list[str], lengths: set[int]) -> dict[str, float]:
+def _series_choices(ctype: str, own: str, soft: np.ndarray, alphabet: list[str]) -> dict[str, float]:
     """Values a resistor's, capacitor's or inductor's label may spell, with how often part values are so
-    (`SERIES_PRIOR`): every E24 number in the read one's writing (prefix, unit, 4.7k or 4k7) that makes a text of
-    one of the `lengths`. The read is OCR's own (`own`), or, when that is no value of the type, the likeliest reading
-    of the softened steps that is."""
+    (`SERIES_PRIOR`): every E24 number with as many characters as the read one, in its writing (prefix, unit, 4.7k
+    or 4k7). The read is OCR's own (`own`), or, when that is no value of the type, the likeliest reading of the
+    softened steps that is."""
     read = own
     if not value_fits(ctype, own):
         readings = ctc_readings(soft, alphabet)
@@ -342,7 +322,7 @@ def _series_choices(ctype: str, own: str, soft: np.ndarray, alphabet: list[str],
     for number in (read_number, *_SERIES_NUMBERS):
         if letter and number != read_number:
             number = number.replace(".", letter) if "." in number else number + letter
-        if len(number + tail) - len(read) + len(own) in lengths and value_fits(ctype, number + tail):
+        if len(number) == len(read_number) and value_fits(ctype, number + tail):
             choices[number + tail] = SERIES_PRIOR[value_series(number + tail)]
     return choices
 
@@ -1726,32 +1706,6 @@ def _ocr_window(shape: tuple[int, ...], box: tuple[float, float, float, float]) 
     )
 
 
-def _step_columns(
-    shape: tuple[int, ...], box: tuple[float, float, float, float], steps: int, rec_shape: tuple[int, int]
-) -> tuple[slice, slice, list[slice]]:
-    """The rows of a text box, the columns OCR reads for it, and for each OCR step the columns of a character's
-    width round the step (relative to the read columns; an empty slice past the crop's end).
-
-    Args:
-        steps: the number of steps the recogniser gave for the box's crop (`ocr_char_probs`).
-        rec_shape: the recogniser's input height and least width, which fix how the crop maps onto its steps.
-    """
-    ys, xs = _ocr_window(shape, box)
-    rows = slice(max(ys.start, int(box[1])), min(ys.stop, int(math.ceil(box[3]))))
-    h, w = ys.stop - ys.start, xs.stop - xs.start
-    if h <= 0 or w <= 0 or rows.stop <= rows.start:
-        return rows, xs, [slice(0, 0)] * steps
-    rec_h, rec_w = rec_shape
-    padded = int(rec_h * max(rec_w / rec_h, w / h))  # the recogniser's input width; the crop fills its left part
-    filled = min(padded, math.ceil(rec_h * w / h))
-    half = 0.3 * (rows.stop - rows.start)  # half a character's width
-    cols = []
-    for t in range(steps):
-        centre = (t + 0.5) * padded / steps * w / filled
-        cols.append(slice(max(0, int(centre - half)), int(math.ceil(centre + half)) + 1) if centre < w else slice(0, 0))
-    return rows, xs, cols
-
-
 def redrawn_steps(
     drawn: np.ndarray, ink: np.ndarray, box: tuple[float, float, float, float], steps: int, rec_shape: tuple[int, int]
 ) -> np.ndarray:
@@ -1762,91 +1716,38 @@ def redrawn_steps(
         steps: the number of steps the recogniser gave for the box's crop (`ocr_char_probs`).
         rec_shape: the recogniser's input height and least width, which fix how the crop maps onto its steps.
     """
-    rows, xs, cols = _step_columns(ink.shape, box, steps, rec_shape)
+    ys, xs = _ocr_window(ink.shape, box)
+    rows = slice(max(ys.start, int(box[1])), min(ys.stop, int(math.ceil(box[3]))))
     new, old = drawn[rows, xs] & ink[rows, xs], ink[rows, xs]
-    out = np.array([new[:, c].sum() / max(1, old[:, c].sum()) if old[:, c].size else 0.0 for c in cols], np.float32)
+    h, w = ys.stop - ys.start, xs.stop - xs.start
+    out = np.zeros(steps, np.float32)
+    if old.size == 0 or h <= 0:
+        return out
+    rec_h, rec_w = rec_shape
+    padded = int(rec_h * max(rec_w / rec_h, w / h))  # the recogniser's input width; the crop fills its left part
+    filled = min(padded, math.ceil(rec_h * w / h))
+    half = 0.3 * old.shape[0]  # half a character's width
+    for t in range(steps):
+        centre = (t + 0.5) * padded / steps * w / filled
+        if centre >= w:
+            break
+        cols = slice(max(0, int(centre - half)), int(math.ceil(centre + half)) + 1)
+        out[t] = new[:, cols].sum() / max(1, old[:, cols].sum())
     return np.clip(out / REDRAWN_WHOLE, 0.0, 1.0)
 
 
-def open_steps(
-    guessed: np.ndarray, ink: np.ndarray, box: tuple[float, float, float, float], steps: int, rec_shape: tuple[int, int]
-) -> np.ndarray:
-    """Where a repair left paper in a label, 0..1 per OCR step (steps,): the share of a character's width round the
-    step that is open, i.e. in a run of at least `OPEN_CHAR` text heights of columns that hold no ink over the box's
-    rows and were mostly `guessed` (bool (H, W), `repair_guesses`). A label has no such gaps of its own: there the
-    glyph net left an erased character undrawn.
-    """
-    rows, xs, cols = _step_columns(ink.shape, box, steps, rec_shape)
-    band_ink, band_guessed = ink[rows, xs], guessed[rows, xs]
-    free = ~band_ink.any(axis=0) & (band_guessed.mean(axis=0) >= 0.5) if band_ink.size else np.zeros(0, bool)
-    runs = np.zeros_like(free)
-    least = OPEN_CHAR * (rows.stop - rows.start)
-    start = None
-    for x, f in enumerate([*free, False]):
-        if f and start is None:
-            start = x
-        elif not f and start is not None:
-            runs[start:x] = x - start >= least
-            start = None
-    return np.array([runs[c].mean() if runs[c].size else 0.0 for c in cols], np.float32)
-
-
-def widen_over_open(
-    guessed: np.ndarray, ink: np.ndarray, box: tuple[float, float, float, float]
-) -> tuple[float, float, float, float]:
-    """A text box widened over paper a repair left just beyond its ends (within 0.3 text heights of them, no ink,
-    mostly guessed; at most a text height each side), where it may have erased a first or last character: the
-    detector's box on the repaired drawing stops at the ink."""
-    H, W = ink.shape
-    x0, y0, x1, y1 = box
-    h = max(1.0, y1 - y0)
-    rows = slice(max(0, int(y0)), min(H, int(math.ceil(y1))))
-    if rows.stop <= rows.start:
-        return box
-
-    def paper(x: int) -> bool:
-        return 0 <= x < W and not ink[rows, x].any()
-
-    def reach(edge: int, step: int) -> int | None:
-        """The far end of an open run starting within 0.3 text heights of `edge`, going `step`."""
-        x, run = edge, 0
-        while abs(x - edge) <= h and paper(x):
-            if guessed[rows, x].mean() >= 0.5:
-                run += 1
-            elif run or abs(x - edge) > 0.3 * h:
-                break
-            x += step
-        return x - step if run >= OPEN_CHAR * h else None
-
-    left, right = reach(int(x0) - 1, -1), reach(int(math.ceil(x1)), 1)
-    return (x0 if left is None else float(left), y0, x1 if right is None else float(right + 1), y1)
-
-
-def repair_guesses(before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Where a repair guessed: pixels of its `mask` where the damaged gray drawing showed nothing, or showed ink the
-    repaired one no longer has (a scribble, a fold's line, a stroke it took for damage), bool (H, W). Whatever the
-    repair drew or left there is its guess.
-
-    Ink shows as a stroke `INK_SHOWN` darker than what a closing over `INK_SHOWN_REACH` px fills it with (black
-    top-hat). Bare paper and the flat dark backing of a hole or a tear (wider than a stroke) show nothing. Under a
-    translucent stain the ink shows with tinted paper all round it (a closing twice as wide stays tinted); what the
-    repair kept of it was restored, and the tinted paper near it (twice the closing's reach) was seen to be paper:
-    neither is a guess.
-    """
+def drawn_ink(before: np.ndarray, after: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The ink a repair drew: pixels of its `mask` that are ink in the repaired gray drawing where the damaged one
+    showed no ink, bool (H, W). Ink shows as a stroke `INK_SHOWN` darker than what a closing over
+    `INK_SHOWN_REACH` px fills it with (black top-hat): ink a fade or a translucent stain left visible was restored,
+    not guessed; bare paper, and the flat dark backing a hole or a tear shows (wider than a stroke), hide what was
+    there."""
     from vision.detect import normalize_paper
 
     # Raw gray: paper normalisation would stretch a large hole's backing to paper and its grain to ink contrast.
     square = np.ones((INK_SHOWN_REACH, INK_SHOWN_REACH), np.uint8)
-    backing = cv2.morphologyEx(before, cv2.MORPH_CLOSE, square)
-    shown = backing.astype(np.int16) - before >= INK_SHOWN
-    tint = float(np.percentile(before, 90)) - INK_SHOWN / 2  # darker than this is no bare paper
-    wide = np.ones((2 * INK_SHOWN_REACH + 1,) * 2, np.uint8)
-    # Ink inside a stain has tinted paper all round; ink beside a tear or a hole has bare paper on one side.
-    stained_ink = shown & (cv2.morphologyEx(before, cv2.MORPH_CLOSE, wide) < tint)
-    tinted = before < tint
-    near = cv2.dilate(stained_ink.astype(np.uint8), np.ones((4 * INK_SHOWN_REACH + 1,) * 2, np.uint8)) > 0
-    seen_paper = tinted & ~shown & near
-    return mask.astype(bool) & ~(shown & binarize(normalize_paper(after))) & ~seen_paper
+    shown = cv2.morphologyEx(before, cv2.MORPH_BLACKHAT, square) >= INK_SHOWN
+    return mask.astype(bool) & binarize(normalize_paper(after)) & ~shown
 
 
 def _crop_for_ocr(gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -1864,7 +1765,7 @@ def read_schematic(
     *,
     repair: str = "off",
     labels: list[tuple[str, tuple[float, float, float, float]]] | None = None,
-    guessed: np.ndarray | None = None,
+    redrawn: np.ndarray | None = None,
 ) -> Circuit:
     """Read a schematic drawing into a `Circuit` (pixel coordinates of the input image).
 
@@ -1873,24 +1774,24 @@ def read_schematic(
         repair: "off", or "auto" to repair damage first (pipelines.repair) when the drawing allows.
         labels: the drawing's texts with their boxes in image pixels when they are known exactly (a PDF's
             text layer); they replace text detection and OCR.
-        guessed: for a drawing repaired already, where the repair guessed (the image's size, nonzero = guessed;
-            `repair_guesses`); "auto" repair finds it itself. Values of the labels it touches are read with the
-            characters it drew taken as a guess, and those it left undrawn as missing (`redrawn_value`).
+        redrawn: for a drawing repaired already, the ink the repair drew (the image's size, nonzero = drawn;
+            `drawn_ink`); "auto" repair finds it itself. Values of the labels it touches are read with the
+            redrawn characters taken as a guess (`redrawn_value`).
 
     Raises:
-        SchematicInputError: unreadable, too small or too large input, a bad `repair` value, or a `guessed` mask
+        SchematicInputError: unreadable, too small or too large input, a bad `repair` value, or a `redrawn` mask
             of another size than the image.
     """
     if repair not in ("off", "auto"):
         raise SchematicInputError(f"repair must be 'off' or 'auto', not {repair!r}")
     arr = load_image(image)
-    if guessed is not None:
-        if guessed.shape != arr.shape[:2]:
+    if redrawn is not None:
+        if redrawn.shape != arr.shape[:2]:
             raise SchematicInputError(
-                f"the guessed mask is {guessed.shape[1]}x{guessed.shape[0]} but the image is "
+                f"the redrawn mask is {redrawn.shape[1]}x{redrawn.shape[0]} but the image is "
                 f"{arr.shape[1]}x{arr.shape[0]}; they must match"
             )
-        guessed = guessed.astype(bool)
+        redrawn = redrawn.astype(bool)
     from vision.detect import Detection, detect, normalize_paper, reading_side, to_gray
 
     warnings: list[str] = []
@@ -1907,7 +1808,7 @@ def read_schematic(
 
         try:
             fixed = repair_drawing(arr)
-            guessed = repair_guesses(gray, to_gray(fixed.image), fixed.mask > 0)
+            redrawn = drawn_ink(gray, to_gray(fixed.image), fixed.mask > 0)
             gray = to_gray(fixed.image)
             if fixed.stats.get("damaged_share", 0) > 0:
                 warnings.append(f"repaired {fixed.stats['damaged_share']:.1%} of the image before reading")
@@ -1954,14 +1855,11 @@ def read_schematic(
 
     @functools.cache  # asked again for a part whose value `reread_value` found
     def recheck_value(ti: int, ctype: str) -> str | None:
-        if guessed is None or not guessed[_ocr_window(guessed.shape, texts[ti].box)].any():
+        if redrawn is None or not redrawn[_ocr_window(redrawn.shape, texts[ti].box)].any():
             return None
-        # A first or last character the repair left undrawn is beyond the box the detector found on its drawing.
-        box = widen_over_open(guessed, ink, texts[ti].box)
-        probs, alphabet = char_probs(ti) if box == texts[ti].box else ocr_char_probs(ocr, _crop_for_ocr(norm, box))
-        rec_shape = tuple(ocr.text_rec.rec_image_shape[1:3])
-        drawn = redrawn_steps(guessed & ink, ink, box, len(probs), rec_shape)
-        return redrawn_value(ctype, probs, alphabet, drawn, open_steps(guessed, ink, box, len(probs), rec_shape))
+        probs, alphabet = char_probs(ti)
+        steps = redrawn_steps(redrawn, ink, texts[ti].box, len(probs), tuple(ocr.text_rec.rec_image_shape[1:3]))
+        return redrawn_value(ctype, probs, alphabet, steps)
 
     return assemble_circuit(norm, comps, texts, reads, juncs, pin_pts, warnings, stroke, reread_value, recheck_value)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -17,14 +16,13 @@ from pipelines.schematic import (
     binarize,
     ctc_log_likelihood,
     ctc_readings,
+    drawn_ink,
     merge_text_boxes,
     ocr_char_probs,
     ocr_crops,
-    open_steps,
     read_schematic,
     redrawn_steps,
     redrawn_value,
-    repair_guesses,
     repair_read,
     split_reads,
     standard_value,
@@ -32,7 +30,6 @@ from pipelines.schematic import (
     value_reading,
     value_series,
     value_types,
-    widen_over_open,
 )
 from vision.detect import Detection
 from vision.synth.raster import load_font
@@ -284,42 +281,29 @@ def test_ctc_log_likelihood_matches_torch_ctc_loss() -> None:
         assert abs(ctc_log_likelihood(probs, symbols) - want) < 1e-6, symbols
 
 
-def test_a_repair_guesses_where_the_damage_showed_no_ink() -> None:
-    """The "5" of "150k" damaged three ways, the mask over it: a gap left bare paper, a hole shows a flat dark backing
-    (most of the simulator's holes and tears), a translucent stain leaves the ink visible. Whatever a repair puts in
-    the first two is its guess, rim of the hole included; under the stain it restores the ink it sees and the tinted
-    paper round it was seen to be paper. A scribble the repair took away leaves its place a guess. Outside the mask
-    nothing is."""
+def test_drawn_ink_is_the_ink_a_repair_put_where_the_damage_showed_none() -> None:
+    """Three characters of a label damaged three ways and repaired to the intact label: a gap left bare paper, a hole
+    shows a flat dark backing (most of the simulator's holes and tears), a translucent stain leaves the ink visible.
+    The repair's ink is a guess in the first two, rim of the hole included, and a restoration under the stain.
+    Outside the mask nothing counts."""
     img = Image.new("L", (300, 90), 255)
     font = load_font("DejaVuSans.ttf", 48)
     ImageDraw.Draw(img).text((40, 15), "150k", font=font, fill=0)
     intact = np.asarray(img).copy()
     ink = binarize(intact)
-    c0, c1 = int(40 + font.getlength("1")), int(40 + font.getlength("15"))
-    ys = np.flatnonzero(ink.any(axis=1))
-    mask = np.zeros(intact.shape, bool)
-    mask[ys[0] - 4 : ys[-1] + 5, c0:c1] = True
+    cells = [(int(40 + font.getlength("150k"[:i])), int(40 + font.getlength("150k"[: i + 1]))) for i in range(4)]
+    damaged, mask = intact.copy(), np.zeros(intact.shape, bool)
     rng = np.random.default_rng(0)
-
-    def guesses(damage: str) -> np.ndarray:
-        damaged = intact.copy()
-        if damage == "gap":
-            damaged[:, c0:c1] = 255
-        elif damage == "hole":
-            damaged[:, c0:c1] = np.clip(rng.normal(60, 8, (90, c1 - c0)), 0, 255).astype(np.uint8)
-        else:  # a stain is wider than the mask over one character
-            damaged[:, c0 - 40 : c1 + 40] = (damaged[:, c0 - 40 : c1 + 40] * 0.6).astype(np.uint8)
-        return repair_guesses(damaged, intact, mask)
-
-    assert (guesses("gap") == mask).all() and (guesses("hole") == mask).all()
-    stained = guesses("stain")
-    edges = cv2.dilate(ink.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # the glyph's anti-aliased rim
-    assert not (stained & ~edges).any()
-    assert not (stained & ~mask).any() and not repair_guesses(intact, intact, np.zeros_like(mask)).any()
-    scribbled = intact.copy()
-    cv2.line(scribbled, (c0, 20), (c1, 70), 0, 3)
-    taken = repair_guesses(scribbled, intact, mask)
-    assert taken[(scribbled < 128) & ~ink & mask].all() and not (taken & ink).any()
+    (g0, g1), (h0, h1), (s0, s1) = cells[:3]
+    damaged[:, g0:g1] = 255
+    damaged[:, h0:h1] = np.clip(rng.normal(60, 8, (90, h1 - h0)), 0, 255).astype(np.uint8)
+    damaged[:, s0:s1] = (damaged[:, s0:s1] * 0.6).astype(np.uint8)
+    mask[:, g0:s1] = True
+    drawn = drawn_ink(damaged, intact, mask)
+    assert drawn[:, g0:g1].sum() == ink[:, g0:g1].sum() > 0
+    assert drawn[:, h0:h1].sum() == ink[:, h0:h1].sum() > 0
+    assert drawn[:, s0:s1].sum() == 0 and drawn[:, s1:].sum() == 0
+    assert drawn_ink(damaged, intact, np.zeros_like(mask)).sum() == 0
 
 
 def test_a_character_the_repair_drew_is_read_as_the_series_value_that_fits_what_is_left() -> None:
@@ -351,46 +335,6 @@ def test_a_character_the_repair_drew_is_read_as_the_series_value_that_fits_what_
     probs, alphabet = ocr_char_probs(ocr, _crop_for_ocr(page, box))
     steps = redrawn_steps(drawn & ink, ink, box, len(probs), rec_shape)
     assert steps.max() == 1.0 and redrawn_value("resistor", probs, alphabet, steps) is None
-
-
-def test_a_character_the_repair_left_undrawn_is_read_back_where_its_paper_was_guessed() -> None:
-    """The "0" of "120k" was erased and the repair left paper there: OCR reads "12k". Where the repair guessed that
-    paper, the gap is a character's room (labels have no such gaps), and the E24 value that puts a character there
-    and fits the rest is 120k. An erased first character beyond the detector's box ("1" of "1.2µF") is found by
-    widening the box over the guessed paper; a read that starts with its point needs it (which E12 digit it was,
-    nothing tells). The same label with nothing guessed, and "12k" with guessed paper past its end (a label may end
-    anywhere), stay as read."""
-    font = load_font("DejaVuSans.ttf", 20)
-    _, ocr = _Models.get()
-    rec_shape = tuple(ocr.text_rec.rec_image_shape[1:3])
-
-    def reading(parts: list[str], guess: tuple[int, int] | None, ctype: str) -> str | None:
-        img = Image.new("L", (240, 60), 255)
-        x = 40.0
-        for part in parts:  # "_0" is paper as wide as the "0" that was there
-            if not part.startswith("_"):
-                ImageDraw.Draw(img).text((x, 18), part, font=font, fill=0)
-            x += font.getlength(part.lstrip("_"))
-        page = np.asarray(img).copy()
-        ink = binarize(page)
-        ys, xs = np.nonzero(ink)
-        box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-        guessed = np.zeros_like(ink)
-        if guess is not None:
-            guessed[10:50, guess[0] : guess[1]] = True
-        box = widen_over_open(guessed, ink, box)
-        probs, alphabet = ocr_char_probs(ocr, _crop_for_ocr(page, box))
-        drawn = redrawn_steps(guessed & ink, ink, box, len(probs), rec_shape)
-        return redrawn_value(ctype, probs, alphabet, drawn, open_steps(guessed, ink, box, len(probs), rec_shape))
-
-    gap = (int(40 + font.getlength("12")), int(40 + font.getlength("120")))
-    assert reading(["12", "_0", "k"], gap, "resistor") == "120k"
-    assert reading(["12", "_0", "k"], None, "resistor") is None
-    end = (int(40 + font.getlength("12k")) + 1, int(40 + font.getlength("12k00")))
-    assert reading(["12k"], end, "resistor") is None
-    first = (20, int(40 + font.getlength("1")))
-    # Which digit is a toss-up between the E12 values that fit; that one was there is not.
-    assert reading(["_1", ".2µF"], first, "capacitor") in {"1.2µF", "2.2µF", "8.2µF"}
 
 
 def test_a_part_number_the_repair_drew_a_character_of_is_read_as_the_common_part_that_fits() -> None:

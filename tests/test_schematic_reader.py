@@ -390,8 +390,8 @@ def test_bad_inputs(tmp_path: Path) -> None:
         read_schematic(np.zeros((8, 8), np.uint8))
     with pytest.raises(SchematicInputError, match="repair"):
         read_schematic(np.full((64, 64), 255, np.uint8), repair="always")
-    with pytest.raises(SchematicInputError, match="guessed mask is 40x30 but the image is 64x64"):
-        read_schematic(np.full((64, 64), 255, np.uint8), guessed=np.zeros((30, 40), bool))
+    with pytest.raises(SchematicInputError, match="redrawn mask is 40x30 but the image is 64x64"):
+        read_schematic(np.full((64, 64), 255, np.uint8), redrawn=np.zeros((30, 40), bool))
     blank = read_schematic(np.full((300, 400), 255, np.uint8))
     assert blank.components == [] and any("blank" in w for w in blank.warnings)
     with pytest.raises(SchematicInputError, match="file not found"):

@@ -111,9 +111,9 @@ def _write_markdown(name: str, lines: list[str]) -> None:
 def netlist_report(count: int, fsr: bool, first_seed: int = FIRST_SEED) -> None:
     """Netlist exact match of the schematic reader on intact, damaged, OpenCV-repaired and our repaired
     drawings (the end-to-end setting: every method fills the mask our damage net predicts, and the reader is told
-    where each one guessed, `repair_guesses`, as `read_schematic(..., repair="auto")` is). Writes
+    which ink each one drew, `drawn_ink`, as `read_schematic(..., repair="auto")` is). Writes
     results/repair_netlist.{json,md}, or results/repair_netlist_FIRST.{json,md} for another first seed."""
-    from pipelines.schematic import read_schematic, repair_guesses, same_netlist, truth_circuit
+    from pipelines.schematic import drawn_ink, read_schematic, same_netlist, truth_circuit
 
     inputs = ["intact", "damaged", "telea", "fsr_fast", "ours"] if fsr else ["intact", "damaged", "telea", "ours"]
     hits: dict[str, list[bool]] = {k: [] for k in inputs}
@@ -128,15 +128,15 @@ def netlist_report(count: int, fsr: bool, first_seed: int = FIRST_SEED) -> None:
         pred = detect_damage(damaged)
         truth = truth_circuit(sample.truth)
         images = {"intact": intact, "damaged": damaged}
-        guessed: dict[str, np.ndarray] = {}
+        drawn: dict[str, np.ndarray] = {}
         for name, fn in (("telea", telea), ("fsr_fast", fsr_fast)):
             if name in inputs:
                 images[name] = fn(damaged, pred) if pred.any() else damaged
-                guessed[name] = repair_guesses(damaged, images[name], pred)
+                drawn[name] = drawn_ink(damaged, images[name], pred)
         images["ours"], used, _ = repair_gray(damaged, pred, True) if pred.any() else (damaged, pred, None)
-        guessed["ours"] = repair_guesses(damaged, images["ours"], used)
+        drawn["ours"] = drawn_ink(damaged, images["ours"], used)
         for name in inputs:
-            hits[name].append(bool(same_netlist(read_schematic(images[name], guessed=guessed.get(name)), truth)))
+            hits[name].append(bool(same_netlist(read_schematic(images[name], redrawn=drawn.get(name)), truth)))
         if (i + 1) % 25 == 0 or i + 1 == count:
             print(f"{i + 1}/{count} drawings read, {time.time() - t0:.0f} s", flush=True)
             _netlist_results(hits, kinds, i + 1, first_seed)  # partial results survive an interrupted run

@@ -40,8 +40,8 @@ from pipelines.repair import detect_damage, repair_gray  # noqa: E402
 from pipelines.schematic import (  # noqa: E402
     binarize,
     canonical_value,
+    drawn_ink,
     read_schematic,
-    repair_guesses,
     same_netlist,
     truth_circuit,
 )
@@ -200,7 +200,7 @@ def diagnose(i: int, baseline: dict[str, bool] | None) -> dict[str, Any]:
         if mask.any():
             # What follows looks at the mask the repair used (a predicted one is corrected in the text boxes).
             out, masks[setting], _ = repair_gray(damaged, mask, predicted=setting == "pred")
-        read = read_schematic(out, guessed=repair_guesses(damaged, out, masks[setting]))
+        read = read_schematic(out, redrawn=drawn_ink(damaged, out, masks[setting]))
         ok = bool(same_netlist(read, want))
         row[f"ours_{setting}"] = ok
         if not ok and row["intact"]:
