@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.count < 1 or args.workers < 1:
         ap.error("--count and --workers must be at least 1")
+    if args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out {args.out} is a file, not a folder")
     t0 = time.time()
     stored = pack_repaired(args.out, args.first_seed, args.count, args.workers, args.minutes)
     print(json.dumps({"stored": stored, "count": args.count, "seconds": round(time.time() - t0, 1)}))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import vision.train_detector as td
-from pipelines.pack_repaired import STORED_SIDE, pack_repaired
+from pipelines.pack_repaired import STORED_SIDE, main, pack_repaired
 from vision.detect import to_gray
 from vision.synth.damage import apply_damage_by_kind
 from vision.synth.render import render_sample
@@ -73,3 +73,12 @@ def test_train_takes_a_repaired_pack_and_refuses_an_empty_one(pack: Path, tmp_pa
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit):
         td.main(["train", "--out", str(tmp_path / "bad"), "--repaired", str(tmp_path / "empty"), *argv.split()])
+
+
+def test_bad_pack_options_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a_file").write_text("x", encoding="utf-8")
+    for argv in (["--out", str(tmp_path / "a_file")], ["--out", str(tmp_path / "p"), "--count", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and "error:" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
