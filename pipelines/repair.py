@@ -327,12 +327,13 @@ def repair_gray(
     gray: np.ndarray, mask: np.ndarray, predicted: bool = False
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Fill the masked pixels of a gray uint8 drawing: inpaint, take back stained or faded ink the damaged pixels
-    still show, join broken wires, then redraw the damaged characters of the labels the mask touches (marks on clean
-    paper beside no stroke, `lone_marks`, get their damaged pixels back instead). A `predicted` mask (not a user's)
-    is taken as a guess: wire joins may paint up to `WIRE_BESIDE` stroke widths beside it (the end of a cut it
-    missed), short wire breaks it left beside it are closed (`vision.wire_complete.bridge_breaks`), and inside the
-    labels the text-damage finder corrects it (pixels it clears get their damaged pixels back, pixels it adds are
-    redrawn too). Every pixel outside the mask used comes back unchanged.
+    still show, join broken wires (never across a label), then redraw the damaged characters of the labels the mask
+    touches (marks on clean paper beside no stroke, `lone_marks`, get their damaged pixels back instead). A
+    `predicted` mask (not a user's) is taken as a guess: wire joins may paint up to `WIRE_BESIDE` stroke widths beside
+    it (the end of a cut it missed), short wire breaks it left beside it are closed
+    (`vision.wire_complete.bridge_breaks`), and inside the labels the text-damage finder corrects it (pixels it clears
+    get their damaged pixels back, pixels it adds are redrawn too). Every pixel outside the mask used comes back
+    unchanged.
 
     Returns:
         The repaired drawing, the mask used (bool (H, W): with a predicted mask, as corrected, and with the joins and
