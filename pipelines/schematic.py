@@ -1808,8 +1808,9 @@ def read_schematic(
 
         try:
             fixed = repair_drawing(arr)
-            redrawn = drawn_ink(gray, to_gray(fixed.image), fixed.mask > 0)
-            gray = to_gray(fixed.image)
+            repaired = to_gray(fixed.image)
+            redrawn = drawn_ink(gray, repaired, fixed.mask > 0)
+            gray = repaired
             if fixed.stats.get("damaged_share", 0) > 0:
                 warnings.append(f"repaired {fixed.stats['damaged_share']:.1%} of the image before reading")
         except RepairInputError as exc:
