@@ -27,7 +27,15 @@ import torch
 
 from pipelines.document import write_atomic
 from vision.damage_net import CONFIRM_WEIGHTS, DamageNet, damage_mask
-from vision.glyph import FINDER_WEIGHTS, GlyphNet, box_window, find_text_damage, restore_text
+from vision.glyph import (
+    FINDER_WEIGHTS,
+    SYMBOL_WEIGHTS,
+    GlyphNet,
+    box_window,
+    find_text_damage,
+    redraw,
+    symbol_window,
+)
 from vision.inpaint import (
     InpaintNet,
     faded_ink,
@@ -44,6 +52,7 @@ MAX_PIXELS = 6000 * 6000
 MAX_DAMAGE = 0.6  # share of the image; beyond it there is too little intact drawing to repair from
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 WIRE_BESIDE = 3.0  # stroke widths beside a predicted mask where wire joins may paint too (`complete_wires`)
+SYMBOL_FLOOR = 0.2  # detector score of the symbols the symbol restorer redraws (a damaged one scores low)
 
 
 class RepairInputError(ValueError):
@@ -86,8 +95,9 @@ class RepairResult:
 
 
 @lru_cache(maxsize=1)
-def _text_models() -> tuple[Any, GlyphNet, GlyphNet]:
-    """The schematic detector (for its text boxes), the glyph restorer and the text-damage finder, loaded once.
+def _text_models() -> tuple[Any, GlyphNet, GlyphNet, GlyphNet]:
+    """The schematic detector (for its text and symbol boxes), the glyph restorer, the text-damage finder and the
+    symbol restorer, loaded once.
 
     Raises:
         ModelsMissingError: a weight file is missing from the installation.
@@ -95,7 +105,8 @@ def _text_models() -> tuple[Any, GlyphNet, GlyphNet]:
     from vision.detect import DetectorWeightsError, load_detector
 
     try:
-        return load_detector(fuse_bn=True), GlyphNet.load(), GlyphNet.load(FINDER_WEIGHTS)
+        nets = GlyphNet.load(), GlyphNet.load(FINDER_WEIGHTS), GlyphNet.load(SYMBOL_WEIGHTS)
+        return load_detector(fuse_bn=True), *nets
     except (FileNotFoundError, DetectorWeightsError) as exc:
         raise ModelsMissingError(f"repair models are not installed: {exc}") from exc
 
@@ -135,14 +146,38 @@ def lone_marks(gray: np.ndarray, mask: np.ndarray, boxes: list[tuple[float, floa
     return found
 
 
-def text_boxes(gray: np.ndarray) -> list[tuple[float, float, float, float]]:
-    """The text boxes the schematic detector finds on a gray uint8 drawing (as the schematic reader finds them)."""
+Box = tuple[float, float, float, float]
+
+
+def drawing_boxes(gray: np.ndarray) -> tuple[list[Box], list[Box]]:
+    """The text boxes the schematic detector finds on a gray uint8 drawing (as the schematic reader finds them), and
+    its symbol boxes down to `SYMBOL_FLOOR`, the likelier of two that overlap by half kept.
+
+    Returns:
+        (text boxes, symbol boxes), each (x0, y0, x1, y1) in drawing pixels.
+    """
     from pipelines.schematic import TEXT_THRESHOLD
     from vision.detect import detect, normalize_paper
+    from vision.synth import TYPE_PINS
 
-    detector, _, _ = _text_models()
-    dets, _ = detect(detector, normalize_paper(gray), box_threshold=TEXT_THRESHOLD, second_look=False)
-    return [d.box for d in dets if d.cls == "text"]
+    detector = _text_models()[0]
+    dets, _ = detect(
+        detector, normalize_paper(gray), box_threshold=min(TEXT_THRESHOLD, SYMBOL_FLOOR), second_look=False
+    )
+    texts = [d.box for d in dets if d.cls == "text" and d.score >= TEXT_THRESHOLD]
+    symbols: list[Box] = []
+    for d in sorted((d for d in dets if d.cls in TYPE_PINS), key=lambda d: -d.score):
+        if all(_overlap(d.box, kept) < 0.5 for kept in symbols):
+            symbols.append(d.box)
+    return texts, symbols
+
+
+def _overlap(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union > 0 else 0.0
 
 
 @lru_cache(maxsize=1)
@@ -343,14 +378,16 @@ def repair_gray(
     mask = mask.astype(bool)
     if not mask.any():
         zero = ("restored_ink", "restored_paper", "wire_endpoints", "wires_joined", "wires_extended")
-        return gray.copy(), mask, dict.fromkeys((*zero, "wire_breaks_closed", "texts_redrawn", "text_mask_changed"), 0)
+        later = ("wire_breaks_closed", "symbols_redrawn", "texts_redrawn", "text_mask_changed")
+        return gray.copy(), mask, dict.fromkeys((*zero, *later), 0)
     repaired = inpaint_image(inpainter, torch.from_numpy(gray).float() / 255.0, torch.from_numpy(mask))
     out = np.clip(np.round(repaired.numpy() * 255.0), 0, 255).astype(np.uint8)
     out, seen = see_through(gray, mask, out)
-    _, glyph_net, finder = _text_models()
-    # Texts are found on the repaired drawing (the damaged one hides some of them under stains and blots), before
-    # wires are joined: no join may cross a label.
-    boxes = text_boxes(out)
+    _, glyph_net, finder, symbol_net = _text_models()
+    # Texts and symbols are found on the repaired drawing (the damaged one hides some of them under stains and
+    # blots), before wires are joined: no join may cross a label, and joins start from the redrawn symbols' leads.
+    boxes, symbols = drawing_boxes(out)
+    symbols_redrawn = redraw(symbol_net, gray, mask, symbols, out, symbol_window)
     labels = np.zeros(gray.shape, bool)
     for box in boxes:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
@@ -366,7 +403,7 @@ def repair_gray(
     out[cleared] = gray[cleared]
     lone = lone_marks(gray, used, boxes)
     out[lone] = gray[lone]
-    redrawn = restore_text(glyph_net, gray, used & ~lone, boxes, out)
+    redrawn = redraw(glyph_net, gray, used & ~lone, boxes, out)
     stats = {
         "restored_ink": seen.to_ink,
         "restored_paper": seen.to_paper,
@@ -374,6 +411,7 @@ def repair_gray(
         "wires_joined": wires.joined,
         "wires_extended": wires.extended,
         "wire_breaks_closed": closed,
+        "symbols_redrawn": symbols_redrawn,
         "texts_redrawn": redrawn,
         "text_mask_changed": int((used != mask).sum()),
     }

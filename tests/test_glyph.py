@@ -16,13 +16,16 @@ from vision.glyph import (
     LINE_HEIGHT,
     LINE_STRIDE,
     PRESETS,
+    SYMBOL_SIDE,
+    SYMBOL_WEIGHTS,
     TEXT_RANGE,
     WEIGHTS,
     GlyphConfig,
     GlyphNet,
     find_text_damage,
-    restore_text,
+    redraw,
     strip_for,
+    symbol_window,
 )
 from vision.train_glyph import (
     STRIP_WIDTH,
@@ -34,6 +37,7 @@ from vision.train_glyph import (
     net_hint,
     partly_found,
     predicted_like,
+    symbol_windows,
 )
 
 
@@ -75,7 +79,7 @@ def _label_drawing() -> tuple[np.ndarray, tuple[float, float, float, float]]:
     return gray, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
 
 
-def test_restore_text_writes_only_masked_pixels_of_touched_boxes() -> None:
+def test_redraw_writes_only_masked_pixels_of_touched_boxes() -> None:
     gray, box = _label_drawing()
     mask = np.zeros(gray.shape, bool)
     mask[55:75, 120:130] = True  # a blot over the middle of the label
@@ -85,10 +89,10 @@ def test_restore_text_writes_only_masked_pixels_of_touched_boxes() -> None:
     far = (10.0, 10.0, 40.0, 25.0)  # a box the damage does not touch
     out = damaged.copy()
     net = GlyphNet(PRESETS["debug"]).eval()
-    assert restore_text(net, damaged, mask, [box, far], out) == 1
+    assert redraw(net, damaged, mask, [box, far], out) == 1
     assert np.array_equal(out[~mask], damaged[~mask])  # known pixels pass through
     assert np.array_equal(out[5:9, 250:260], damaged[5:9, 250:260])  # damage outside every box is not the net's
-    assert restore_text(net, damaged, np.zeros_like(mask), [box], damaged.copy()) == 0
+    assert redraw(net, damaged, np.zeros_like(mask), [box], damaged.copy()) == 0
 
 
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="glyph weights not installed")
@@ -108,7 +112,7 @@ def test_shipped_net_gives_back_erased_strokes_of_a_label() -> None:
         damaged = gray.copy()
         damaged[mask] = int(np.percentile(gray, 90))
         out = damaged.copy()
-        restore_text(GlyphNet.load(), damaged, mask, [tuple(label["bbox"])], out)
+        redraw(GlyphNet.load(), damaged, mask, [tuple(label["bbox"])], out)
         ink = gray[mask] < 128
         errors.append(
             (
@@ -118,6 +122,71 @@ def test_shipped_net_gives_back_erased_strokes_of_a_label() -> None:
         )
     restored, left = np.mean(errors, 0)
     assert restored < 0.5 * left
+
+
+@pytest.mark.parametrize("box", [(300.0, 200.0, 330.0, 310.0), (40.5, 7.2, 90.0, 30.0), (10.0, 10.0, 250.0, 60.0)])
+def test_symbol_window_holds_the_box_at_the_drawings_scale(box: tuple[float, float, float, float]) -> None:
+    window = symbol_window(box)
+    assert window.scale == 1.0
+    assert window.width % LINE_STRIDE == 0 and window.height % LINE_STRIDE == 0
+    assert window.width >= SYMBOL_SIDE and window.height >= SYMBOL_SIDE
+    x0, y0 = np.array(box[:2]) - (window.ox, window.oy)
+    x1, y1 = np.array(box[2:]) - (window.ox, window.oy)
+    assert x0 >= 11 and y0 >= 11 and x1 <= window.width - 11 and y1 <= window.height - 11  # LINE_PAD round it
+    assert abs(x0 - (window.width - x1)) <= 1 and abs(y0 - (window.height - y1)) <= 1  # centred
+
+
+def test_redraw_of_symbols_writes_only_masked_pixels_of_touched_symbols() -> None:
+    gray = np.full((300, 400), 240, np.uint8)
+    cv2.line(gray, (20, 150), (380, 150), 20, 3)
+    box = (180.0, 120.0, 220.0, 180.0)
+    mask = np.zeros(gray.shape, bool)
+    mask[140:160, 195:205] = True  # a blot on the symbol
+    mask[10:14, 380:390] = True  # and a speck outside its window's box
+    out = gray.copy()
+    out[mask] = 245
+    before = out.copy()
+    net = GlyphNet(PRESETS["debug"]).eval()
+    assert redraw(net, gray, mask, [box, (10.0, 200.0, 40.0, 240.0)], out, symbol_window) == 1
+    assert np.array_equal(out[~mask], before[~mask]) and np.array_equal(out[10:14, 380:390], before[10:14, 380:390])
+
+
+@pytest.mark.skipif(not SYMBOL_WEIGHTS.is_file(), reason="symbol restorer weights not installed")
+@pytest.mark.parametrize("seed", [11, 13, 19])
+def test_shipped_symbol_restorer_keeps_cut_capacitor_plates_apart(seed: int) -> None:
+    from vision.inpaint import InpaintNet, inpaint_image
+    from vision.synth.render import render_sample
+
+    sample = render_sample(seed)
+    gray = sample.image if sample.image.ndim == 2 else cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
+    box = next(tuple(c["bbox"]) for c in sample.truth["components"] if c["type"] == "capacitor")
+    cx, cy = int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2)
+    mask = cv2.circle(np.zeros(gray.shape, np.uint8), (cx, cy), 9, 1, -1).astype(bool)  # a hole over both plates
+    damaged = gray.copy()
+    damaged[mask] = int(np.percentile(gray, 90))
+    inpainted = inpaint_image(InpaintNet.load(), torch.from_numpy(damaged).float() / 255.0, torch.from_numpy(mask))
+    inpainted = np.round(inpainted.numpy() * 255.0).astype(np.uint8)
+    out = inpainted.copy()
+    assert redraw(GlyphNet.load(SYMBOL_WEIGHTS), damaged, mask, [box], out, symbol_window) == 1
+
+    def error(image: np.ndarray) -> float:
+        return float(np.abs(image[mask].astype(float) - gray[mask]).mean())
+
+    def pieces(image: np.ndarray) -> int:
+        return cv2.connectedComponents((image[cy - 20 : cy + 20, cx - 20 : cx + 20] < 128).astype(np.uint8))[0] - 1
+
+    assert error(out) < 0.4 * error(inpainted)  # the inpainter's coarse scale fills the slit between the plates
+    assert pieces(out) == pieces(gray)
+
+
+def test_symbol_windows_are_damaged_crops_round_each_symbol() -> None:
+    windows = symbol_windows(600_000_000)
+    assert windows and all(a.shape == (SYMBOL_SIDE, SYMBOL_SIDE) and a.dtype == np.uint8 for w in windows for a in w)
+    centre = slice(SYMBOL_SIDE // 2 - 30, SYMBOL_SIDE // 2 + 30)
+    assert all((t[centre, centre] < 128).any() for _, _, t in windows)  # a symbol's strokes at the middle
+    assert sum(bool(m.any()) for _, m, _ in windows) >= 0.8 * len(windows)
+    d, m, t, given = next(iter(DamagedLabels(600_000_000, spoil=1.0, symbols=True)))
+    assert d.shape == given.shape == (1, SYMBOL_SIDE, SYMBOL_SIDE)
 
 
 def test_label_strips_and_spoilt_masks() -> None:

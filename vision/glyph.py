@@ -5,14 +5,21 @@ The inpainter (`vision.inpaint`) works at a quarter of the drawing's resolution,
 OCR reads as anything. `GlyphNet` is a small U-Net over one text line at full resolution (a strip
 `LINE_HEIGHT` pixels high) with a transformer over the line at 1/8 scale, so that every character sees the
 whole label: the digits before "kΩ", the "p" before "F". It reads the damaged pixels and the damage mask and
-predicts the intact strip; `restore_text` runs it on the text boxes that the damage touches and writes its
+predicts the intact strip; `redraw` runs it on the text boxes that the damage touches and writes its
 glyphs back inside the mask only (known pixels pass through unchanged, as the inpainter's do).
 
-Trained by `vision.train_glyph` on label crops of the synthetic engine's drawings with simulated damage.
+A second `GlyphNet`, the symbol restorer, does the same for component symbols (`redraw` with `symbol_window`): it
+reads a window round each symbol box the damage touches, at the drawing's own scale, and redraws the symbol's
+strokes there, where the inpainter's coarse scale merges close strokes (capacitor plates, a crystal's
+case) into a blob.
+
+Trained by `vision.train_glyph` on label crops (and with `--task symbols` on symbol crops) of the synthetic
+engine's drawings with simulated damage.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,6 +33,8 @@ from vision.inpaint import load_module, save_module
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "glyph.safetensors"
 FINDER_WEIGHTS = WEIGHTS.with_name("text_damage.safetensors")  # the text-damage finder (output="damage")
+SYMBOL_WEIGHTS = WEIGHTS.with_name("symbols.safetensors")  # the symbol restorer (a GlyphNet over symbol windows)
+SYMBOL_SIDE = 160  # symbol windows are at least this wide and high (px at the drawing's scale; training crops are)
 LINE_HEIGHT = 48  # strip height the net reads; labels of the synthetic engine are 7-27 px high
 LINE_STRIDE = 8  # strip widths are padded to a multiple of this (three halvings)
 TEXT_RANGE = (8.0, 26.0)  # text box heights read at their own scale; others are scaled into this range
@@ -124,12 +133,14 @@ class GlyphNet(nn.Module):
 
 @dataclass(frozen=True)
 class Strip:
-    """Where a text box's strip lies: pixel (x, y) of the drawing = (origin + strip pixel) / scale."""
+    """Where a text box's strip (or a symbol's window) lies: pixel (x, y) of the drawing = (origin + strip pixel) /
+    scale."""
 
     scale: float
     ox: float
     oy: float
     width: int
+    height: int = LINE_HEIGHT
 
     def matrix(self) -> np.ndarray:
         """Affine map from drawing pixels to strip pixels."""
@@ -146,6 +157,16 @@ def strip_for(box: tuple[float, float, float, float]) -> Strip:
     return Strip(scale, float(ox), float(oy), width)
 
 
+def symbol_window(box: tuple[float, float, float, float]) -> Strip:
+    """The window a symbol restorer reads around a symbol's box: at the drawing's scale, centred on the box, at least
+    `SYMBOL_SIDE` wide and high (the training crops' size) and `LINE_PAD` beyond the box."""
+    x0, y0, x1, y1 = box
+    width, height = (
+        int(np.ceil(max(SYMBOL_SIDE, side + 2 * LINE_PAD) / LINE_STRIDE)) * LINE_STRIDE for side in (x1 - x0, y1 - y0)
+    )
+    return Strip(1.0, float(round((x0 + x1 - width) / 2)), float(round((y0 + y1 - height) / 2)), width, height)
+
+
 def box_window(box: tuple[float, float, float, float], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """The pixels (x0, y0, x1, y1) that redrawing a text box may touch: the box grown by 2 px, within the drawing."""
     x0, y0 = max(0, int(np.floor(box[0])) - 2), max(0, int(np.floor(box[1])) - 2)
@@ -154,7 +175,7 @@ def box_window(box: tuple[float, float, float, float], shape: tuple[int, ...]) -
 
 def cut_strip(gray: np.ndarray, mask: np.ndarray, strip: Strip, paper: float) -> tuple[np.ndarray, np.ndarray]:
     """The strip's damaged pixels (float [0, 1]) and mask ({0, 1}); paper beyond the drawing's edge."""
-    size = (strip.width, LINE_HEIGHT)
+    size = (strip.width, strip.height)
     img = cv2.warpAffine(gray, strip.matrix(), size, flags=cv2.INTER_LINEAR, borderValue=paper)
     hole = cv2.warpAffine(mask.astype(np.uint8) * 255, strip.matrix(), size, flags=cv2.INTER_LINEAR, borderValue=0)
     return img.astype(np.float32) / 255.0, (hole > 64).astype(np.float32)
@@ -162,9 +183,14 @@ def cut_strip(gray: np.ndarray, mask: np.ndarray, strip: Strip, paper: float) ->
 
 @torch.inference_mode()
 def _read_boxes(
-    net: GlyphNet, gray: np.ndarray, mask: np.ndarray, boxes: list[tuple[float, float, float, float]]
+    net: GlyphNet,
+    gray: np.ndarray,
+    mask: np.ndarray,
+    boxes: list[tuple[float, float, float, float]],
+    strip_of: Callable[[tuple[float, float, float, float]], Strip] = strip_for,
 ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
-    """Run `net` on the strips of the text boxes that `mask` touches and map its output back onto each box.
+    """Run `net` on the strips (`strip_of`: a text box's, or a symbol's window) of the boxes that `mask` touches and
+    map its output back onto each box.
 
     Returns:
         For each touched box, its window (x0, y0, x1, y1) in drawing pixels (`box_window`) and the net's output over
@@ -177,13 +203,13 @@ def _read_boxes(
         x0, y0, x1, y1 = box_window(box, gray.shape)
         if x1 <= x0 or y1 <= y0 or not mask[y0:y1, x0:x1].any():
             continue
-        strip = strip_for(box)
+        strip = strip_of(box)
         jobs.append(((x0, y0, x1, y1), strip, *cut_strip(gray, mask, strip, paper)))
-    # Strips of one width share a batch; padding a narrower strip would show the net an edge it never saw in training.
+    # Strips of one size share a batch; padding a smaller strip would show the net an edge it never saw in training.
     pred: list[np.ndarray] = [np.empty(0)] * len(jobs)
-    for width in sorted({j[1].width for j in jobs}):
-        same = [i for i, j in enumerate(jobs) if j[1].width == width]
-        images = torch.from_numpy(np.stack([jobs[i][2] for i in same])[:, None])  # (n, 1, LINE_HEIGHT, width)
+    for size in sorted({(j[1].height, j[1].width) for j in jobs}):
+        same = [i for i, j in enumerate(jobs) if (j[1].height, j[1].width) == size]
+        images = torch.from_numpy(np.stack([jobs[i][2] for i in same])[:, None])  # (n, 1, height, width)
         holes = torch.from_numpy(np.stack([jobs[i][3] for i in same])[:, None])
         out = net(images, holes)
         out = out * 255.0 if net.config.output == "glyphs" else torch.sigmoid(out)
@@ -201,28 +227,33 @@ def _read_boxes(
     return found
 
 
-def restore_text(
+def redraw(
     net: GlyphNet,
     gray: np.ndarray,
     mask: np.ndarray,
     boxes: list[tuple[float, float, float, float]],
     out: np.ndarray,
+    window: Callable[[tuple[float, float, float, float]], Strip] = strip_for,
 ) -> int:
-    """Redraw the damaged glyphs of the text boxes that `mask` touches, in place in `out`.
+    """Redraw the damaged glyphs of the text boxes that `mask` touches, or with `window=symbol_window` and the symbol
+    restorer the damaged strokes of symbols, in place in `out`. The symbol restorer (`vision.train_glyph --task
+    symbols`) reads each symbol's window at full resolution: two capacitor plates a hole cut stay two plates, where
+    the inpainter at its coarser scale fills the slit between them.
 
     Args:
-        net: the glyph restorer (eval mode).
+        net: the glyph restorer, or the symbol restorer (eval mode).
         gray: the damaged gray uint8 drawing (the net reads the damaged pixels, not another repair's guesses).
         mask: bool (H, W), True where damaged.
-        boxes: text boxes (x0, y0, x1, y1) in drawing pixels.
-        out: the repaired drawing (uint8, like `gray`); the masked pixels of each touched box are replaced by the
-            net's glyphs, every other pixel is left as it is.
+        boxes: text (or symbol) boxes (x0, y0, x1, y1) in drawing pixels.
+        out: the repaired drawing (uint8, like `gray`); the masked pixels of each touched box (`box_window`) are
+            replaced by the net's output, every other pixel is left as it is.
+        window: where a box is read: `strip_for` (a text line) or `symbol_window`.
 
     Returns:
         How many boxes were redrawn.
     """
     mask = mask.astype(bool)
-    read = _read_boxes(net, gray, mask, boxes)
+    read = _read_boxes(net, gray, mask, boxes, window)
     for (x0, y0, x1, y1), patch in read:
         region = mask[y0:y1, x0:x1]
         out[y0:y1, x0:x1][region] = np.clip(np.round(patch[region]), 0, 255).astype(out.dtype)

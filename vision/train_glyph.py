@@ -19,6 +19,10 @@ is then given the shipped text-damage finder's verdict from that mask instead (`
 simulator's exact mask does. The loss is L1 over the strip, plus L1 and a Sobel-edge L1 inside the mask where the
 intact ink weighs three times the paper (ink is the minority that OCR reads).
 
+`--task symbols` trains the symbol restorer (`vision.glyph.redraw` with `symbol_window`) the same way on
+`SYMBOL_SIDE`-square windows round the drawings' component symbols (`symbol_windows`), holes and cuts aimed at the
+symbol.
+
 `--task damage` trains the text-damage finder instead (`GlyphNet` with `output="damage"`, used by
 `vision.glyph.find_text_damage`): the same strips and given masks, and the net learns the true mask from them
 (binary cross-entropy plus Dice). `--init` then takes the glyph restorer's weights as its start (a fresh head).
@@ -35,7 +39,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -46,12 +50,67 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vision.damage_net import STRIDE, DamageNet, damage_mask
-from vision.glyph import FINDER_WEIGHTS, LINE_HEIGHT, PRESETS, WEIGHTS, GlyphNet, strip_for
+from vision.glyph import (
+    FINDER_WEIGHTS,
+    LINE_HEIGHT,
+    PRESETS,
+    SYMBOL_SIDE,
+    SYMBOL_WEIGHTS,
+    WEIGHTS,
+    GlyphNet,
+    strip_for,
+)
 from vision.synth.damage import DamageAim, apply_damage_by_kind
 from vision.train_inpaint import load_checkpoint, save_checkpoint, sobel
 
 STRIP_WIDTH = 128  # training strips are this wide (labels up to ~100 px fit with context)
 FIRST_SEED = 600_000_000  # training drawings; the evaluations use seeds 900,000+ and 900,000,000+
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A training crop of a drawing: crop pixel = drawing pixel × scale − origin, `size` (width, height) pixels."""
+
+    scale: float
+    ox: float
+    oy: float
+    size: tuple[int, int]
+
+
+def damaged_copies(
+    image: np.ndarray,
+    box: list[float],
+    cut: Cut,
+    page: float,
+    rng: np.random.Generator,
+    copies: int,
+    keep_clean: float,
+) -> list[tuple[np.ndarray, ...]]:
+    """The crop `cut` of a drawing damaged `copies` times by the simulator, holes and gap cuts aimed at the pixels of
+    `box` (drawing pixels) with chance 0.8 and damage sized to the whole `page`; a copy whose damage missed `box` is
+    kept with chance `keep_clean`.
+
+    Returns:
+        (damaged, mask, intact) uint8 arrays of `cut.size` (gray; mask 0/255).
+    """
+    paper = float(np.percentile(image, 90))
+    m = np.array([[cut.scale, 0.0, -cut.ox], [0.0, cut.scale, -cut.oy]], np.float32)
+    crop = cv2.warpAffine(image, m, cut.size, flags=cv2.INTER_LINEAR, borderValue=(paper,) * 3)
+    (w, h), (x0, y0, x1, y1) = cut.size, box
+    where = np.zeros((h, w), np.float32)
+    gx0, gy0 = max(0, int(x0 * cut.scale - cut.ox)), max(0, int(y0 * cut.scale - cut.oy))
+    gx1, gy1 = min(w, int(math.ceil(x1 * cut.scale - cut.ox))), min(h, int(math.ceil(y1 * cut.scale - cut.oy)))
+    where[gy0:gy1, gx0:gx1] = 1.0
+    intact = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    out = []
+    for _ in range(copies):
+        damaged, mask, _ = apply_damage_by_kind(crop, rng, aim=DamageAim(where, 0.8, page * cut.scale))
+        if not mask[gy0:gy1, gx0:gx1].any() and rng.random() >= keep_clean:
+            continue
+        if damaged.ndim == 3:
+            damaged = cv2.cvtColor(damaged, cv2.COLOR_RGB2GRAY)
+        out.append((damaged, mask, intact))
+    return out
 
 
 def label_strips(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[tuple[np.ndarray, ...]]:
@@ -66,7 +125,6 @@ def label_strips(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[tu
     sample = render_sample(seed)
     image = sample.image
     page = float(min(image.shape[:2]))
-    paper = float(np.percentile(image, 90))
     out = []
     for label in sample.truth["labels"]:
         x0, y0, x1, y1 = label["bbox"]
@@ -79,20 +137,37 @@ def label_strips(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[tu
             continue
         cx, cy = (x0 + x1) / 2 * scale, (y0 + y1) / 2 * scale
         ox, oy = cx - STRIP_WIDTH / 2 + rng.uniform(-8, 8), cy - LINE_HEIGHT / 2 + rng.uniform(-4, 4)
-        m = np.array([[scale, 0.0, -ox], [0.0, scale, -oy]], np.float32)
-        crop = cv2.warpAffine(image, m, (STRIP_WIDTH, LINE_HEIGHT), flags=cv2.INTER_LINEAR, borderValue=(paper,) * 3)
-        where = np.zeros((LINE_HEIGHT, STRIP_WIDTH), np.float32)
-        gx0, gy0 = max(0, int(x0 * scale - ox)), max(0, int(y0 * scale - oy))
-        gx1, gy1 = min(STRIP_WIDTH, int(math.ceil(x1 * scale - ox))), min(LINE_HEIGHT, int(math.ceil(y1 * scale - oy)))
-        where[gy0:gy1, gx0:gx1] = 1.0
-        intact = crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
-        for _ in range(copies):
-            damaged, mask, _ = apply_damage_by_kind(crop, rng, aim=DamageAim(where, 0.8, page * scale))
-            if not mask[gy0:gy1, gx0:gx1].any() and rng.random() >= keep_clean:
-                continue
-            if damaged.ndim == 3:
-                damaged = cv2.cvtColor(damaged, cv2.COLOR_RGB2GRAY)
-            out.append((damaged, mask, intact))
+        cut = Cut(scale, ox, oy, (STRIP_WIDTH, LINE_HEIGHT))
+        out += damaged_copies(image, label["bbox"], cut, page, rng, copies, keep_clean)
+    return out
+
+
+def symbol_windows(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[tuple[np.ndarray, ...]]:
+    """Damaged training windows (`SYMBOL_SIDE` square, as `vision.glyph.symbol_window` reads them) of one synthetic
+    drawing's component symbols, each centred near its symbol at the drawing's own scale or one near it.
+
+    Returns:
+        (damaged, mask, intact) uint8 arrays of (SYMBOL_SIDE, SYMBOL_SIDE) each; mask is 0/255.
+    """
+    from vision.synth.render import render_sample
+
+    rng = np.random.default_rng([seed, 29])
+    sample = render_sample(seed)
+    image = sample.image
+    page = float(min(image.shape[:2]))
+    side = SYMBOL_SIDE
+    out = []
+    for part in sample.truth["components"]:
+        x0, y0, x1, y1 = part["bbox"]
+        # Half the windows are cut as `symbol_window` cuts them, pixel for pixel (a net that only ever saw the blur
+        # of resampling takes crisp strokes for damage), the rest resampled a little larger or smaller.
+        exact = rng.random() < 0.5
+        scale = 1.0 if exact else rng.uniform(0.85, 1.2)
+        ox = (x0 + x1) / 2 * scale - side / 2 + rng.uniform(-12, 12)
+        oy = (y0 + y1) / 2 * scale - side / 2 + rng.uniform(-12, 12)
+        ox, oy = (round(ox), round(oy)) if exact else (ox, oy)
+        cut = Cut(scale, ox, oy, (side, side))
+        out += damaged_copies(image, part["bbox"], cut, page, rng, copies, keep_clean)
     return out
 
 
@@ -146,7 +221,8 @@ def net_hint(net: DamageNet, damaged: np.ndarray) -> np.ndarray:
 
 
 class DamagedLabels(IterableDataset):
-    """An endless stream of damaged label strips; worker `i` of `n` renders seeds first + i, first + i + n, …
+    """An endless stream of damaged label strips (or with `symbols` symbol windows, `symbol_windows`); worker `i` of
+    `n` renders seeds first + i, first + i + n, …
     Each strip comes with the mask the net is given: with chance `net_hints` the shipped damage net's (`net_hint`),
     else the true one or with chance `spoil` one spoilt by `predicted_like` and with chance `partial` `partly_found`
     after that; then with chance `alarms` `false_alarms` on top. `keep_clean` is the share of strips whose glyphs
@@ -160,9 +236,10 @@ class DamagedLabels(IterableDataset):
         keep_clean: float = 0.1,
         partial: float = 0.0,
         net_hints: float = 0.0,
+        symbols: bool = False,
     ) -> None:
         self.first_seed, self.spoil, self.alarms, self.keep_clean = first_seed, spoil, alarms, keep_clean
-        self.partial, self.net_hints = partial, net_hints
+        self.partial, self.net_hints, self.symbols = partial, net_hints, symbols
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         info = get_worker_info()
@@ -175,7 +252,8 @@ class DamagedLabels(IterableDataset):
         seed = self.first_seed + worker
         while True:
             rng = np.random.default_rng([seed, 23])
-            for damaged, mask, intact in label_strips(seed, keep_clean=self.keep_clean):
+            examples = symbol_windows if self.symbols else label_strips
+            for damaged, mask, intact in examples(seed, keep_clean=self.keep_clean):
                 if hinter is not None and rng.random() < self.net_hints:
                     given = net_hint(hinter, damaged)
                 else:
@@ -220,7 +298,7 @@ def finder_loss(logits: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Ten
 def build_net(args: argparse.Namespace, resuming: bool) -> GlyphNet:
     """The net to train: a preset, or the config (and, unless `resuming`, the weights) of `--init`; with `--task
     damage` a finder, whose head starts fresh when the start is a glyph restorer."""
-    output = "glyphs" if args.task == "glyphs" else "damage"
+    output = "damage" if args.task == "damage" else "glyphs"
     start = GlyphNet.load(Path(args.init)) if args.init else None
     config = replace(start.config if start is not None else PRESETS[args.preset], output=output)
     net = GlyphNet(config)
@@ -249,7 +327,9 @@ def train(args: argparse.Namespace) -> None:
     # A resumed run renders new drawings: seeds move on by the steps already taken.
     first = int(state.get("first_seed", args.first_seed)) + step * args.batch  # type: ignore[call-overload]
     loader = DataLoader(
-        DamagedLabels(first, args.spoil, args.alarms, args.keep_clean, args.partial, args.net_hints),
+        DamagedLabels(
+            first, args.spoil, args.alarms, args.keep_clean, args.partial, args.net_hints, args.task == "symbols"
+        ),
         batch_size=args.batch,
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
@@ -316,7 +396,8 @@ def train(args: argparse.Namespace) -> None:
             )
     seconds = trained + time.time() - start
     save_checkpoint(ckpt, {"step": step, "seconds": seconds, "first_seed": args.first_seed}, {"net": net, "opt": opt})
-    weights = Path(args.weights) if args.weights else WEIGHTS if args.task == "glyphs" else FINDER_WEIGHTS
+    defaults = {"glyphs": WEIGHTS, "damage": FINDER_WEIGHTS, "symbols": SYMBOL_WEIGHTS}
+    weights = Path(args.weights) if args.weights else defaults[args.task]
     net.cpu().save(weights, int8=True)
     print(f"done: {step} steps in {seconds:.0f} s; weights in {weights}")
 
@@ -324,12 +405,17 @@ def train(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m vision.train_glyph", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", choices=("glyphs", "damage"), default="glyphs", help="damage: the text-damage finder")
+    parser.add_argument(
+        "--task",
+        choices=("glyphs", "damage", "symbols"),
+        default="glyphs",
+        help="damage: the text-damage finder; symbols: the symbol restorer",
+    )
     parser.add_argument("--ckpt", default="runs/glyph")
     parser.add_argument(
         "--weights",
-        help=f"where to write the weights (default {WEIGHTS.name}, or with --task damage "
-        f"{FINDER_WEIGHTS.name}, in {WEIGHTS.parent})",
+        help=f"where to write the weights (default {WEIGHTS.name}, with --task damage {FINDER_WEIGHTS.name}, with "
+        f"--task symbols {SYMBOL_WEIGHTS.name}, in {WEIGHTS.parent})",
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="base")
     parser.add_argument("--init", help="shipped glyph weights to start from (a fresh optimizer; ignored on resume)")
