@@ -187,9 +187,9 @@ def _read_boxes(
     gray: np.ndarray,
     mask: np.ndarray,
     boxes: list[tuple[float, float, float, float]],
-    strip_of: Callable[[tuple[float, float, float, float]], Strip] = strip_for,
+    window: Callable[[tuple[float, float, float, float]], Strip] = strip_for,
 ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
-    """Run `net` on the strips (`strip_of`: a text box's, or a symbol's window) of the boxes that `mask` touches and
+    """Run `net` on the strips (`window`: a text box's, or a symbol's window) of the boxes that `mask` touches and
     map its output back onto each box.
 
     Returns:
@@ -203,7 +203,7 @@ def _read_boxes(
         x0, y0, x1, y1 = box_window(box, gray.shape)
         if x1 <= x0 or y1 <= y0 or not mask[y0:y1, x0:x1].any():
             continue
-        strip = strip_of(box)
+        strip = window(box)
         jobs.append(((x0, y0, x1, y1), strip, *cut_strip(gray, mask, strip, paper)))
     # Strips of one size share a batch; padding a smaller strip would show the net an edge it never saw in training.
     pred: list[np.ndarray] = [np.empty(0)] * len(jobs)

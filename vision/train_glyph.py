@@ -79,6 +79,7 @@ class Cut:
 
 def damaged_copies(
     image: np.ndarray,
+    paper: float,
     box: list[float],
     cut: Cut,
     page: float,
@@ -86,14 +87,13 @@ def damaged_copies(
     copies: int,
     keep_clean: float,
 ) -> list[tuple[np.ndarray, ...]]:
-    """The crop `cut` of a drawing damaged `copies` times by the simulator, holes and gap cuts aimed at the pixels of
-    `box` (drawing pixels) with chance 0.8 and damage sized to the whole `page`; a copy whose damage missed `box` is
-    kept with chance `keep_clean`.
+    """The crop `cut` of a drawing (`paper`: its paper level, beyond its edge) damaged `copies` times by the
+    simulator, holes and gap cuts aimed at the pixels of `box` (drawing pixels) with chance 0.8 and damage sized to the
+    whole `page`; a copy whose damage missed `box` is kept with chance `keep_clean`.
 
     Returns:
         (damaged, mask, intact) uint8 arrays of `cut.size` (gray; mask 0/255).
     """
-    paper = float(np.percentile(image, 90))
     m = np.array([[cut.scale, 0.0, -cut.ox], [0.0, cut.scale, -cut.oy]], np.float32)
     crop = cv2.warpAffine(image, m, cut.size, flags=cv2.INTER_LINEAR, borderValue=(paper,) * 3)
     (w, h), (x0, y0, x1, y1) = cut.size, box
@@ -125,6 +125,7 @@ def label_strips(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[tu
     sample = render_sample(seed)
     image = sample.image
     page = float(min(image.shape[:2]))
+    paper = float(np.percentile(image, 90))
     out = []
     for label in sample.truth["labels"]:
         x0, y0, x1, y1 = label["bbox"]
@@ -138,7 +139,7 @@ def label_strips(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[tu
         cx, cy = (x0 + x1) / 2 * scale, (y0 + y1) / 2 * scale
         ox, oy = cx - STRIP_WIDTH / 2 + rng.uniform(-8, 8), cy - LINE_HEIGHT / 2 + rng.uniform(-4, 4)
         cut = Cut(scale, ox, oy, (STRIP_WIDTH, LINE_HEIGHT))
-        out += damaged_copies(image, label["bbox"], cut, page, rng, copies, keep_clean)
+        out += damaged_copies(image, paper, label["bbox"], cut, page, rng, copies, keep_clean)
     return out
 
 
@@ -155,6 +156,7 @@ def symbol_windows(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[
     sample = render_sample(seed)
     image = sample.image
     page = float(min(image.shape[:2]))
+    paper = float(np.percentile(image, 90))
     side = SYMBOL_SIDE
     out = []
     for part in sample.truth["components"]:
@@ -167,7 +169,7 @@ def symbol_windows(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[
         oy = (y0 + y1) / 2 * scale - side / 2 + rng.uniform(-12, 12)
         ox, oy = (round(ox), round(oy)) if exact else (ox, oy)
         cut = Cut(scale, ox, oy, (side, side))
-        out += damaged_copies(image, part["bbox"], cut, page, rng, copies, keep_clean)
+        out += damaged_copies(image, paper, part["bbox"], cut, page, rng, copies, keep_clean)
     return out
 
 
