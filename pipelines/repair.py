@@ -362,17 +362,18 @@ def repair_gray(
     gray: np.ndarray, mask: np.ndarray, predicted: bool = False
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Fill the masked pixels of a gray uint8 drawing: inpaint, take back stained or faded ink the damaged pixels
-    still show, join broken wires (never across a label), then redraw the damaged characters of the labels the mask
-    touches (marks on clean paper beside no stroke, `lone_marks`, get their damaged pixels back instead). A
-    `predicted` mask (not a user's) is taken as a guess: wire joins may paint up to `WIRE_BESIDE` stroke widths beside
-    it (the end of a cut it missed), short wire breaks it left beside it are closed
+    still show, redraw the damaged symbols at full resolution (`vision.glyph.redraw` with the symbol restorer), join
+    broken wires (never across a label), then redraw the damaged characters of the labels the mask touches (marks on
+    clean paper beside no stroke, `lone_marks`, get their damaged pixels back instead). A `predicted` mask (not a
+    user's) is taken as a guess: symbols are redrawn a pixel beyond it, wire joins may paint up to `WIRE_BESIDE`
+    stroke widths beside it (the end of a cut it missed), short wire breaks it left beside it are closed
     (`vision.wire_complete.bridge_breaks`), and inside the labels the text-damage finder corrects it (pixels it clears
     get their damaged pixels back, pixels it adds are redrawn too). Every pixel outside the mask used comes back
     unchanged.
 
     Returns:
-        The repaired drawing, the mask used (bool (H, W): with a predicted mask, as corrected, and with the joins and
-        wire breaks painted beside it) and what was done.
+        The repaired drawing, the mask used (bool (H, W): with a predicted mask, as corrected, and with what was
+        redrawn or painted beside it) and what was done.
     """
     _, inpainter = _models()
     mask = mask.astype(bool)
@@ -387,13 +388,18 @@ def repair_gray(
     # Texts and symbols are found on the repaired drawing (the damaged one hides some of them under stains and
     # blots), before wires are joined: no join may cross a label, and joins start from the redrawn symbols' leads.
     boxes, symbols = drawing_boxes(out)
-    symbols_redrawn = redraw(symbol_net, gray, mask, symbols, out, symbol_window)
+    # A predicted mask stops a pixel short of some cuts (an arrowhead's tip left half erased): the symbol restorer
+    # reads and redraws it a pixel wider, as it was trained to (given masks grown by 0-2 px).
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) if predicted else mask
+    before = out.copy()
+    symbols_redrawn = redraw(symbol_net, gray, near, symbols, out, symbol_window)
     labels = np.zeros(gray.shape, bool)
     for box in boxes:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         labels[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = True
     joined, wires = complete_wires(out, mask, beside=WIRE_BESIDE if predicted else 0.0, avoid=labels)
-    bridged, out = (joined != out) & ~mask, joined  # joins painted beside a predicted mask join the mask used
+    # Pixels redrawn beside a predicted mask (the symbols' ring, wire joins) join the mask used.
+    bridged, out = ((joined != out) | (out != before)) & ~mask, joined
     closed = 0
     if predicted:
         filled, closed = bridge_breaks(out, mask)

@@ -308,3 +308,28 @@ def test_repair_redraws_a_cut_label_and_keeps_known_pixels() -> None:
         ink = (gray < 128) & (mask > 0)
         back.append((result.image[ink] < 128).mean())
     assert np.mean(back) > 0.4, back  # the inpainter alone brings back none of these cut strokes
+
+
+@pytest.mark.skipif(not SYMBOL_WEIGHTS.is_file(), reason="symbol restorer weights not installed")
+def test_symbols_are_redrawn_a_pixel_beyond_a_predicted_mask_and_that_ring_joins_the_mask_used() -> None:
+    from pipelines.repair import repair_gray
+    from vision.synth.render import render_sample
+
+    sample = render_sample(13)
+    gray = sample.image if sample.image.ndim == 2 else cv2.cvtColor(sample.image, cv2.COLOR_RGB2GRAY)
+    box = next(c["bbox"] for c in sample.truth["components"] if c["type"] == "capacitor")
+    cx, cy = int((box[0] + box[2]) / 2), int((box[1] + box[3]) / 2)
+    hole = cv2.circle(np.zeros(gray.shape, np.uint8), (cx, cy), 10, 1, -1).astype(bool)
+    damaged = gray.copy()
+    damaged[hole] = int(np.percentile(gray, 90))
+    short = cv2.erode(hole.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)  # a mask a pixel short
+    ring = hole & ~short
+    for predicted in (True, False):
+        out, used, stats = repair_gray(damaged, short, predicted=predicted)
+        assert stats["symbols_redrawn"] == 1
+        assert np.array_equal(out[~used], damaged[~used])
+        error = np.abs(out[ring].astype(float) - gray[ring]).mean()
+        if predicted:
+            assert used[ring].mean() > 0.5 and error < 0.5 * np.abs(damaged[ring].astype(float) - gray[ring]).mean()
+        else:
+            assert not (used & ~short).any() and np.array_equal(out[ring], damaged[ring])  # a user's mask is kept
