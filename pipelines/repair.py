@@ -151,7 +151,8 @@ Box = tuple[float, float, float, float]
 
 def drawing_boxes(gray: np.ndarray) -> tuple[list[Box], list[Box]]:
     """The text boxes the schematic detector finds on a gray uint8 drawing (as the schematic reader finds them), and
-    its symbol boxes down to `SYMBOL_FLOOR`, the likelier of two that overlap by half kept.
+    its symbol boxes down to `SYMBOL_FLOOR` (one box per symbol: the detector keeps the likeliest class of boxes that
+    overlap).
 
     Returns:
         (text boxes, symbol boxes), each (x0, y0, x1, y1) in drawing pixels.
@@ -165,19 +166,7 @@ def drawing_boxes(gray: np.ndarray) -> tuple[list[Box], list[Box]]:
         detector, normalize_paper(gray), box_threshold=min(TEXT_THRESHOLD, SYMBOL_FLOOR), second_look=False
     )
     texts = [d.box for d in dets if d.cls == "text" and d.score >= TEXT_THRESHOLD]
-    symbols: list[Box] = []
-    for d in sorted((d for d in dets if d.cls in TYPE_PINS), key=lambda d: -d.score):
-        if all(_overlap(d.box, kept) < 0.5 for kept in symbols):
-            symbols.append(d.box)
-    return texts, symbols
-
-
-def _overlap(a: Box, b: Box) -> float:
-    """Intersection over union of two boxes."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / union if union > 0 else 0.0
+    return texts, [d.box for d in dets if d.cls in TYPE_PINS]
 
 
 @lru_cache(maxsize=1)

@@ -41,6 +41,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -75,6 +76,16 @@ class Cut:
     ox: float
     oy: float
     size: tuple[int, int]
+
+
+def _drawing(seed: int, salt: int) -> tuple[np.random.Generator, Any, float, float]:
+    """A synthetic drawing to cut training crops from: the crops' random stream (`salt` tells the kinds of crop
+    apart), the rendered sample, its shorter side (the page damage is sized to) and its paper level."""
+    from vision.synth.render import render_sample
+
+    rng = np.random.default_rng([seed, salt])
+    sample = render_sample(seed)
+    return rng, sample, float(min(sample.image.shape[:2])), float(np.percentile(sample.image, 90))
 
 
 def damaged_copies(
@@ -119,13 +130,8 @@ def label_strips(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[tu
     Returns:
         (damaged, mask, intact) uint8 arrays of (LINE_HEIGHT, STRIP_WIDTH) each; mask is 0/255.
     """
-    from vision.synth.render import render_sample
-
-    rng = np.random.default_rng([seed, 17])
-    sample = render_sample(seed)
+    rng, sample, page, paper = _drawing(seed, 17)
     image = sample.image
-    page = float(min(image.shape[:2]))
-    paper = float(np.percentile(image, 90))
     out = []
     for label in sample.truth["labels"]:
         x0, y0, x1, y1 = label["bbox"]
@@ -150,13 +156,8 @@ def symbol_windows(seed: int, copies: int = 2, keep_clean: float = 0.1) -> list[
     Returns:
         (damaged, mask, intact) uint8 arrays of (SYMBOL_SIDE, SYMBOL_SIDE) each; mask is 0/255.
     """
-    from vision.synth.render import render_sample
-
-    rng = np.random.default_rng([seed, 29])
-    sample = render_sample(seed)
+    rng, sample, page, paper = _drawing(seed, 29)
     image = sample.image
-    page = float(min(image.shape[:2]))
-    paper = float(np.percentile(image, 90))
     side = SYMBOL_SIDE
     out = []
     for part in sample.truth["components"]:
