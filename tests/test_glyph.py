@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 from vision.damage_net import DamageNet
 from vision.glyph import (
@@ -285,6 +286,23 @@ def test_training_resumes_and_writes_weights(tmp_path: Path) -> None:
     net = GlyphNet.load(finder)
     assert net.config.output == "damage" and net.config.widths == PRESETS["debug"].widths
     assert "bce" in json.loads((tmp_path / "fc" / "train_log.jsonl").read_text().splitlines()[0])
+
+
+def test_training_with_the_critic_saves_it_and_resumes_it(tmp_path: Path) -> None:
+    ckpt, weights = tmp_path / "ckpt", tmp_path / "glyph.safetensors"
+    common = ["--preset", "debug", "--ckpt", str(ckpt), "--weights", str(weights), "--minutes", "0", "--batch", "4"]
+    common += ["--workers", "0", "--log-every", "0", "--cpu", "--adv", "0.1", "--gan-start", "0.5"]
+    main([*common, "--steps", "2"])
+    with safe_open(str(ckpt / "models.safetensors"), framework="pt") as f:
+        critic = {k: f.get_tensor(k) for k in f.keys() if k.startswith("critic.")}
+    assert critic
+    main([*common, "--steps", "4"])
+    log = [json.loads(line) for line in (ckpt / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    # The critic trains from the first step; the net takes its term from half the run on.
+    assert all("critic" in r for r in log) and ["adv" in r for r in log] == [False, True, True, True]
+    with safe_open(str(ckpt / "models.safetensors"), framework="pt") as f:
+        assert any(not torch.equal(v, f.get_tensor(k)) for k, v in critic.items() if v.is_floating_point())
 
 
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="glyph weights not installed")

@@ -17,7 +17,11 @@ part of a cut that took a stroke away cleanly), and with `--alarms` on that shar
 is then given the shipped text-damage finder's verdict from that mask instead (`finder_masks`), which is the mask
 `pipelines.repair.repair_gray` gives it with a predicted mask: it does not trace the erased strokes the way the
 simulator's exact mask does. The loss is L1 over the strip, plus L1 and a Sobel-edge L1 inside the mask where the
-intact ink weighs three times the paper (ink is the minority that OCR reads).
+intact ink weighs three times the paper (ink is the minority that OCR reads). With `--adv` a PatchGAN critic with
+spectral norm (`vision.inpaint.PatchDiscriminator`, hinge loss) judges the patches that see the hole, the net's
+output inside the mask and the intact strip outside it: L1 alone draws the mean of the characters a wholly erased
+glyph might have been, a gray smudge (or bare paper) that OCR reads as a wrong character or none; the critic asks
+for a character. It trains from the first step, the net takes its term after `--gan-start` of the run.
 
 `--task symbols` trains the symbol restorer (`vision.glyph.redraw` with `symbol_window`) the same way on
 `SYMBOL_SIDE`-square windows round the drawings' component symbols (`symbol_windows`), holes and cuts aimed at the
@@ -61,8 +65,9 @@ from vision.glyph import (
     GlyphNet,
     strip_for,
 )
+from vision.inpaint import PatchDiscriminator
 from vision.synth.damage import DamageAim, apply_damage_by_kind
-from vision.train_inpaint import load_checkpoint, save_checkpoint, sobel
+from vision.train_inpaint import critic_weights, load_checkpoint, save_checkpoint, sobel
 
 STRIP_WIDTH = 128  # training strips are this wide (labels up to ~100 px fit with context)
 FIRST_SEED = 600_000_000  # training drawings; the evaluations use seeds 900,000+ and 900,000,000+
@@ -322,9 +327,16 @@ def train(args: argparse.Namespace) -> None:
     resuming = (ckpt / "state.json").is_file()
     net = build_net(args, resuming).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    parts_saved: dict[str, nn.Module | torch.optim.Optimizer] = {"net": net, "opt": opt}
+    critic = None
+    if args.adv > 0 and args.task != "damage":
+        critic = PatchDiscriminator().to(device)
+        critic_lr = args.critic_lr or args.lr * 0.5
+        opt_d = torch.optim.AdamW(critic.parameters(), lr=critic_lr, weight_decay=0.0, betas=(0.5, 0.99))
+        parts_saved.update(critic=critic, opt_d=opt_d)
     state: dict[str, object] = {"step": 0, "seconds": 0.0, "first_seed": args.first_seed}
     if resuming:
-        state = load_checkpoint(ckpt, {"net": net, "opt": opt})
+        state = load_checkpoint(ckpt, parts_saved)
         print(f"resumed {ckpt} at step {state['step']}")
     step, trained = int(state["step"]), float(state["seconds"])  # type: ignore[arg-type]
     # A resumed run renders new drawings: seeds move on by the steps already taken.
@@ -371,12 +383,29 @@ def train(args: argparse.Namespace) -> None:
             parts = finder_loss(pred, mask)
             loss = parts["bce"] + parts["dice"]
         else:
-            parts = glyph_loss(pred, intact, torch.maximum(hole, mask))
+            judged = torch.maximum(hole, mask)
+            parts = glyph_loss(pred, intact, judged)
             loss = parts["all"] + 4.0 * parts["hole"] + 2.0 * parts["edge"]
+            if critic is not None:
+                comp = torch.where(judged > 0.5, pred, intact)
+                if progress >= args.gan_start:
+                    with amp:
+                        d_gen = critic(comp, judged).float()
+                    parts["adv"] = -(d_gen * critic_weights(judged, d_gen.shape, True)).sum((1, 2, 3)).mean()
+                    loss = loss + args.adv * parts["adv"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
+        if critic is not None:
+            with amp:
+                d_real = critic(intact, judged).float()
+                d_fake = critic(comp.detach(), judged).float()
+            w = critic_weights(judged, d_real.shape, True)
+            parts["critic"] = ((F.relu(1 - d_real) + F.relu(1 + d_fake)) * w).sum((1, 2, 3)).mean()
+            opt_d.zero_grad(set_to_none=True)
+            parts["critic"].backward()
+            opt_d.step()
         step += 1
         if elapsed - last_log >= args.log_every:
             last_log = elapsed
@@ -395,10 +424,10 @@ def train(args: argparse.Namespace) -> None:
             save_checkpoint(
                 ckpt,
                 {"step": step, "seconds": trained + elapsed, "first_seed": args.first_seed},
-                {"net": net, "opt": opt},
+                parts_saved,
             )
     seconds = trained + time.time() - start
-    save_checkpoint(ckpt, {"step": step, "seconds": seconds, "first_seed": args.first_seed}, {"net": net, "opt": opt})
+    save_checkpoint(ckpt, {"step": step, "seconds": seconds, "first_seed": args.first_seed}, parts_saved)
     defaults = {"glyphs": WEIGHTS, "damage": FINDER_WEIGHTS, "symbols": SYMBOL_WEIGHTS}
     weights = Path(args.weights) if args.weights else defaults[args.task]
     net.cpu().save(weights, int8=True)
@@ -444,6 +473,11 @@ def main(argv: list[str] | None = None) -> None:
         "--finder-masks", type=float, default=0.0, help="share of given masks replaced by the finder's verdict"
     )
     parser.add_argument("--finder", default=str(FINDER_WEIGHTS), help="the text-damage finder for --finder-masks")
+    parser.add_argument(
+        "--adv", type=float, default=0.0, help="weight of the PatchGAN critic's term (0: no critic; not with damage)"
+    )
+    parser.add_argument("--critic-lr", type=float, default=0.0, help="the critic's learning rate (default: half --lr)")
+    parser.add_argument("--gan-start", type=float, default=0.1, help="share of the run before the net takes --adv")
     parser.add_argument("--keep-clean", type=float, default=0.1, help="share of strips with undamaged glyphs kept")
     parser.add_argument("--log-every", type=float, default=15.0)
     parser.add_argument("--save-every", type=float, default=60.0)
