@@ -303,6 +303,12 @@ def test_training_with_the_critic_saves_it_and_resumes_it(tmp_path: Path) -> Non
     assert all("critic" in r for r in log) and ["adv" in r for r in log] == [False, True, True, True]
     with safe_open(str(ckpt / "models.safetensors"), framework="pt") as f:
         assert any(not torch.equal(v, f.get_tensor(k)) for k, v in critic.items() if v.is_floating_point())
+    # A run trained without the critic goes on with a fresh one.
+    plain = [a for a in common if a not in ("--adv", "0.1")] + ["--ckpt", str(tmp_path / "plain")]
+    main([*plain, "--steps", "1"])
+    main([*plain, "--adv", "0.1", "--steps", "2"])
+    with safe_open(str(tmp_path / "plain" / "models.safetensors"), framework="pt") as f:
+        assert any(k.startswith("critic.") for k in f.keys())
 
 
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="glyph weights not installed")

@@ -51,6 +51,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -336,8 +337,13 @@ def train(args: argparse.Namespace) -> None:
         parts_saved.update(critic=critic, opt_d=opt_d)
     state: dict[str, object] = {"step": 0, "seconds": 0.0, "first_seed": args.first_seed}
     if resuming:
-        state = load_checkpoint(ckpt, parts_saved)
+        with safe_open(str(ckpt / "models.safetensors"), framework="pt") as f:
+            has_critic = any(k.startswith("critic.") for k in f.keys())
+        kept = parts_saved if has_critic else {"net": net, "opt": opt}
+        state = load_checkpoint(ckpt, kept)
         print(f"resumed {ckpt} at step {state['step']}")
+        if critic is not None and not has_critic:
+            print("the checkpoint holds no critic: it starts fresh")
     step, trained = int(state["step"]), float(state["seconds"])  # type: ignore[arg-type]
     # A resumed run renders new drawings: seeds move on by the steps already taken.
     first = int(state.get("first_seed", args.first_seed)) + step * args.batch  # type: ignore[call-overload]
