@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from pipelines.document import write_atomic
+from pipelines.document import BBox, write_atomic
 from vision.damage_net import CONFIRM_WEIGHTS, DamageNet, damage_mask
 from vision.glyph import (
     FINDER_WEIGHTS,
@@ -146,10 +146,7 @@ def lone_marks(gray: np.ndarray, mask: np.ndarray, boxes: list[tuple[float, floa
     return found
 
 
-Box = tuple[float, float, float, float]
-
-
-def drawing_boxes(gray: np.ndarray) -> tuple[list[Box], list[Box]]:
+def drawing_boxes(gray: np.ndarray) -> tuple[list[BBox], list[BBox]]:
     """The text boxes the schematic detector finds on a gray uint8 drawing (as the schematic reader finds them), and
     its symbol boxes down to `SYMBOL_FLOOR` (one box per symbol: the detector keeps the likeliest class of boxes that
     overlap).
