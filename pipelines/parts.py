@@ -1,4 +1,4 @@
-"""Common part numbers of the semiconductors a schematic shows, by symbol type.
+"""Common part numbers of the semiconductors a schematic shows, by symbol type, and the voltages zeners come in.
 
 The schematic reader weighs a label the repair redrew partly against these (`pipelines.schematic.redrawn_value`):
 a character a gap erased whole is a guess, and a part number is far more often one of the usual parts than a
@@ -25,6 +25,9 @@ COMMON_PARTS: dict[str, frozenset[str]] = {
         [f"1N{n}A" for n in range(4728, 4765)]
         + [f"1N{n}B" for n in range(5221, 5268)]
         + [f"{family}{volts}" for family in ("BZX84C", "BZX79C", "BZX55C") for volts in _ZENER_VOLTS.split()]
+        # a zener labelled with its voltage alone, in RKM or plain: 3V3, 3.3V, 12V
+        + [volts if "V" in volts else f"{volts}V" for volts in _ZENER_VOLTS.split()]
+        + [volts.replace("V", ".") + "V" for volts in _ZENER_VOLTS.split() if "V" in volts]
     ),
     "npn": _listed(
         "2N3904 2N2222 2N2222A PN2222A 2N4401 2N5551 2N3055 2N4124 2N5088 2N2219 BC546 BC547 BC547B BC548 BC549 BC550"
@@ -51,4 +54,24 @@ COMMON_PARTS: dict[str, frozenset[str]] = {
         " NE5532 NE5534 RC4558 JRC4558 OP07 OP27 OP37 OPA134 OPA2134 OPA4134 OPA2604 OPA177 OPA2277 MCP6001 MCP6002"
         " MCP6004 MCP602 AD8605 AD8606 AD8620 AD797 AD711 AD712 CA3140 CA3130 LT1013 LT1014 LM6132 TLC272 TLV2372"
     ),
+}
+
+# The values other parts are most often labelled with: the usual supply, battery and signal voltages (mains among
+# them), the standard crystal frequencies, LED colours, transformer turns ratios and switch kinds.
+_SOURCE_VOLTS = (
+    "1V 1.2V 1.5V 1.8V 2V 2.5V 3V 3.3V 3.6V 3.7V 4.5V 5V 6V 7.4V 9V 10V 12V 15V 18V 20V 24V 28V 30V 36V 48V"
+    " 100V 110V 115V 117V 120V 220V 230V 240V"
+)
+COMMON_VALUES: dict[str, frozenset[str]] = {
+    "vsource": _listed(_SOURCE_VOLTS),
+    "vsource_ac": _listed(_SOURCE_VOLTS),
+    "battery": _listed(_SOURCE_VOLTS),
+    "crystal": _listed(
+        "32.768kHz 1MHz 1.8432MHz 2MHz 3.2768MHz 3.579545MHz 3.6864MHz 4MHz 4.096MHz 4.194304MHz 4.9152MHz 5MHz 6MHz"
+        " 6.144MHz 7.3728MHz 8MHz 9.8304MHz 10MHz 11.0592MHz 12MHz 12.288MHz 13.56MHz 14.31818MHz 14.7456MHz 16MHz"
+        " 18.432MHz 19.2MHz 20MHz 24MHz 24.576MHz 25MHz 26MHz 27MHz 32MHz 40MHz 48MHz 50MHz"
+    ),
+    "led": _listed("RED GREEN BLUE YELLOW WHITE LED IR"),
+    "transformer": _listed("1:1 1:2 2:1 1:3 3:1 1:4 4:1 1:5 5:1 1:10 10:1 1:20 20:1 1:100 100:1"),
+    "switch": _listed("SPST SPDT DPST DPDT PUSH NO NC"),
 }

@@ -26,7 +26,7 @@ import networkx as nx
 import numpy as np
 
 from pipelines.document import Circuit, Component, Pin, write_atomic
-from pipelines.parts import COMMON_PARTS
+from pipelines.parts import COMMON_PARTS, COMMON_VALUES
 from vision.synth import NET_SYMBOLS, OPTIONAL_PINS, REF_PREFIXES, TYPE_PINS
 from vision.synth.spice import spice_line, spice_netlist, spice_node
 
@@ -50,7 +50,8 @@ INK_SHOWN = 60  # gray levels by which ink a damaged drawing still shows is dark
 INK_SHOWN_REACH = 9  # side of the black top-hat's square: strokes up to this wide show as ink, wider dark areas do not
 REDRAWN_ODDS = 1 / 16  # a redrawn character's probability under no judgement at all: one of the digits, marks, prefixes
 SERIES_PRIOR = {12: 1.0, 24: 0.3, 0: 0.02}  # how often a part value is in E12, only in E24, or in neither
-UNLISTED_PART = 0.02  # how often a semiconductor's part number is none of the common ones (pipelines.parts)
+ODD_WRITING = 0.02  # how often a value's number is written otherwise than plainly: '3.30', '047'
+UNLISTED_PART = 0.02  # how often a part's number or value is none of the common ones (pipelines.parts)
 
 
 class SchematicInputError(ValueError):
@@ -276,12 +277,14 @@ def redrawn_value(ctype: str, probs: np.ndarray, alphabet: list[str], redrawn: n
 
     OCR's judgement of each step is kept only in part where the repair drew the character (`redrawn`, per step
     0..1, `redrawn_steps`): the glyph net's drawing of a character erased whole is a guess. The texts of the same
-    length as OCR's read that a part of the type is most often labelled with are weighed by how well they fit the
-    steps and by how common they are: for resistors, capacitors and inductors the E24 numbers in the label's
-    writing (`_series_choices`, `SERIES_PRIOR`), for semiconductors the common part numbers (`pipelines.parts`,
-    `UNLISTED_PART` for any other). None when OCR's read stands, or when no likely reading is a value of the type.
+    length as OCR's read (a character more or less for common values) that a part of the type is most often
+    labelled with are weighed by how well they fit the steps and by how common they are: for resistors, capacitors
+    and inductors the E24 numbers in the label's writing (`_series_choices`, `SERIES_PRIOR`), for semiconductors the
+    common part numbers, for sources, crystals, LEDs, transformers and switches their common values
+    (`pipelines.parts`; `UNLISTED_PART` for any other text). None when OCR's read stands, or when no likely reading
+    is a value of the type.
     """
-    if not redrawn.any() or (ctype not in _SERIES_TYPES and ctype not in COMMON_PARTS):
+    if not redrawn.any() or (ctype not in _SERIES_TYPES and ctype not in COMMON_PARTS and ctype not in COMMON_VALUES):
         return None
     trust = 1.0 - (1.0 - REDRAWN_TRUST) * redrawn[:, None]
     soft = probs * trust + (1.0 - trust) * REDRAWN_ODDS  # (steps, alphabet)
@@ -289,10 +292,13 @@ def redrawn_value(ctype: str, probs: np.ndarray, alphabet: list[str], redrawn: n
     own = repair_read("".join(alphabet[c] for i, c in enumerate(path) if c and (i == 0 or c != path[i - 1])))
     if ctype in _SERIES_TYPES:
         choices = _series_choices(ctype, own, soft, alphabet)
-    elif value_fits(ctype, own):
-        listed = COMMON_PARTS[ctype]
-        choices = {part: 1.0 for part in listed if len(part) == len(own)}
-        choices.setdefault(own, 1.0 if own.upper() in {part.upper() for part in listed} else UNLISTED_PART)
+    elif ctype in COMMON_VALUES or value_fits(ctype, own):
+        # A part number is guessed only from a read that is one, as long as it; the read of another value may be
+        # junk ('1i1') or short of a character the repair drew too faintly ('16MH').
+        listed = COMMON_VALUES.get(ctype) or COMMON_PARTS[ctype]
+        slack = 1 if ctype in COMMON_VALUES else 0
+        choices = {text: 1.0 for text in listed if abs(len(text) - len(own)) <= slack}
+        choices.setdefault(own, 1.0 if own.upper() in {text.upper() for text in listed} else UNLISTED_PART)
     else:
         return None
     index = {ch: i for i, ch in enumerate(alphabet)}
@@ -307,9 +313,11 @@ def redrawn_value(ctype: str, probs: np.ndarray, alphabet: list[str], redrawn: n
 
 def _series_choices(ctype: str, own: str, soft: np.ndarray, alphabet: list[str]) -> dict[str, float]:
     """Values a resistor's, capacitor's or inductor's label may spell, with how often part values are so
-    (`SERIES_PRIOR`): every E24 number with as many characters as the read one, in its writing (prefix, unit, 4.7k
-    or 4k7). The read is OCR's own (`own`), or, when that is no value of the type, the likeliest reading of the
-    softened steps that is."""
+    (`SERIES_PRIOR`): every E24 number, in the writing of the read one (4.7k or 4k7) and with any
+    prefix and unit the type is written with (`_SERIES_TAILS`), as many characters long as the read one; the read
+    one too, at the odds of a number written oddly (`ODD_WRITING`: '3.30'). The read is OCR's own (`own`), or, when
+    that is no value of the type, the likeliest reading of the softened steps that is. A redrawn character may be a
+    prefix or unit ('15kΩ' drawn as '15k4', '3.3kΩ' as '3.30Ω'), so the tail is a guess as much as the digits."""
     read = own
     if not value_fits(ctype, own):
         readings = ctc_readings(soft, alphabet)
@@ -317,16 +325,30 @@ def _series_choices(ctype: str, own: str, soft: np.ndarray, alphabet: list[str])
         read = next((text for text in likely if value_fits(ctype, text)), "")
     if not (m := _NUMBER_TAIL_RE.match(read)):
         return {}
-    read_number, letter, tail = m.group(1), m.group(2), m.group(3)
+    read_number, letter, read_tail = m.group(1), m.group(2), m.group(3)
     choices = {}
-    for number in (read_number, *_SERIES_NUMBERS):
-        if letter and number != read_number:
-            number = number.replace(".", letter) if "." in number else number + letter
-        if len(number) == len(read_number) and value_fits(ctype, number + tail):
-            choices[number + tail] = SERIES_PRIOR[value_series(number + tail)]
+    for tail in dict.fromkeys((read_tail, *_SERIES_TAILS[ctype])):
+        for number in _SERIES_NUMBERS:
+            if letter:
+                if tail not in ("", "Ω"):
+                    continue  # RKM ('4k7') carries its prefix in the number and no other
+                number = number.replace(".", letter) if "." in number else number + letter
+            text = number + tail
+            if len(text) == len(read) and value_fits(ctype, text):
+                choices[text] = SERIES_PRIOR[value_series(text)]
+    if value_fits(ctype, read):
+        plain = bool(letter) or read_number == f"{float(read_number):g}"
+        choices.setdefault(read, SERIES_PRIOR[value_series(read)] * (1.0 if plain else ODD_WRITING))
     return choices
 
 
+_SERIES_TAILS = {  # the prefixes and units a value of the type is written with after its number
+    "resistor": ("", "k", "M", "R", "Ω", "kΩ", "MΩ"),
+    "potentiometer": ("", "k", "M", "Ω", "kΩ", "MΩ"),
+    "capacitor": ("pF", "nF", "µF", "uF", "p", "n", "µ", "u"),
+    "capacitor_polarized": ("µF", "uF", "mF", "µ", "u"),
+    "inductor": ("nH", "µH", "uH", "mH", "H", "n", "µ", "u", "m"),
+}
 def value_reading(ctype: str, probs: np.ndarray, alphabet: list[str]) -> str | None:
     """The value of a part of this type that a text crop spells, when OCR's best read is no such value:
     among the likely readings (`VALUE_READING_SHARE` of the best one's probability at least) that are a

@@ -337,26 +337,51 @@ def test_a_character_the_repair_drew_is_read_as_the_series_value_that_fits_what_
     assert steps.max() == 1.0 and redrawn_value("resistor", probs, alphabet, steps) is None
 
 
+def _redrawn_reading(text: str, drawn_char: int, ctype: str) -> str | None:
+    """`redrawn_value` for a label `text` (read as such by OCR) whose `drawn_char`-th character the repair drew."""
+    font = load_font("DejaVuSans.ttf", 20)
+    _, ocr = _Models.get()
+    page, box = _label_image(text, font="DejaVuSans.ttf")
+    ink = binarize(page)
+    drawn = np.zeros_like(ink)
+    left, right = 40 + font.getlength(text[:drawn_char]), 40 + font.getlength(text[: drawn_char + 1])
+    drawn[:, int(left) : int(math.ceil(right))] = True
+    probs, alphabet = ocr_char_probs(ocr, _crop_for_ocr(page, box))
+    assert ocr_crops(ocr, [_crop_for_ocr(page, box)])[0][0] == text
+    steps = redrawn_steps(drawn & ink, ink, box, len(probs), tuple(ocr.text_rec.rec_image_shape[1:3]))
+    assert steps.max() == 1.0
+    assert redrawn_value(ctype, probs, alphabet, np.zeros_like(steps)) is None
+    return redrawn_value(ctype, probs, alphabet, steps)
+
+
 def test_a_part_number_the_repair_drew_a_character_of_is_read_as_the_common_part_that_fits() -> None:
     """A transistor's label whose first character the repair drew reads "1N3904": a diode's prefix, no NPN
     transistor. With that character taken as a guess, the common NPN part that fits the rest is the 2N3904. A
     listed part ("BC548") stays as read, and so does a label the repair did not touch."""
-    font = load_font("DejaVuSans.ttf", 20)
-    _, ocr = _Models.get()
-    rec_shape = tuple(ocr.text_rec.rec_image_shape[1:3])
+    assert _redrawn_reading("1N3904", 0, "npn") == "2N3904"
+    assert _redrawn_reading("BC548", 4, "npn") is None
 
-    def reading(text: str, drawn_char: int, ctype: str) -> str | None:
-        page, box = _label_image(text, font="DejaVuSans.ttf")
-        ink = binarize(page)
-        drawn = np.zeros_like(ink)
-        left, right = 40 + font.getlength(text[:drawn_char]), 40 + font.getlength(text[: drawn_char + 1])
-        drawn[:, int(left) : int(math.ceil(right))] = True
-        probs, alphabet = ocr_char_probs(ocr, _crop_for_ocr(page, box))
-        assert ocr_crops(ocr, [_crop_for_ocr(page, box)])[0][0] == text
-        steps = redrawn_steps(drawn & ink, ink, box, len(probs), rec_shape)
-        assert steps.max() == 1.0
-        assert redrawn_value(ctype, probs, alphabet, np.zeros_like(steps)) is None
-        return redrawn_value(ctype, probs, alphabet, steps)
 
-    assert reading("1N3904", 0, "npn") == "2N3904"
-    assert reading("BC548", 4, "npn") is None
+def test_a_redrawn_prefix_or_unit_is_a_guess_like_a_redrawn_digit() -> None:
+    """The glyph net draws an erased ohm sign as a '4' ("15k4", 15.4 kilohm, no series value) and an erased 'k'
+    as a '0' ("3.30Ω", an odd way to write 3.3 ohm): the series value in a usual writing that fits the characters
+    left wins, prefix and unit included (which prefix the drawn '0' was, nothing tells). A zener's voltage is one of
+    the E24 voltages zeners come in. A plain series value with a redrawn prefix stays as read."""
+    assert _redrawn_reading("15k4", 3, "resistor") == "15kΩ"
+    assert _redrawn_reading("3.30Ω", 3, "resistor") in {"3.3kΩ", "3.3MΩ"}
+    assert _redrawn_reading("3V2", 2, "zener") in {"3V0", "3V3", "3V6", "3V9"}
+    assert _redrawn_reading("22nF", 2, "capacitor") is None
+    assert _redrawn_reading("47k", 2, "resistor") is None
+
+
+def test_a_redrawn_label_of_a_source_crystal_led_or_transformer_reads_as_a_common_value_of_the_part() -> None:
+    """Where the glyph net drew a character as junk ("2304" beside an AC source, "1i1" beside a transformer,
+    "REB" beside an LED) or too faintly for OCR to read ("16MH" beside a crystal), the label reads as the common
+    value of that part that fits the characters left, one character longer or shorter at most. A common value
+    read as such stays."""
+    assert _redrawn_reading("2304", 3, "vsource_ac") == "230V"
+    assert _redrawn_reading("1i1", 1, "transformer") == "1:1"
+    assert _redrawn_reading("REB", 2, "led") == "RED"
+    assert _redrawn_reading("16MH", 3, "crystal") == "16MHz"
+    assert _redrawn_reading("RED", 2, "led") is None
+    assert _redrawn_reading("12V", 1, "vsource") is None
