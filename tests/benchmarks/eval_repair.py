@@ -154,7 +154,17 @@ def _netlist_results(hits: dict[str, list[bool]], kinds: list[list[str]], done: 
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "repair_netlist" if first_seed == FIRST_SEED else f"repair_netlist_{first_seed}"
     (RESULTS / f"{name}.json").write_text(
-        json.dumps({"machine": machine, "count": done, "exact": rates, "exact_by_kind": by_kind}, indent=2)
+        json.dumps(
+            {
+                "machine": machine,
+                "count": done,
+                "exact": rates,
+                "exact_by_kind": by_kind,
+                # which drawings each input read right, so that two runs can be told apart drawing by drawing
+                "right": {k: [first_seed + j for j, hit in enumerate(v) if hit] for k, v in hits.items()},
+            },
+            indent=2,
+        )
     )
     lines = [f"# Netlist exact match of the schematic reader ({done} held-out drawings, seeds {first_seed}+)", ""]
     lines += ["| input | exact match |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in rates.items()]
