@@ -1,4 +1,4 @@
-"""Common part numbers of the semiconductors a schematic shows, by symbol type, and the voltages zeners come in.
+"""Common part numbers of the semiconductors a schematic shows, by symbol type, and the common values of other parts.
 
 The schematic reader weighs a label the repair redrew partly against these (`pipelines.schematic.redrawn_value`):
 a character a gap erased whole is a guess, and a part number is far more often one of the usual parts than a
