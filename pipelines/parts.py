@@ -71,7 +71,8 @@ COMMON_VALUES: dict[str, frozenset[str]] = {
         " 6.144MHz 7.3728MHz 8MHz 9.8304MHz 10MHz 11.0592MHz 12MHz 12.288MHz 13.56MHz 14.31818MHz 14.7456MHz 16MHz"
         " 18.432MHz 19.2MHz 20MHz 24MHz 24.576MHz 25MHz 26MHz 27MHz 32MHz 40MHz 48MHz 50MHz"
     ),
+    # the words an LED or a switch is labelled with are all the reader takes as their values
     "led": _listed("RED GREEN BLUE YELLOW WHITE LED IR"),
     "transformer": _listed("1:1 1:2 2:1 1:3 3:1 1:4 4:1 1:5 5:1 1:10 10:1 1:20 20:1 1:100 100:1"),
-    "switch": _listed("SPST SPDT DPST DPDT PUSH NO NC"),
+    "switch": _listed("SPST SPDT PUSH NO NC"),
 }

@@ -466,8 +466,8 @@ def ref_prefix_types(text: str) -> tuple[str, set[str]] | None:
 
 _SEMI = frozenset({"diode", "led", "zener", "npn", "pnp", "nmos", "pmos", "opamp", "crystal", "switch"})
 _WORD_VALUES = {
-    "led": {"RED", "GREEN", "BLUE", "YELLOW", "WHITE", "LED", "IR"},
-    "switch": {"SPST", "SPDT", "PUSH", "NO", "NC"},
+    "led": COMMON_VALUES["led"],
+    "switch": COMMON_VALUES["switch"],
     "nmos": {"NMOS"},
     "pmos": {"PMOS"},
     "opamp": {"OPAMP"},
